@@ -1,0 +1,95 @@
+"""The model catalogue: each routable model's prices and, optionally, its OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tagrouter.errors import DataError
+from tagrouter.fileio import atomic_write_text
+
+
+class Endpoint(BaseModel):
+    """Where a model is served: an OpenAI-compatible base URL, the upstream model id and the key's env var."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(min_length=1, description="e.g. https://api.openai.com/v1")
+    model: str | None = Field(default=None, description="upstream model id; defaults to the card's name")
+    api_key_env: str | None = Field(default=None, description="name of the environment variable with the key")
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class ModelCard(BaseModel):
+    """A model that the router may choose: its name, prices in US dollars per 1M tokens, and endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    input_usd_per_1m: float = Field(ge=0)
+    output_usd_per_1m: float = Field(ge=0)
+    endpoint: Endpoint | None = None
+
+    def cost(self, input_tokens: float, output_tokens: float) -> float:
+        """Dollar cost of one answer with the given token counts."""
+        return (input_tokens * self.input_usd_per_1m + output_tokens * self.output_usd_per_1m) / 1e6
+
+
+class Catalog(BaseModel):
+    """The pool of models a router chooses from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelCard] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Catalog:
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def __getitem__(self, name: str) -> ModelCard:
+        for card in self.models:
+            if card.name == name:
+                return card
+        raise KeyError(f"model {name!r} is not in the catalogue (known: {', '.join(self.names)})")
+
+    def __contains__(self, name: object) -> bool:
+        return any(card.name == name for card in self.models)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> None:
+        """Write the catalogue as YAML, atomically."""
+        atomic_write_text(path, self.to_yaml())
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read and validate a YAML catalogue; errors name the file and the field at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("catalogue file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(f"not valid YAML: {exc}", path=path) from None
+    if not isinstance(raw, dict) or "models" not in raw:
+        raise DataError("expected a mapping with a 'models' list", path=path, field="models")
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first["loc"]
+        row = loc[1] + 1 if len(loc) > 1 and loc[0] == "models" and isinstance(loc[1], int) else None
+        field_name = ".".join(str(p) for p in loc[2:]) if row is not None else ".".join(map(str, loc)) or None
+        what = "required field is missing" if first["type"] == "missing" else first["msg"]
+        raise DataError(what, path=path, row=row, field=field_name) from None

@@ -1,0 +1,1 @@
+"""Converters from public benchmark data to TagRouter history records and catalogues."""

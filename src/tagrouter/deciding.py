@@ -1,0 +1,154 @@
+"""TagDecider: choose a model from per-model scores and expected costs, and calibrate its threshold.
+
+Rules (``knob`` is the one number that trades quality for cost; raising it always sends traffic to
+cheaper models, never to dearer ones):
+
+- ``gap`` (the paper's two-model rule): take the strong (dearer) model only when
+  score(strong) − score(cheap) > θ. θ = 0 is the paper's default.
+- ``within`` (the paper's N-model rule): find the best score s*, then take the cheapest model whose score is
+  at least s* − θ. With two models it makes the same choices as ``gap`` for θ ≥ 0.
+- ``utility``: take argmax_m score(m) − λ · cost(m), with λ in score units per dollar. For probability-like
+  scores this traces a better quality-cost curve over many models than ``within``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Rule = Literal["gap", "within", "utility"]
+
+
+@dataclass(frozen=True)
+class Decider:
+    """A decision rule with its knob (θ for ``gap`` and ``within``, λ for ``utility``)."""
+
+    rule: Rule = "within"
+    knob: float = 0.0
+
+    def choose(self, scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
+        """Index of the chosen model for each row of ``scores`` (n × M); ``costs`` is (M,) or (n × M)."""
+        return choose(scores, costs, self.rule, self.knob)
+
+    def rank(self, scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
+        """Every model per query, best choice first, then by the rule's preference (for fallbacks)."""
+        scores = np.atleast_2d(scores)
+        costs = np.broadcast_to(costs, scores.shape)
+        preference = scores - self.knob * costs if self.rule == "utility" else scores
+        order = np.argsort(-preference, axis=1, kind="stable")
+        first = self.choose(scores, costs)
+        ranked = np.empty_like(order)
+        for i, row in enumerate(order):
+            ranked[i] = np.concatenate(([first[i]], row[row != first[i]]))
+        return ranked
+
+    def with_knob(self, knob: float) -> Decider:
+        return Decider(rule=self.rule, knob=float(knob))
+
+
+def choose(scores: np.ndarray, costs: np.ndarray, rule: Rule, knob: float) -> np.ndarray:
+    """Vectorised decision for all queries at once; see the module docstring for the rules."""
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
+    costs = np.broadcast_to(np.asarray(costs, dtype=float), scores.shape)
+    if rule == "gap":
+        if scores.shape[1] != 2:
+            raise ValueError(f"the 'gap' rule needs exactly two models, got {scores.shape[1]}")
+        strong = costs.argmax(axis=1)
+        cheap = 1 - strong
+        rows = np.arange(len(scores))
+        gap = scores[rows, strong] - scores[rows, cheap]
+        return np.where(gap > knob, strong, cheap)
+    if rule == "within":
+        eligible = scores >= scores.max(axis=1, keepdims=True) - knob - 1e-12
+        masked = np.where(eligible, costs, np.inf)
+        # cheapest eligible; among equal costs, the best score
+        best = masked.min(axis=1, keepdims=True)
+        tie_break = np.where(masked == best, scores, -np.inf)
+        return tie_break.argmax(axis=1)
+    if rule == "utility":
+        return (scores - knob * costs).argmax(axis=1)
+    raise ValueError(f"unknown rule {rule!r}; expected 'gap', 'within' or 'utility'")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Result of :func:`calibrate`: the knob and what it gives on the calibration queries."""
+
+    knob: float
+    strong_share: float
+    mean_cost: float
+    target: float
+    achieved: float
+
+
+def knob_range(scores: np.ndarray, costs: np.ndarray, rule: Rule) -> tuple[float, float]:
+    """A knob interval whose ends give the dearest and the cheapest choices this rule can make."""
+    scores = np.atleast_2d(scores)
+    spread = float(scores.max() - scores.min()) + 1.0
+    if rule == "gap":
+        return -spread, spread
+    if rule == "within":
+        return 0.0, spread
+    cost_steps = np.diff(np.unique(np.asarray(costs, dtype=float)))
+    smallest = float(cost_steps.min()) if len(cost_steps) else 1.0
+    return 0.0, spread / max(smallest, 1e-12) * 2
+
+
+def calibrate(
+    scores: np.ndarray,
+    costs: np.ndarray,
+    rule: Rule,
+    *,
+    strong_share: float | None = None,
+    strong_index: int | None = None,
+    mean_cost: float | None = None,
+    iterations: int = 80,
+) -> Calibration:
+    """Find the knob that sends ``strong_share`` of the calibration queries to the model ``strong_index``
+    (default: the dearest), or that makes the mean cost per query ``mean_cost`` dollars.
+
+    Both quantities only fall as the knob rises, so a bisection finds the smallest knob at which the value
+    is at or below the target; the neighbour on the other side of the step is taken if it is closer. The
+    result is exact up to one query's share (a step of 1/n) for ``strong_share``.
+    """
+    if (strong_share is None) == (mean_cost is None):
+        raise ValueError("give exactly one target: strong_share or mean_cost")
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
+    costs = np.broadcast_to(np.asarray(costs, dtype=float), scores.shape)
+    strong = int(costs.mean(axis=0).argmax()) if strong_index is None else strong_index
+    if strong_share is not None and not 0.0 <= strong_share <= 1.0:
+        raise ValueError(f"strong_share must be between 0 and 1, got {strong_share}")
+    target = strong_share if strong_share is not None else mean_cost
+    rows = np.arange(len(scores))
+
+    def measure(knob: float) -> tuple[float, float]:
+        picked = choose(scores, costs, rule, knob)
+        return float(np.mean(picked == strong)), float(costs[rows, picked].mean())
+
+    def value(knob: float) -> float:
+        share, cost = measure(knob)
+        return share if strong_share is not None else cost
+
+    lo, hi = knob_range(scores, costs, rule)
+    if value(lo) <= target:
+        hi = lo
+    elif value(hi) > target:
+        lo = hi
+    else:
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            if value(mid) <= target:
+                hi = mid
+            else:
+                lo = mid
+    knob = hi if abs(value(hi) - target) <= abs(value(lo) - target) else lo
+    share, cost = measure(knob)
+    return Calibration(
+        knob=knob,
+        strong_share=share,
+        mean_cost=cost,
+        target=float(target),
+        achieved=share if strong_share is not None else cost,
+    )

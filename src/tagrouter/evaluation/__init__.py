@@ -1,0 +1,1 @@
+"""Evaluation: data-set loaders, the cross-validation protocol, metrics, baseline routers and the runner."""

@@ -1,0 +1,150 @@
+"""The embedded default tagger: a fast student distilled from a teacher's tags, offline and CPU-only.
+
+Fitting: the teacher tags the history queries; the tags are normalised into a vocabulary (rare tags
+dropped, near-duplicates merged); each vocabulary tag gets a *prototype*, the normalised mean embedding of
+the history queries that carry it. Tagging a new query: embed it (WordLlama, ~0.1 ms) and take the tags
+whose prototypes are most similar: the best task type and domain (coarse) and the ``fine`` best
+keyphrase tags (fine). One matrix product for a whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagrouter.embedding import Embedder, default_embedder
+from tagrouter.errors import ArtifactError
+from tagrouter.fileio import atomic_write_bytes
+from tagrouter.tagging.base import Tagger, register_tagger
+from tagrouter.tagging.taxonomy import DOMAINS, TASK_TYPES
+from tagrouter.tagging.vocabulary import Vocabulary, _npy_bytes, build_vocabulary
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EmbeddedTagger:
+    """Nearest-prototype multi-label tagger over a :class:`Vocabulary` (see the module docstring)."""
+
+    vocabulary: Vocabulary
+    prototypes: np.ndarray
+    fine: int = 4
+    embedder: Embedder | None = None
+    kind = "embedded"
+
+    def __post_init__(self) -> None:
+        self.embedder = self.embedder or default_embedder()
+        if self.prototypes.shape[0] != len(self.vocabulary):
+            raise ValueError("one prototype per vocabulary tag is needed")
+        tags = self.vocabulary.tags
+        self._groups = [
+            np.array([i for i, t in enumerate(tags) if t in TASK_TYPES], dtype=np.intp),
+            np.array([i for i, t in enumerate(tags) if t in DOMAINS], dtype=np.intp),
+        ]
+        self._fine = np.array(
+            [i for i, t in enumerate(tags) if t not in TASK_TYPES and t not in DOMAINS], dtype=np.intp
+        )
+        self._tags = np.array(tags, dtype=object)
+
+    @classmethod
+    def fit(
+        cls,
+        queries: Sequence[str],
+        *,
+        teacher: Tagger | None = None,
+        embedder: Embedder | None = None,
+        min_count: int = 3,
+        merge_distance: float = 0.1,
+        fine: int = 4,
+        progress: Progress | None = None,
+    ) -> EmbeddedTagger:
+        """Distil a student from ``teacher``'s tags of ``queries`` (default teacher: the offline
+        :class:`~tagrouter.tagging.teacher.KeyphraseTeacher`)."""
+        from tagrouter.tagging.teacher import KeyphraseTeacher
+
+        embedder = embedder or default_embedder()
+        teacher = teacher or KeyphraseTeacher(embedder=embedder)
+        queries = list(queries)
+        teacher_tags: list[list[str]] = []
+        for start in range(0, len(queries), 256):
+            teacher_tags += teacher.tag(queries[start : start + 256])
+            if progress:
+                progress("teacher tagging", min(start + 256, len(queries)), len(queries))
+        return cls.from_teacher_tags(
+            queries,
+            teacher_tags,
+            embedder=embedder,
+            min_count=min_count,
+            merge_distance=merge_distance,
+            fine=fine,
+        )
+
+    @classmethod
+    def from_teacher_tags(
+        cls,
+        queries: Sequence[str],
+        teacher_tags: Sequence[Sequence[str]],
+        *,
+        embedder: Embedder | None = None,
+        min_count: int = 3,
+        merge_distance: float = 0.1,
+        fine: int = 4,
+    ) -> EmbeddedTagger:
+        """Build the vocabulary from teacher tags and distil prototypes (the seed taxonomy is always kept)."""
+        embedder = embedder or default_embedder()
+        vocabulary = build_vocabulary(
+            teacher_tags,
+            embedder,
+            min_count=min_count,
+            merge_distance=merge_distance,
+            keep=[*TASK_TYPES, *DOMAINS],
+        )
+        aligned = vocabulary.align(teacher_tags, embedder, cutoff=1.01)  # exact and alias matches only
+        query_vectors = embedder.embed(list(queries))
+        prototypes = np.zeros((len(vocabulary), query_vectors.shape[1]), dtype=np.float32)
+        for vector, tags in zip(query_vectors, aligned, strict=True):
+            for tag in tags:
+                prototypes[vocabulary.index[tag]] += vector
+        unused = ~prototypes.any(axis=1)
+        if unused.any():  # a kept seed tag no query carries: fall back on its text embedding
+            prototypes[unused] = vocabulary.embeddings[unused]
+        prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
+        return cls(vocabulary=vocabulary, prototypes=prototypes, fine=fine, embedder=embedder)
+
+    def tag(self, texts: Sequence[str]) -> list[list[str]]:
+        if len(texts) == 0:
+            return []
+        similarity = self.embedder.embed(list(texts)) @ self.prototypes.T
+        picks = [group[similarity[:, group].argmax(axis=1)][:, None] for group in self._groups if len(group)]
+        if len(self._fine):
+            k = min(self.fine, len(self._fine))
+            block = similarity[:, self._fine]
+            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            order = np.take_along_axis(block, top, axis=1).argsort(axis=1)[:, ::-1]
+            picks.append(self._fine[np.take_along_axis(top, order, axis=1)])
+        chosen = np.concatenate(picks, axis=1)
+        return self._tags[chosen].tolist()
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        self.vocabulary.save(folder)
+        atomic_write_bytes(folder / "prototypes.npy", _npy_bytes(self.prototypes))
+        return {"fine": self.fine, "embedder": getattr(self.embedder, "name", "unknown")}
+
+    @classmethod
+    def load(cls, folder: Path, config: dict[str, Any]) -> EmbeddedTagger:
+        try:
+            prototypes = np.load(folder / "prototypes.npy")
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{folder}: damaged tagger prototypes ({exc})") from None
+        try:
+            return cls(vocabulary=Vocabulary.load(folder), prototypes=prototypes, fine=int(config["fine"]))
+        except (KeyError, ValueError) as exc:
+            raise ArtifactError(f"{folder}: damaged tagger configuration ({exc})") from None
+
+
+register_tagger(EmbeddedTagger.kind, EmbeddedTagger.load)
+__all__ = ["EmbeddedTagger"]

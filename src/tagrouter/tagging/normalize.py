@@ -1,0 +1,119 @@
+"""Rule-based clean-up of free-form tags: case, punctuation, spacing, plural forms, length."""
+
+from __future__ import annotations
+
+import re
+
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "about",
+        "from",
+        "by",
+        "at",
+        "as",
+        "is",
+        "are",
+        "be",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "me",
+        "you",
+        "we",
+        "they",
+        "i",
+        "what",
+        "which",
+        "who",
+        "how",
+        "why",
+        "when",
+        "where",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "please",
+        "some",
+        "any",
+        "all",
+        "more",
+        "most",
+        "other",
+        "into",
+        "than",
+        "then",
+        "so",
+        "such",
+        "very",
+        "just",
+        "also",
+    ]
+)
+_NON_WORD = re.compile(r"[^a-z0-9+#.\- ]+")
+_SPACES = re.compile(r"\s+")
+_EDGE_PUNCT = re.compile(r"^[\s.\-]+|[\s.\-]+$")
+_KEEP_S = ("ss", "us", "is", "ics", "ous", "sis", "xis")
+
+
+def singular(word: str) -> str:
+    """A light English lemmatiser for the last word of a tag ('stories' -> 'story', 'emails' -> 'email')."""
+    if len(word) <= 3 or word.endswith(_KEEP_S):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "sses")):
+        return word[:-2]
+    if word.endswith("s"):
+        return word[:-1]
+    return word
+
+
+def normalize_tag(raw: str, *, max_words: int = 4) -> str | None:
+    """Normalise one tag; ``None`` when nothing meaningful is left.
+
+    Lower-cases, turns ``_`` and ``/`` into spaces, removes quotes and other punctuation (keeping ``+ # . -``
+    inside words, for 'c++', 'c#', 'node.js'), trims stop words at both ends, singularises the last word
+    and rejects tags longer than ``max_words`` words or made only of digits.
+    """
+    text = raw.lower().replace("_", " ").replace("/", " ")
+    text = _NON_WORD.sub(" ", text)
+    words = [_EDGE_PUNCT.sub("", w) for w in _SPACES.split(text)]
+    words = [w for w in words if w]
+    while words and words[0] in _STOPWORDS:
+        words.pop(0)
+    while words and words[-1] in _STOPWORDS:
+        words.pop()
+    if not words or len(words) > max_words or all(w.isdigit() for w in words):
+        return None
+    words[-1] = singular(words[-1])
+    tag = " ".join(words)
+    return tag if len(tag) >= 2 else None
+
+
+def is_stopword(word: str) -> bool:
+    return word in _STOPWORDS

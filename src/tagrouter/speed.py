@@ -1,0 +1,69 @@
+"""Routing speed: per-query latency of single calls and throughput of batch calls, on real queries."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagrouter.router import TagRouter
+
+
+def measure_speed(
+    router_dir: Path | None,
+    data: Path,
+    *,
+    batch_size: int = 805,
+    repeats: int = 3,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Route every AlpacaEval instruction one at a time (latency percentiles), then in batches (throughput).
+
+    Without ``router_dir`` a router is fitted on the 8-model pool first (not timed). Each query is routed
+    once untimed to warm caches, then timed.
+    """
+    from tagrouter.datasets.alpacaeval import POOL_8, load_alpacaeval
+
+    dataset = load_alpacaeval(data)
+    queries = [dataset.instructions[i] for i in sorted(dataset.instructions)]
+    if router_dir is None:
+        router = TagRouter.fit(
+            dataset.records(list(POOL_8)), dataset.catalog(list(POOL_8)), progress=progress
+        )
+    else:
+        router = TagRouter.load(router_dir)
+    router.route_batch(queries[:64])  # warm-up
+    latencies = np.empty(len(queries))
+    for i, query in enumerate(queries):
+        start = time.perf_counter()
+        router.route(query)
+        latencies[i] = time.perf_counter() - start
+        if progress and (i + 1) % 50 == 0:
+            progress("single queries", i + 1, len(queries))
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for begin in range(0, len(queries), batch_size):
+            router.route_batch(queries[begin : begin + batch_size])
+        best = min(best, time.perf_counter() - start)
+    return {
+        "queries": len(queries),
+        "models": len(router.models),
+        "tagger": type(router.tagger).__name__,
+        "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+        "p99_ms": float(np.percentile(latencies, 99) * 1e3),
+        "mean_ms": float(latencies.mean() * 1e3),
+        "batch_size": batch_size,
+        "batch_qps": len(queries) / best,
+        "machine": f"{platform.machine()} CPU, {_cores()} cores, Python {platform.python_version()}",
+    }
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

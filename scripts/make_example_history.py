@@ -80,7 +80,10 @@ PRICES = {"small-7b": (0.2, 0.2), "mid-70b": (0.9, 0.9), "large-api": (10.0, 30.
 OUTPUT_TOKENS = {"small-7b": 250, "mid-70b": 300, "large-api": 350}
 
 
-def main(folder: Path = Path(__file__).resolve().parents[1] / "src" / "tagrouter" / "examples") -> None:
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "tagrouter" / "examples"
+
+
+def main(folder: Path = EXAMPLES) -> None:
     rng = random.Random(7)
     records = []
     query_id = 0

@@ -36,11 +36,8 @@ def tag_strengths(
         delta = accepted[supported] / judged[supported] - overall
         order = supported[np.argsort(-delta, kind="stable")]
         by_tag = dict(zip(supported.tolist(), delta.tolist(), strict=True))
-
-        def describe(indices: np.ndarray) -> list[tuple[str, float, int]]:
-            return [(table.tags[i], by_tag[i], int(judged[i])) for i in indices]
-
-        strongest = describe(order[:top])
-        weakest = describe(order[::-1][:top])
+        described = [(table.tags[i], by_tag[i], int(judged[i])) for i in order]
+        strongest = described[:top]
+        weakest = described[::-1][:top]
         rows.append(TagStrengths(model=model, overall=overall, strongest=strongest, weakest=weakest))
     return rows

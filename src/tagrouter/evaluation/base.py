@@ -1,5 +1,9 @@
 """The interface every benchmarked router implements, TagRouter and baselines alike.
 
+Note (2026-11-27, harness owner): ``FoldData`` gained an optional field ``outcomes`` (win/tie/loss codes of
+the pool models, for methods that weigh ties, e.g. the paper's scorer); it defaults to None, so existing
+code is unaffected. ``accepted`` stays the field every method should use.
+
 A router method sees only training-fold data in ``fit`` and returns, in ``predict``, one score per
 (test query, pool model); the runner turns those scores into operating points with the same sweep for
 every method, so methods differ only in what they predict.
@@ -24,6 +28,8 @@ class FoldData:
       same matrix is offered to every method that can use it
     - ``costs``: dollars per query and pool model (n × M)
     - ``models``: the M pool model names, in column order
+    - ``outcomes``: optional outcome codes per query and pool model (n × M): 0 win, 1 tie, 2 loss;
+      ``accepted == (outcomes != 2)``
     """
 
     queries: list[str]
@@ -32,6 +38,7 @@ class FoldData:
     context_accepted: np.ndarray
     costs: np.ndarray
     models: list[str]
+    outcomes: np.ndarray | None = None
 
     def subset(self, rows: np.ndarray) -> FoldData:
         return FoldData(
@@ -41,6 +48,7 @@ class FoldData:
             context_accepted=self.context_accepted[rows],
             costs=self.costs[rows],
             models=self.models,
+            outcomes=None if self.outcomes is None else self.outcomes[rows],
         )
 
 

@@ -7,8 +7,9 @@ cheaper models, never to dearer ones):
   score(strong) − score(cheap) > θ. θ = 0 is the paper's default.
 - ``within`` (the paper's N-model rule): find the best score s*, then take the cheapest model whose score is
   at least s* − θ. With two models it makes the same choices as ``gap`` for θ ≥ 0.
-- ``utility``: take argmax_m score(m) − λ · cost(m), with λ in score units per dollar. For probability-like
-  scores this traces a better quality-cost curve over many models than ``within``.
+- ``utility``: take argmax_m score(m) − λ · cost(m), with λ in score units per dollar (λ < 0 favours dearer
+  models). For probability-like scores this traces a better quality-cost curve over many models than
+  ``within``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def knob_range(scores: np.ndarray, costs: np.ndarray, rule: Rule) -> tuple[float
         return 0.0, spread
     cost_steps = np.diff(np.unique(np.asarray(costs, dtype=float)))
     smallest = float(cost_steps.min()) if len(cost_steps) else 1.0
-    return 0.0, spread / max(smallest, 1e-12) * 2
+    reach = spread / max(smallest, 1e-12) * 2
+    return -reach, reach  # a negative λ favours dearer models
 
 
 def calibrate(

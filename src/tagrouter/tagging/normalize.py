@@ -82,7 +82,7 @@ _KEEP_S = ("ss", "us", "is", "ics", "ous", "sis", "xis")
 
 def singular(word: str) -> str:
     """A light English lemmatiser for the last word of a tag ('stories' -> 'story', 'emails' -> 'email')."""
-    if len(word) <= 3 or word.endswith(_KEEP_S):
+    if len(word) <= 3 or not word.isalpha() or word.endswith(_KEEP_S):
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"

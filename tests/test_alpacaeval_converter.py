@@ -1,54 +1,11 @@
 """The AlpacaEval converter on a tiny hand-made copy of the data layout, checked by hand."""
 
-import gzip
-import json
-
 import pytest
 
 from tagrouter.cli import app
 from tagrouter.datasets.alpacaeval import load_alpacaeval
 from tagrouter.errors import DataError
 from tagrouter.records import read_history
-
-
-@pytest.fixture()
-def tiny_data(tmp_path):
-    folder = tmp_path / "alpaca_eval"
-    folder.mkdir()
-    (folder / "instructions.jsonl").write_text(
-        "\n".join(
-            json.dumps({"idx": i, "dataset": "x", "instruction": t})
-            for i, t in enumerate(["Say hi.", "Add 2 and 3.", "Name a colour."])
-        )
-        + "\n"
-    )
-    verdicts = ["annotator,model_dir,reference_generator_1,generator_2,idx,preference"]
-    prefs = {"cheap": ["2.0", "1", ""], "dear": ["1.5", "0", "2"]}
-    for model, values in prefs.items():
-        verdicts += [
-            f"alpaca_eval_gpt4,{model},text_davinci_003,{model},{i},{p}" for i, p in enumerate(values)
-        ]
-    verdicts.append("weighted_alpaca_eval_gpt4_turbo,cheap,gpt4_1106_preview,cheap,0,1.9")  # other annotator
-    with gzip.open(folder / "verdicts.csv.gz", "wt") as handle:
-        handle.write("\n".join(verdicts) + "\n")
-    (folder / "instruction_tokens.csv").write_text(
-        "idx,instruction_chars,instruction_tokens_cl100k\n0,7,3\n1,12,5\n2,14,4\n"
-    )
-    lengths = [
-        "model_dir,generator,idx,output_chars,output_tokens_cl100k",
-        "cheap,cheap,0,40,10",
-        "cheap,cheap,1,80,20",
-        "cheap,cheap,2,120,30",
-        "dear,dear,0,400,100",
-        "dear,dear,1,800,200",
-    ]  # dear lacks idx 2: imputed as mean 150
-    with gzip.open(folder / "output_lengths.csv.gz", "wt") as handle:
-        handle.write("\n".join(lengths) + "\n")
-    (tmp_path / "prices_usd_per_1M_tokens.csv").write_text(
-        "model,kind,litellm_key,price_source,input_usd_per_1M,output_usd_per_1M,note\n"
-        "cheap,open,x,y,0.2,0.4,\ndear,api,x,y,10,30,\nnoprice,api,,,,,\n"
-    )
-    return folder
 
 
 def test_outcomes_tokens_and_costs_by_hand(tiny_data):

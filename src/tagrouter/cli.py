@@ -34,7 +34,7 @@ def main() -> None:
     try:
         app()
     except TagRouterError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
 
 
@@ -299,6 +299,12 @@ def bench_speed(
     data: Annotated[
         Path, typer.Option(help="The alpaca_eval data folder (queries to route).")
     ] = DEFAULT_DATA,
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated models to fit on when no router is given (default: the 8-model pool)."
+        ),
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also save the JSON result here.")] = None,
 ) -> None:
@@ -306,7 +312,8 @@ def bench_speed(
     from tagrouter.speed import measure_speed
 
     with progress_bar() as progress:
-        result = measure_speed(router_dir, data, progress=progress)
+        models = [m.strip() for m in pool.split(",") if m.strip()]
+        result = measure_speed(router_dir, data, pool=models, progress=progress)
     if out is not None:
         from tagrouter.fileio import atomic_write_json
 

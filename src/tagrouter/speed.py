@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +17,23 @@ def measure_speed(
     router_dir: Path | None,
     data: Path,
     *,
+    pool: Sequence[str] = (),
     batch_size: int = 805,
     repeats: int = 3,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Route every AlpacaEval instruction one at a time (latency percentiles), then in batches (throughput).
 
-    Without ``router_dir`` a router is fitted on the 8-model pool first (not timed). Each query is routed
-    once untimed to warm caches, then timed.
+    Without ``router_dir`` a router is fitted on ``pool`` (default: the 8-model pool) first, not timed.
+    A warm-up batch runs untimed; then every query is routed alone, timed.
     """
     from tagrouter.datasets.alpacaeval import POOL_8, load_alpacaeval
 
     dataset = load_alpacaeval(data)
     queries = [dataset.instructions[i] for i in sorted(dataset.instructions)]
     if router_dir is None:
-        router = TagRouter.fit(
-            dataset.records(list(POOL_8)), dataset.catalog(list(POOL_8)), progress=progress
-        )
+        models = list(pool) or list(POOL_8)
+        router = TagRouter.fit(dataset.records(models), dataset.catalog(models), progress=progress)
     else:
         router = TagRouter.load(router_dir)
     router.route_batch(queries[:64])  # warm-up

@@ -1,0 +1,147 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tagrouter.deciding import Decider
+from tagrouter.errors import ArtifactError, DataError
+from tagrouter.records import HistoryRecord
+from tagrouter.router import TagRouter
+from tagrouter.scoring import PaperScorer, SmoothedScorer
+
+
+def test_decision_carries_its_explanation(example_router):
+    decision = example_router.route("Write a Python function that sorts a list of numbers.")
+    assert decision.model in example_router.models
+    assert decision.ranking[0] == decision.model and sorted(decision.ranking) == sorted(example_router.models)
+    assert set(decision.scores) == set(example_router.models) == set(decision.expected_costs)
+    assert decision.tags and all(isinstance(t, str) for t in decision.tags)
+    assert decision.reason and decision.rule == "utility"
+    as_dict = decision.to_dict()
+    assert as_dict["model"] == decision.model and as_dict["tags"] == decision.tags
+
+
+def test_route_batch_equals_single_routes(example_router):
+    queries = ["Hello there!", "Prove that 17 is prime.", "Write a limerick about a dog."]
+    batch = example_router.route_batch(queries)
+    assert [d.model for d in batch] == [example_router.route(q).model for q in queries]
+    for decision, query in zip(batch, queries, strict=True):
+        assert decision.scores == pytest.approx(example_router.route(query).scores)
+    with pytest.raises(TypeError):
+        example_router.route_batch("one string")
+
+
+def test_router_learns_which_model_fails_where(example_records, example_catalog):
+    router = TagRouter.fit(example_records, example_catalog, scorer=SmoothedScorer(prior_strength=2.0))
+    _, scores = router.score_batch(["Write a Python function that parses a CSV file.", "Hi! How are you?"])
+    small = router.models.index("small-7b")
+    # the small model loses on code and is fine on greetings in the example history
+    assert scores[0, small] < scores[1, small] - 0.1
+
+
+def test_expected_costs_use_history_output_tokens(example_router, example_records):
+    model = "large-api"
+    tokens = [r.output_tokens for r in example_records if r.model == model]
+    assert example_router.mean_output_tokens(model) == pytest.approx(np.mean(tokens))
+    query = "x" * 400  # 100 estimated input tokens
+    cost = example_router.expected_costs([query])[0, example_router.models.index(model)]
+    assert cost == pytest.approx((100 * 10.0 + np.mean(tokens) * 30.0) / 1e6)
+
+
+def test_update_equals_refit_with_the_same_tagger(example_records, example_catalog):
+    first, second = example_records[:60], example_records[60:]
+    incremental = TagRouter.fit(first, example_catalog)
+    incremental.update(second)
+    refit = TagRouter.fit(example_records, example_catalog, tagger=incremental.tagger)
+    assert incremental.table.equals(refit.table)
+    assert incremental.output_token_stats == refit.output_token_stats
+    queries = ["Tell me a joke.", "Integrate x^2."]
+    assert np.allclose(incremental.score_batch(queries)[1], refit.score_batch(queries)[1])
+
+
+def test_update_changes_routing(example_router, example_catalog, example_records):
+    router = TagRouter.fit(
+        example_records, example_catalog, tagger=example_router.tagger, decider=Decider("within", 0.0)
+    )
+    query = "What is the capital of Peru?"
+    before = router.route(query).scores["small-7b"]
+    losses = [
+        HistoryRecord(query_id=f"new{i}", query=query, model="small-7b", outcome="loss") for i in range(40)
+    ]
+    router.update(losses)
+    assert router.route(query).scores["small-7b"] < before - 0.1
+
+
+def test_catalogue_model_without_history_is_an_error(example_records, example_catalog):
+    records = [r for r in example_records if r.model != "mid-70b"]
+    with pytest.raises(DataError, match="no record of catalogue model"):
+        TagRouter.fit(records, example_catalog)
+    with pytest.raises(DataError, match="empty"):
+        TagRouter.fit([], example_catalog)
+
+
+def test_calibrate_sets_knob(example_router, example_records):
+    router = example_router.with_decider("utility", 0.0)
+    queries = sorted({r.query for r in example_records})
+    result = router.calibrate(queries, strong_share=0.25)
+    assert router.decider.knob == result.knob
+    share = np.mean([d.model == "large-api" for d in router.route_batch(queries)])
+    assert abs(share - 0.25) <= 1 / len(queries) + 1e-9
+
+
+def test_save_load_round_trip(example_router, tmp_path):
+    router = example_router.with_decider("within", 0.05)
+    router.save(tmp_path / "r")
+    loaded = TagRouter.load(tmp_path / "r")
+    queries = ["Write SQL to count rows.", "Good morning!"]
+    assert [d.to_dict() for d in loaded.route_batch(queries)] == [
+        d.to_dict() for d in router.route_batch(queries)
+    ]
+    assert loaded.table.equals(router.table) and loaded.decider == router.decider
+    router.save(tmp_path / "r")  # overwriting a saved router works and leaves no staging folders
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_paper_scorer_router_round_trip(example_records, example_catalog, example_router, tmp_path):
+    router = TagRouter.fit(
+        example_records,
+        example_catalog,
+        tagger=example_router.tagger,
+        scorer=PaperScorer(rewards=(1, 0.15, 0)),
+    )
+    router.save(tmp_path / "p")
+    assert TagRouter.load(tmp_path / "p").scorer == router.scorer
+
+
+def test_damaged_artifacts_fail_clearly(example_router, tmp_path):
+    folder = tmp_path / "r"
+    example_router.save(folder)
+    with (folder / "table.npz").open("ab") as handle:
+        handle.write(b"garbage")
+    with pytest.raises(ArtifactError, match="table.npz is damaged"):
+        TagRouter.load(folder)
+
+    example_router.save(folder)
+    (folder / "tagger" / "prototypes.npy").unlink()
+    with pytest.raises(ArtifactError, match="prototypes.npy listed in the manifest is missing"):
+        TagRouter.load(folder)
+
+    example_router.save(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="format version 99"):
+        TagRouter.load(folder)
+
+    shutil.rmtree(folder)
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        TagRouter.load(folder)
+
+
+def test_refuses_to_overwrite_a_folder_that_is_not_a_router(example_router, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError, match="not a saved router"):
+        example_router.save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -40,9 +40,8 @@ class Decider:
         preference = scores - self.knob * costs if self.rule == "utility" else scores
         order = np.argsort(-preference, axis=1, kind="stable")
         first = self.choose(scores, costs)
-        ranked = np.empty_like(order)
-        for i, row in enumerate(order):
-            ranked[i] = np.concatenate(([first[i]], row[row != first[i]]))
+        rest = order[order != first[:, None]].reshape(len(order), -1)
+        ranked = np.concatenate([first[:, None], rest], axis=1)
         return ranked
 
     def with_knob(self, knob: float) -> Decider:

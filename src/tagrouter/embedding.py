@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import chain
 from typing import Protocol
 
 import numpy as np
@@ -19,19 +20,37 @@ class Embedder(Protocol):
 
 
 class WordLlamaEmbedder:
-    """WordLlama (256 dimensions) loaded from the installed package, never from the network."""
+    """WordLlama (256 dimensions) loaded from the installed package, never from the network.
+
+    The vector of a text is the normalised mean of its tokens' static embeddings, as in ``WordLlama.embed``,
+    computed here over one flat array of all tokens of a batch: no padding to the longest text of the
+    batch, which roughly halves the time on real queries of mixed lengths.
+    """
 
     name = "wordllama-l2-supercat-256"
 
     def __init__(self, dim: int = 256) -> None:
         self.dim = dim
-        self._model = _load_wordllama(dim)
+        model = _load_wordllama(dim)
+        self._table = model.embedding
+        self._tokenizer = _unpadded(model.tokenizer)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = np.asarray(self._model.embed(list(texts), norm=True), dtype=np.float32)
-        return vectors.reshape(len(texts), self.dim)
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.intp, count=len(encodings))
+        ids = np.fromiter(
+            chain.from_iterable(e.ids for e in encodings), dtype=np.intp, count=int(lengths.sum())
+        )
+        np.clip(ids, 0, self._table.shape[0] - 1, out=ids)
+        filled = lengths > 0
+        if filled.any():
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[filled]
+            sums = np.add.reduceat(self._table[ids], starts, axis=0)
+            out[filled] = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
+        return out
 
 
 @lru_cache(maxsize=4)
@@ -42,6 +61,16 @@ def _load_wordllama(dim: int):
     from wordllama import WordLlama
 
     return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True, dim=dim)
+
+
+def _unpadded(tokenizer):
+    """A copy of a ``tokenizers.Tokenizer`` with padding and truncation turned off."""
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
 
 
 def default_embedder() -> WordLlamaEmbedder:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from tagrouter.catalog import Catalog
 from tagrouter.deciding import Calibration, Decider, Rule, calibrate
@@ -121,7 +122,8 @@ class TagRouter:
         self._models = self.catalog.names
         columns = [self.table.model_index[m] for m in self._models]
         self._values = self.scorer.tag_values(self.table)[:, columns]
-        if isinstance(self.scorer, SmoothedScorer):
+        self._mean = isinstance(self.scorer, SmoothedScorer)  # probabilities average, paper scores add up
+        if self._mean:
             self._empty = self.scorer.model_prior(self.table)[columns]
         else:
             self._empty = np.zeros(len(columns))
@@ -152,14 +154,13 @@ class TagRouter:
         """Tags of each query and the (n × models) score matrix."""
         tag_lists = self.tagger.tag(list(queries))
         rows = self.table.tag_rows(tag_lists)
-        scores = np.empty((len(queries), len(self._models)))
-        mean = isinstance(self.scorer, SmoothedScorer)
-        for i, r in enumerate(rows):
-            if len(r) == 0:
-                scores[i] = self._empty
-            else:
-                block = self._values[r]
-                scores[i] = block.mean(axis=0) if mean else block.sum(axis=0)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
+        weights = np.repeat(1.0 / np.maximum(lengths, 1), lengths) if self._mean else np.ones(lengths.sum())
+        indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.intp)
+        indptr = np.concatenate(([0], np.cumsum(lengths)))
+        tag_matrix = csr_matrix((weights, indices, indptr), shape=(len(rows), self._values.shape[0]))
+        scores = np.asarray(tag_matrix @ self._values)
+        scores[lengths == 0] = self._empty
         return tag_lists, scores
 
     def route_batch(self, queries: Sequence[str]) -> list[Decision]:

@@ -1,0 +1,441 @@
+"""The OpenAI-compatible routing gateway: a FastAPI app built around a saved :class:`TagRouter`.
+
+Endpoints: ``POST /v1/chat/completions`` (routed and forwarded, streaming or not), ``POST /v1/route``
+(decisions only), ``POST /v1/feedback`` (judged outcomes, stored durably and learned online),
+``GET /v1/models``, ``GET /healthz`` and ``GET /metrics``. Errors have the OpenAI error shape
+``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tagrouter import __version__
+from tagrouter.errors import DataError
+from tagrouter.router import Decision, TagRouter
+from tagrouter.server.config import GatewayConfig
+from tagrouter.server.feedback import (
+    Feedback,
+    FeedbackConflictError,
+    FeedbackStore,
+    FeedbackWriter,
+    UnknownRequestError,
+)
+from tagrouter.server.metrics import GatewayMetrics
+from tagrouter.server.profiles import ProfileSet
+from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, Upstreams, relay_stream
+
+log = logging.getLogger("tagrouter.server")
+
+#: Metric label of requests that name a catalogue model directly (no routing).
+PASSTHROUGH = "passthrough"
+
+
+class ApiError(Exception):
+    """An error answered with the OpenAI error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def response(self) -> JSONResponse:
+        body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return JSONResponse({"error": body}, status_code=self.status)
+
+
+# ---- request bodies ---------------------------------------------------------------------------------------
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields the gateway reads; every other field is passed to the upstream unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class RouteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, description="routing profile; default: the default profile")
+    query: str | None = Field(default=None, min_length=1)
+    queries: list[str] | None = Field(default=None, min_length=1)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["win", "tie", "loss"]
+    request_id: str | None = Field(default=None, min_length=1)
+    query: str | None = Field(default=None, min_length=1)
+    model: str | None = Field(default=None, min_length=1)
+    feedback_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def _parse(cls: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return cls.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise ApiError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
+
+
+async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, read up to ``limit`` bytes."""
+    too_large = ApiError(
+        400, f"request body is larger than the limit of {limit} bytes", code="request_too_large"
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON ({exc})", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def routing_text(messages: list[ChatMessage]) -> str:
+    """The text the router decides on: the last user message (its text parts, for multi-part content)."""
+    for message in reversed(messages):
+        if message.role != "user":
+            continue
+        content = message.content
+        if isinstance(content, list):
+            content = "\n".join(
+                part["text"]
+                for part in content
+                if part.get("type") == "text" and isinstance(part.get("text"), str)
+            )
+        if content and content.strip():
+            return content
+        break
+    raise ApiError(400, "messages: the last user message must carry text to route on", param="messages")
+
+
+def _decision_headers(decision: Decision | None, model: str, request_id: str, profile: str) -> dict[str, str]:
+    headers = {
+        "x-tagrouter-model": model,
+        "x-tagrouter-request-id": request_id,
+        "x-tagrouter-profile": profile,
+    }
+    if decision is not None:
+        headers["x-tagrouter-tags"] = ",".join(quote(t, safe=" -_.'/") for t in decision.tags)
+        headers["x-tagrouter-scores"] = ",".join(
+            f"{quote(m, safe='-_.')}={s:.4f}" for m, s in decision.scores.items()
+        )
+    return headers
+
+
+class Gateway:
+    """Everything one app serves from: profiles, upstreams, the feedback writer, metrics and client keys."""
+
+    def __init__(self, router: TagRouter, config: GatewayConfig) -> None:
+        self.config = config
+        self.catalog = router.catalog
+        self.profiles = ProfileSet(router, config)
+        self.metrics = GatewayMetrics()
+        self.keys = [k.encode() for k in config.client_keys()]
+        store = FeedbackStore(
+            config.feedback_db,
+            synchronous=config.feedback_synchronous,
+            keep_requests=config.remember_requests,
+        )
+        replayed = store.records()
+        self.profiles.update(replayed)
+        if replayed:
+            log.info("learned %d stored feedback records from %s", len(replayed), config.feedback_db)
+        self.writer = FeedbackWriter(store, self.profiles.update)
+        self.upstreams = Upstreams(self.catalog, config)
+
+    def authorize(self, request: Request) -> None:
+        """Reject the request unless it carries one of the client keys (when any are configured)."""
+        if not self.keys:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token_bytes = token.strip().encode()
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token_bytes, k) for k in self.keys):
+            raise ApiError(
+                401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
+            )
+
+    async def decide(self, profile: str, queries: list[str], endpoint: str) -> list[Decision]:
+        start = time.perf_counter()
+        decisions = await run_in_threadpool(self.profiles.route, profile, queries)
+        self.metrics.decision_seconds.labels(endpoint).observe(time.perf_counter() - start)
+        return decisions
+
+    def _failed(self, failure: Failure) -> None:
+        self.metrics.upstream_errors.labels(failure.model, failure.kind).inc()
+        self.metrics.fallbacks.labels(failure.model).inc()
+
+    def account(
+        self, profile: str, decision: Decision | None, model: str, usage: dict[str, Any] | None
+    ) -> None:
+        """Count tokens and the estimated cost of one answer (and what the reference model would cost)."""
+        reference = self.profiles[profile].reference_model if profile in self.profiles else None
+        reference = reference or self.profiles[self.profiles.default].reference_model
+        if usage:
+            prompt = float(usage.get("prompt_tokens") or 0)
+            completion = float(usage.get("completion_tokens") or 0)
+            self.metrics.tokens.labels(model, "prompt").inc(prompt)
+            self.metrics.tokens.labels(model, "completion").inc(completion)
+            cost = self.catalog[model].cost(prompt, completion)
+            reference_cost = self.catalog[reference].cost(prompt, completion)
+        elif decision is not None:
+            cost, reference_cost = decision.expected_costs[model], decision.expected_costs[reference]
+        else:
+            return
+        self.metrics.cost.labels(profile).inc(cost)
+        self.metrics.reference_cost.labels(profile, reference).inc(reference_cost)
+        self.metrics.cost_saved.labels(profile, reference).inc(reference_cost - cost)
+
+    # ---- endpoints ----------------------------------------------------------------------------------------
+    async def chat_completions(self, request: Request) -> Response:
+        body = await _read_json(request, self.config.max_request_bytes)
+        chat: ChatRequest = _parse(ChatRequest, body)
+        requested = chat.model or self.profiles.default
+        query = routing_text(chat.messages)
+        decision: Decision | None = None
+        if requested in self.profiles:
+            profile = requested
+            decision = (await self.decide(profile, [query], "chat"))[0]
+            models = decision.ranking[: 1 + self.config.fallback_depth]
+        elif requested in self.catalog:
+            profile, models = PASSTHROUGH, [requested]
+        else:
+            raise ApiError(
+                404,
+                f"model {requested!r} is neither a routing profile ({', '.join(self.profiles.names)}) "
+                f"nor a catalogue model ({', '.join(self.catalog.names)})",
+                param="model",
+                code="model_not_found",
+            )
+        try:
+            answer = await self.upstreams.send(models, body, stream=chat.stream, on_failure=self._failed)
+        except AllUpstreamsFailed as exc:
+            self.metrics.requests.labels(profile, "none", "failed").inc()
+            raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
+        request_id = "chatcmpl-tr-" + uuid.uuid4().hex
+        headers = _decision_headers(decision, answer.model, request_id, profile)
+        if answer.response.status_code >= 400:  # the request's own fault: the upstream's answer as it is
+            self.metrics.requests.labels(profile, answer.model, "client_error").inc()
+            content = await answer.response.aread()
+            await answer.response.aclose()
+            return Response(content, answer.response.status_code, headers, media_type="application/json")
+        self.writer.remember(request_id, query, answer.model)
+        self.metrics.requests.labels(profile, answer.model, "ok").inc()
+        if chat.stream:
+            return self._stream(answer, request_id, headers, profile, decision)
+        try:
+            data = answer.response.json()
+        except ValueError:
+            raise ApiError(
+                502, f"the upstream {answer.model} answered with invalid JSON", type_="upstream_error"
+            ) from None
+        if isinstance(data, dict):
+            data["model"] = answer.model
+            data["id"] = request_id
+            usage = data.get("usage")
+            self.account(profile, decision, answer.model, usage if isinstance(usage, dict) else None)
+        return JSONResponse(data, headers=headers)
+
+    def _stream(
+        self,
+        answer: Answer,
+        request_id: str,
+        headers: dict[str, str],
+        profile: str,
+        decision: Decision | None,
+    ) -> StreamingResponse:
+        usages: list[dict[str, Any]] = []
+        stream_errors = self.metrics.upstream_errors.labels(answer.model, "stream")
+
+        async def body() -> AsyncIterator[bytes]:
+            async for piece in relay_stream(answer, request_id, usages.append, lambda _: stream_errors.inc()):
+                yield piece
+            self.account(profile, decision, answer.model, usages[-1] if usages else None)
+
+        return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+
+    async def route(self, request: Request) -> dict[str, Any]:
+        route: RouteRequest = _parse(RouteRequest, await _read_json(request, self.config.max_request_bytes))
+        if (route.query is None) == (route.queries is None):
+            raise ApiError(400, "give exactly one of 'query' (a string) or 'queries' (a list)", param="query")
+        queries = [route.query] if route.query is not None else route.queries or []
+        if len(queries) > self.config.max_route_queries:
+            raise ApiError(
+                400,
+                f"queries: at most {self.config.max_route_queries} per call, got {len(queries)}",
+                param="queries",
+            )
+        if any(not q.strip() for q in queries):
+            raise ApiError(400, "queries: every query must be non-empty text", param="queries")
+        profile = route.model or self.profiles.default
+        if profile not in self.profiles:
+            raise ApiError(
+                404,
+                f"unknown routing profile {profile!r} (profiles: {', '.join(self.profiles.names)})",
+                param="model",
+                code="model_not_found",
+            )
+        decisions = await self.decide(profile, queries, "route")
+        return {
+            "object": "tagrouter.route",
+            "profile": profile,
+            "decisions": [{"query": d.query, **d.to_dict()} for d in decisions],
+        }
+
+    async def feedback(self, request: Request) -> dict[str, Any]:
+        sent: FeedbackRequest = _parse(
+            FeedbackRequest, await _read_json(request, self.config.max_request_bytes)
+        )
+        if sent.request_id is None and (sent.query is None or sent.model is None):
+            raise ApiError(
+                400, "feedback needs a request_id, or both a query and a model", param="request_id"
+            )
+        if sent.model is not None and sent.model not in self.catalog:
+            raise ApiError(
+                400,
+                f"model {sent.model!r} is not in the router's catalogue ({', '.join(self.catalog.names)})",
+                param="model",
+            )
+        item = Feedback(
+            feedback_id=sent.feedback_id or "fb-" + uuid.uuid4().hex,
+            outcome=sent.outcome,
+            model=sent.model,
+            query=sent.query,
+            request_id=sent.request_id,
+        )
+        try:
+            result = await self.writer.submit(item)
+        except (UnknownRequestError, FeedbackConflictError, DataError) as exc:
+            self.metrics.feedback.labels("rejected").inc()
+            status, code = (
+                (404, "unknown_request_id") if isinstance(exc, UnknownRequestError) else (400, None)
+            )
+            if isinstance(exc, FeedbackConflictError):
+                status, code = 409, "feedback_conflict"
+            raise ApiError(status, str(exc), param=exc.field, code=code) from None
+        except RuntimeError as exc:
+            raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None
+        self.metrics.feedback.labels(result.status).inc()
+        return {
+            "object": "tagrouter.feedback",
+            "status": result.status,
+            "feedback_id": result.feedback_id,
+            "model": result.model,
+            "outcome": item.outcome,
+        }
+
+    def models(self) -> dict[str, Any]:
+        data = [
+            {"id": p, "object": "model", "created": 0, "owned_by": "tagrouter"} for p in self.profiles.names
+        ]
+        data += [
+            {"id": m, "object": "model", "created": 0, "owned_by": "upstream"} for m in self.catalog.names
+        ]
+        return {"object": "list", "data": data}
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "profiles": self.profiles.names,
+            "models": self.catalog.names,
+            "feedback_records": self.writer.stored,
+        }
+
+
+def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAPI:
+    """The gateway app for ``router``: opens the feedback store and learns its records before returning.
+
+    Raises :class:`~tagrouter.errors.DataError` on a config that does not fit the router.
+    """
+    config = config or GatewayConfig()
+    gateway = Gateway(router, config)
+    if not gateway.keys:
+        log.warning("no client API keys configured: the gateway accepts every request")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway.writer.start()
+        try:
+            yield
+        finally:  # uvicorn has finished every accepted request by now: drain and close the store
+            await gateway.writer.close()
+            await gateway.upstreams.aclose()
+
+    app = FastAPI(title="TagRouter gateway", version=__version__, lifespan=lifespan)
+    app.state.gateway = gateway
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return ApiError(400, str(exc.errors()[0].get("msg", "invalid request"))).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else None
+        return ApiError(exc.status_code, str(exc.detail), code=code).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return ApiError(500, "internal error in the gateway (see its log)", type_="server_error").response()
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(gateway.authorize)])
+    v1.add_api_route("/chat/completions", gateway.chat_completions, methods=["POST"])
+    v1.add_api_route("/route", gateway.route, methods=["POST"])
+    v1.add_api_route("/feedback", gateway.feedback, methods=["POST"])
+    v1.add_api_route("/models", gateway.models, methods=["GET"])
+    app.include_router(v1)
+    app.add_api_route("/healthz", gateway.health, methods=["GET"])
+    app.add_api_route(
+        "/metrics",
+        lambda: Response(gateway.metrics.render(), media_type=gateway.metrics.content_type),
+        methods=["GET"],
+    )
+    return app

@@ -1,0 +1,144 @@
+"""The gateway's configuration: routing profiles, client keys, upstream limits and the feedback store.
+
+Everything has a default, so ``tagrouter serve ROUTER_DIR`` runs without a config file. Relative paths in
+a config file are taken relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tagrouter.catalog import Endpoint
+from tagrouter.deciding import Rule
+from tagrouter.errors import DataError
+
+#: The profile a request gets with ``model: tagrouter`` (or when the config names no other default).
+DEFAULT_PROFILE = "tagrouter"
+
+
+class Budget(BaseModel):
+    """Calibrate a profile's knob at start-up on the queries of history files, to one of two targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history: list[Path] = Field(min_length=1, description="history files whose queries calibrate the knob")
+    mean_cost_usd: float | None = Field(default=None, gt=0, description="target mean cost per query")
+    strong_share: float | None = Field(default=None, ge=0, le=1, description="target share of the dearest")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Budget:
+        if (self.mean_cost_usd is None) == (self.strong_share is None):
+            raise ValueError("a budget needs exactly one target: mean_cost_usd or strong_share")
+        return self
+
+
+class Profile(BaseModel):
+    """A routing profile, chosen by a request's ``model`` field: a decision rule with a fixed knob or a
+    budget, and the reference model that the 'cost saved' metric compares against."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: Rule | None = Field(default=None, description="decision rule; default: the saved router's rule")
+    knob: float | None = Field(default=None, description="θ or λ; default: the saved router's knob")
+    budget: Budget | None = None
+    reference_model: str | None = Field(default=None, description="default: the dearest catalogue model")
+
+    @model_validator(mode="after")
+    def _knob_or_budget(self) -> Profile:
+        if self.knob is not None and self.budget is not None:
+            raise ValueError("give a profile either a knob or a budget, not both")
+        return self
+
+
+class GatewayConfig(BaseModel):
+    """All settings of the gateway (see ``docs/gateway.md`` for a complete example)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profiles: dict[str, Profile] = Field(default_factory=lambda: {DEFAULT_PROFILE: Profile()})
+    default_profile: str = DEFAULT_PROFILE
+    api_keys: list[str] = Field(default_factory=list, description="accepted client bearer keys")
+    api_keys_env: str | None = Field(default=None, description="env var with comma-separated client keys")
+    endpoints: dict[str, Endpoint] = Field(
+        default_factory=dict, description="per-model overrides of the catalogue's endpoints"
+    )
+    fallback_depth: int = Field(default=2, ge=0, description="further models tried after the first fails")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    upstream_timeout_s: float | None = Field(
+        default=None, gt=0, description="read timeout; default: each catalogue endpoint's timeout_s"
+    )
+    max_upstream_connections: int = Field(default=200, ge=1)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    max_route_queries: int = Field(default=256, ge=1)
+    feedback_db: Path = Path("tagrouter-feedback.sqlite3")
+    feedback_synchronous: Literal["normal", "full"] = Field(
+        default="normal", description="SQLite 'full' also survives power loss, at an fsync per batch"
+    )
+    remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
+
+    @model_validator(mode="after")
+    def _default_profile_exists(self) -> GatewayConfig:
+        if DEFAULT_PROFILE not in self.profiles and self.default_profile == DEFAULT_PROFILE:
+            self.profiles = {DEFAULT_PROFILE: Profile(), **self.profiles}
+        if self.default_profile not in self.profiles:
+            raise ValueError(
+                f"default_profile {self.default_profile!r} is not among the profiles "
+                f"({', '.join(self.profiles)})"
+            )
+        return self
+
+    def client_keys(self) -> list[str]:
+        """The accepted client keys: ``api_keys`` plus those in the ``api_keys_env`` variable, read now."""
+        keys = list(self.api_keys)
+        if self.api_keys_env:
+            keys += [k.strip() for k in os.environ.get(self.api_keys_env, "").split(",") if k.strip()]
+        return keys
+
+    def resolved(self, base: Path) -> GatewayConfig:
+        """This config with relative paths made relative to ``base`` (the config file's folder)."""
+
+        def fix(path: Path) -> Path:
+            return path if path.is_absolute() else base / path
+
+        profiles = {
+            name: p.model_copy(
+                update={"budget": p.budget.model_copy(update={"history": [fix(h) for h in p.budget.history]})}
+            )
+            if p.budget
+            else p
+            for name, p in self.profiles.items()
+        }
+        return self.model_copy(update={"feedback_db": fix(self.feedback_db), "profiles": profiles})
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a YAML gateway config; errors name the file and the field at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("gateway config file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(f"not valid YAML: {exc}", path=path) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise DataError("expected a mapping of settings at the top level", path=path)
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = ".".join(str(p) for p in first["loc"]) or None
+        if first["type"] == "extra_forbidden":
+            what = "unknown setting"
+        elif first["type"] == "missing":
+            what = "required setting is missing"
+        else:
+            what = first["msg"]
+        raise DataError(what, path=path, field=field_name) from None
+    return config.resolved(path.resolve().parent)

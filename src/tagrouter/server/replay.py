@@ -1,0 +1,105 @@
+"""A small OpenAI-compatible upstream that replays recorded answers, for tests, benchmarks and offline demos.
+
+It answers ``POST /v1/chat/completions`` with the recorded answer to the last user message (or a stock
+answer), as one JSON body or as an SSE stream of word chunks, and can be told to misbehave: answer after a
+delay, or answer HTTP 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+
+@dataclass
+class ReplayBehaviour:
+    """How the replay upstream behaves now (change it while it runs); ``calls`` counts requests."""
+
+    delay_s: float = 0.0
+    fail_status: int | None = None
+    calls: int = 0
+    seen_models: list[str] = field(default_factory=list)
+    seen_auth: list[str | None] = field(default_factory=list)
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if (
+            isinstance(message, dict)
+            and message.get("role") == "user"
+            and isinstance(message.get("content"), str)
+        ):
+            return message["content"]
+    return ""
+
+
+def create_replay_app(
+    name: str, answers: Mapping[str, str] | None = None, behaviour: ReplayBehaviour | None = None
+) -> FastAPI:
+    """An upstream called ``name`` answering each query with ``answers[query]`` or ``"[name] …"``."""
+    answers = answers or {}
+    behaviour = behaviour or ReplayBehaviour()
+    app = FastAPI(title=f"replay upstream {name}")
+    app.state.behaviour = behaviour
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):  # noqa: ANN202 - JSON or SSE
+        body = await request.json()
+        behaviour.calls += 1
+        behaviour.seen_models.append(body.get("model"))
+        behaviour.seen_auth.append(request.headers.get("authorization"))
+        if behaviour.delay_s:
+            await asyncio.sleep(behaviour.delay_s)
+        if behaviour.fail_status:
+            error = {
+                "message": f"{name} failed on purpose",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+            return JSONResponse({"error": error}, status_code=behaviour.fail_status)
+        query = _last_user_text(body.get("messages", []))
+        text = answers.get(query, f"[{name}] answer to: {query[:60]}")
+        usage = {
+            "prompt_tokens": max(1, len(query) // 4),
+            "completion_tokens": len(text.split()),
+            "total_tokens": max(1, len(query) // 4) + len(text.split()),
+        }
+        base = {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+            "created": int(time.time()),
+            "model": body.get("model"),
+        }
+        if not body.get("stream"):
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _chunks(base, text, usage if include_usage else None), media_type="text/event-stream"
+        )
+
+    return app
+
+
+async def _chunks(base: dict[str, Any], text: str, usage: dict[str, int] | None) -> AsyncIterator[str]:
+    def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
+        chunk = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        yield event({"content": word if i == 0 else " " + word})
+    yield event({}, "stop")
+    if usage is not None:
+        yield event({}, usage=usage)
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,401 @@
+"""End-to-end tests of the gateway: a real server on loopback, the official ``openai`` client, and replaying
+upstream servers (also on loopback) that can be made slow, failing or unreachable."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+
+from server_support import CODE_QUERY, GREETING_QUERY, GREETINGS, MODELS, UPSTREAM_IDS, save_router  # noqa: E402
+
+from tagrouter import TagRouter  # noqa: E402
+from tagrouter.server.app import create_app  # noqa: E402
+from tagrouter.server.config import GatewayConfig  # noqa: E402
+from tagrouter.server.replay import ReplayBehaviour, create_replay_app  # noqa: E402
+from tagrouter.server.threaded import ThreadedServer  # noqa: E402
+
+ANSWERS = {
+    CODE_QUERY: "def invert(d): return {v: k for k, v in d.items()}",
+    GREETING_QUERY: "Hi Zoe, I am fine!",
+}
+KEY = "sk-test-client"
+
+
+@pytest.fixture(scope="module")
+def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_router(tmp_path_factory.mktemp("router") / "router")
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    behaviours = {m: ReplayBehaviour() for m in MODELS}
+    servers = {m: ThreadedServer(create_replay_app(m, ANSWERS, behaviours[m])).start() for m in MODELS}
+    yield servers, behaviours
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _healthy_upstreams(upstreams) -> None:
+    for behaviour in upstreams[1].values():
+        behaviour.delay_s, behaviour.fail_status, behaviour.calls = 0.0, None, 0
+        behaviour.seen_models.clear()
+        behaviour.seen_auth.clear()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture
+def gateway(router_dir: Path, upstreams, tmp_path: Path):
+    """``gateway(**settings)`` starts a gateway on loopback; settings override the test defaults."""
+    servers, _ = upstreams
+    started: list[ThreadedServer] = []
+
+    def start(**settings) -> ThreadedServer:
+        endpoints = {
+            m: {"base_url": servers[m].url + "/v1", "model": UPSTREAM_IDS[m], "timeout_s": 5.0}
+            for m in MODELS
+        }
+        endpoints.update(settings.pop("endpoints", {}))
+        config = GatewayConfig.model_validate(
+            {
+                "endpoints": endpoints,
+                "feedback_db": tmp_path / "feedback.sqlite3",
+                "api_keys": [KEY],
+                **settings,
+            }
+        )
+        server = ThreadedServer(create_app(TagRouter.load(router_dir), config)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def client(server: ThreadedServer, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def ask(server: ThreadedServer, query: str, model: str = "tagrouter", **kwargs):
+    raw = client(server).chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": query}], **kwargs
+    )
+    return raw, raw.parse()
+
+
+# ---- routing and forwarding ---------------------------------------------------------------------------------
+def test_chat_routes_by_tags_and_forwards_to_the_chosen_upstream(gateway, upstreams) -> None:
+    server = gateway()
+    raw, completion = ask(server, CODE_QUERY)
+    assert completion.model == "mid"
+    assert completion.choices[0].message.content == ANSWERS[CODE_QUERY]
+    assert raw.headers["x-tagrouter-model"] == "mid"
+    assert "coding" in raw.headers["x-tagrouter-tags"].split(",")
+    scores = dict(item.split("=") for item in raw.headers["x-tagrouter-scores"].split(","))
+    assert set(scores) == set(MODELS) and float(scores["cheap"]) < float(scores["mid"])
+    assert completion.id == raw.headers["x-tagrouter-request-id"]
+    assert upstreams[1]["mid"].seen_models == ["mid-70b"]  # the catalogue's upstream id, not our name
+    assert upstreams[1]["cheap"].calls == 0
+
+    _, greeting = ask(server, GREETING_QUERY)
+    assert greeting.model == "cheap"
+    assert greeting.choices[0].message.content == ANSWERS[GREETING_QUERY]
+
+
+def test_streaming_relays_every_chunk_with_the_chosen_model(gateway) -> None:
+    server = gateway()
+    stream = client(server).chat.completions.create(
+        model="tagrouter",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": GREETING_QUERY}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ANSWERS[GREETING_QUERY]
+    assert {c.model for c in chunks} == {"cheap"}
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-tr-")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(
+        ANSWERS[GREETING_QUERY].split()
+    )
+
+
+def test_a_catalogue_model_name_passes_straight_through(gateway, upstreams) -> None:
+    server = gateway()
+    raw, completion = ask(server, GREETING_QUERY, model="dear")
+    assert completion.model == "dear" and upstreams[1]["dear"].calls == 1 and upstreams[1]["cheap"].calls == 0
+    assert raw.headers["x-tagrouter-profile"] == "passthrough"
+
+
+def test_named_profiles_have_their_own_threshold(gateway) -> None:
+    server = gateway(profiles={"tagrouter": {}, "quality": {"rule": "within", "knob": 0.0}})
+    assert ask(server, GREETING_QUERY)[1].model == "cheap"
+    assert ask(server, GREETING_QUERY, model="quality")[1].model != "cheap"
+
+
+def test_unknown_model_is_an_openai_not_found_error(gateway) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        ask(gateway(), CODE_QUERY, model="gpt-17")
+    assert caught.value.body["code"] == "model_not_found"
+    assert "tagrouter" in caught.value.body["message"]
+
+
+# ---- faults -------------------------------------------------------------------------------------------------
+def test_falls_back_when_the_chosen_upstream_is_down(gateway, upstreams) -> None:
+    server = gateway(endpoints={"mid": {"base_url": _closed_port_url(), "model": "mid-70b"}})
+    raw, completion = ask(server, CODE_QUERY)
+    assert completion.model == "dear" and raw.headers["x-tagrouter-model"] == "dear"
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'tagrouter_fallbacks_total{model="mid"} 1.0' in metrics
+    assert 'tagrouter_upstream_errors_total{kind="connect",model="mid"} 1.0' in metrics
+
+
+def test_falls_back_when_the_chosen_upstream_is_slower_than_the_timeout(gateway, upstreams) -> None:
+    server = gateway(upstream_timeout_s=0.3)
+    upstreams[1]["cheap"].delay_s = 2.0
+    _, completion = ask(server, GREETING_QUERY)
+    assert completion.model == "mid"
+    assert (
+        'tagrouter_upstream_errors_total{kind="timeout",model="cheap"} 1.0'
+        in httpx.get(server.url + "/metrics").text
+    )
+
+
+def test_falls_back_on_http_500_also_when_streaming(gateway, upstreams) -> None:
+    server = gateway()
+    upstreams[1]["cheap"].fail_status = 500
+    _, completion = ask(server, GREETING_QUERY)
+    assert completion.model == "mid"
+    chunks = list(
+        client(server).chat.completions.create(
+            model="tagrouter", messages=[{"role": "user", "content": GREETING_QUERY}], stream=True
+        )
+    )
+    assert {c.model for c in chunks} == {"mid"}
+    assert upstreams[1]["cheap"].calls == 2
+
+
+def test_fallback_depth_limits_the_models_tried_and_all_failing_is_an_openai_error(
+    gateway, upstreams
+) -> None:
+    server = gateway(fallback_depth=1)
+    upstreams[1]["cheap"].fail_status = 503
+    upstreams[1]["mid"].fail_status = 500
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(server, GREETING_QUERY)
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "upstream_error"
+    assert (
+        "cheap: HTTP 503" in caught.value.body["message"] and "mid: HTTP 500" in caught.value.body["message"]
+    )
+    assert upstreams[1]["dear"].calls == 0  # depth 1: the first choice and one more
+
+
+def test_an_upstream_4xx_is_the_request_fault_and_is_passed_back(gateway, upstreams) -> None:
+    server = gateway()
+    upstreams[1]["cheap"].fail_status = 400
+    with pytest.raises(openai.BadRequestError):
+        ask(server, GREETING_QUERY)
+    assert upstreams[1]["mid"].calls == 0
+
+
+def test_client_keys_are_required_and_checked(gateway, monkeypatch) -> None:
+    monkeypatch.setenv("TAGROUTER_TEST_KEYS", "sk-env-1, sk-env-2")
+    server = gateway(api_keys_env="TAGROUTER_TEST_KEYS")
+    with pytest.raises(openai.AuthenticationError):
+        client(server, key="sk-wrong").chat.completions.create(
+            model="tagrouter", messages=[{"role": "user", "content": CODE_QUERY}]
+        )
+    response = httpx.post(server.url + "/v1/route", json={"query": CODE_QUERY})  # no key at all
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    for key in (KEY, "sk-env-2"):
+        completion = client(server, key=key).chat.completions.create(
+            model="tagrouter", messages=[{"role": "user", "content": CODE_QUERY}]
+        )
+        assert completion.model == "mid"
+    assert httpx.get(server.url + "/healthz").status_code == 200  # health checks need no key
+
+
+def test_upstream_keys_come_from_the_environment_and_are_never_logged(
+    gateway, upstreams, monkeypatch, caplog
+) -> None:
+    monkeypatch.setenv("TAGROUTER_TEST_UPSTREAM_KEY", "sk-upstream-secret")
+    servers = upstreams[0]
+    server = gateway(
+        endpoints={
+            "mid": {
+                "base_url": servers["mid"].url + "/v1",
+                "model": "mid-70b",
+                "api_key_env": "TAGROUTER_TEST_UPSTREAM_KEY",
+            },
+            "cheap": {"base_url": _closed_port_url(), "api_key_env": "TAGROUTER_TEST_UNSET_KEY"},
+        }
+    )
+    with caplog.at_level("DEBUG"):
+        assert ask(server, GREETING_QUERY)[1].model == "mid"  # cheap has no key set: it falls back
+    assert upstreams[1]["mid"].seen_auth == ["Bearer sk-upstream-secret"]
+    assert "TAGROUTER_TEST_UNSET_KEY" in caplog.text and "sk-upstream-secret" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "invalid_json"),
+        (b'{"model": "tagrouter", "messages": []}', None),
+        (b'{"model": "tagrouter", "messages": [{"role": "system", "content": "hi"}]}', None),
+        (
+            b'{"model": "tagrouter", "messages": [{"role": "user", "content": "' + b"x" * 5000 + b'"}]}',
+            "request_too_large",
+        ),
+    ],
+)
+def test_malformed_or_oversized_requests_get_a_400_openai_error(
+    gateway, body: bytes, code: str | None
+) -> None:
+    server = gateway(max_request_bytes=4096)
+    response = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=body,
+        headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"] and error["code"] == code
+
+
+# ---- route, models, health, metrics -----------------------------------------------------------------------
+def test_route_endpoint_decides_for_one_or_many_queries(gateway) -> None:
+    server = gateway()
+    headers = {"authorization": f"Bearer {KEY}"}
+    one = httpx.post(server.url + "/v1/route", json={"query": CODE_QUERY}, headers=headers).json()
+    assert one["decisions"][0]["model"] == "mid" and one["decisions"][0]["ranking"][0] == "mid"
+    many = httpx.post(
+        server.url + "/v1/route", json={"queries": [CODE_QUERY, GREETING_QUERY]}, headers=headers
+    )
+    assert [d["model"] for d in many.json()["decisions"]] == ["mid", "cheap"]
+    both = httpx.post(server.url + "/v1/route", json={"query": "a", "queries": ["b"]}, headers=headers)
+    assert both.status_code == 400 and "exactly one" in both.json()["error"]["message"]
+
+
+def test_models_health_and_metrics(gateway) -> None:
+    server = gateway()
+    ask(server, CODE_QUERY)
+    ask(server, GREETING_QUERY)
+    ids = [m.id for m in client(server).models.list().data]
+    assert ids == ["tagrouter", *MODELS]
+    health = httpx.get(server.url + "/healthz").json()
+    assert health["status"] == "ok" and health["models"] == list(MODELS)
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'tagrouter_requests_total{model="mid",profile="tagrouter",status="ok"} 1.0' in metrics
+    assert 'tagrouter_decision_seconds_count{endpoint="chat"} 2.0' in metrics
+    assert 'tagrouter_tokens_total{kind="completion",model="cheap"} 5.0' in metrics  # "Hi Zoe, I am fine!"
+    saved = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("tagrouter_estimated_cost_saved_usd{")
+    )
+    assert saved > 0  # both answers came from models cheaper than the reference ('dear')
+
+
+# ---- feedback ------------------------------------------------------------------------------------------------
+def _feedback(server: ThreadedServer, **body) -> httpx.Response:
+    return httpx.post(server.url + "/v1/feedback", json=body, headers={"authorization": f"Bearer {KEY}"})
+
+
+def _stored(db: Path) -> int:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+
+
+def test_feedback_by_request_id_is_idempotent_by_feedback_id(gateway, tmp_path: Path) -> None:
+    server = gateway()
+    _, completion = ask(server, CODE_QUERY)
+    first = _feedback(server, request_id=completion.id, outcome="loss", feedback_id="fb-1")
+    assert (
+        first.status_code == 200 and first.json()["status"] == "recorded" and first.json()["model"] == "mid"
+    )
+    again = _feedback(server, request_id=completion.id, outcome="loss", feedback_id="fb-1")
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    conflict = _feedback(server, request_id=completion.id, outcome="win", feedback_id="fb-1")
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "feedback_conflict"
+    unknown = _feedback(server, request_id="chatcmpl-tr-nope", outcome="win")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_request_id"
+    bad = _feedback(server, query=CODE_QUERY, model="gpt-17", outcome="win")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "model"
+    assert _feedback(server, query=CODE_QUERY, outcome="maybe").status_code == 400
+    assert _stored(tmp_path / "feedback.sqlite3") == 1
+    assert httpx.get(server.url + "/healthz").json()["feedback_records"] == 1
+
+
+def test_enough_feedback_changes_routing_and_survives_a_restart(gateway, tmp_path: Path) -> None:
+    server = gateway()
+    assert ask(server, GREETING_QUERY)[1].model == "cheap"
+    for number, query in enumerate(GREETINGS * 2):
+        response = _feedback(server, query=query, model="cheap", outcome="loss", feedback_id=f"g{number}")
+        assert response.json()["status"] == "recorded"
+    assert ask(server, GREETING_QUERY)[1].model == "mid"  # learned online, no restart
+    server.stop()
+
+    restarted = gateway()  # same feedback database
+    assert httpx.get(restarted.url + "/healthz").json()["feedback_records"] == 2 * len(GREETINGS)
+    assert ask(restarted, GREETING_QUERY)[1].model == "mid"
+    assert _feedback(restarted, query=GREETINGS[0], model="cheap", outcome="loss", feedback_id="g0").json()[
+        "status"
+    ] == ("duplicate")
+
+
+def test_graceful_shutdown_loses_no_accepted_feedback(gateway, tmp_path: Path) -> None:
+    server = gateway()
+    accepted: list[str] = []
+    lock = threading.Lock()
+
+    def send(worker: int) -> None:
+        with httpx.Client(headers={"authorization": f"Bearer {KEY}"}) as http:
+            for number in range(200):
+                feedback_id = f"w{worker}-{number}"
+                try:
+                    response = http.post(
+                        server.url + "/v1/feedback",
+                        json={
+                            "query": GREETINGS[number % 20],
+                            "model": "mid",
+                            "outcome": "win",
+                            "feedback_id": feedback_id,
+                        },
+                    )
+                except httpx.HTTPError:
+                    return  # the server has stopped accepting connections
+                if response.status_code == 200:
+                    with lock:
+                        accepted.append(feedback_id)
+
+    workers = [threading.Thread(target=send, args=(w,)) for w in range(8)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 30
+    while len(accepted) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.stop()
+    for worker in workers:
+        worker.join()
+    with sqlite3.connect(tmp_path / "feedback.sqlite3") as connection:
+        stored = {row[0] for row in connection.execute("SELECT feedback_id FROM feedback")}
+    assert len(accepted) >= 50 and set(accepted) <= stored

@@ -56,11 +56,13 @@ class TagTable:
             raise ValueError("tag_lists, models and outcomes must have the same length")
         self._grow([t for tags in tag_lists for t in tags], models)
         outcome_index = {name: i for i, name in enumerate(OUTCOMES)}
-        for tags, model, outcome in zip(tag_lists, models, outcomes, strict=True):
-            m, r = self.model_index[model], outcome_index[outcome]
-            self.model_counts[m, r] += 1
-            for t in dict.fromkeys(tags):
-                self.counts[self.tag_index[t], m, r] += 1
+        m = np.fromiter((self.model_index[x] for x in models), dtype=np.intp, count=len(models))
+        r = np.fromiter((outcome_index[x] for x in outcomes), dtype=np.intp, count=len(outcomes))
+        np.add.at(self.model_counts, (m, r), 1)
+        unique_tags = [dict.fromkeys(tags) for tags in tag_lists]  # a record counts once per tag
+        rows = np.fromiter((self.tag_index[t] for tags in unique_tags for t in tags), dtype=np.intp)
+        per_record = np.fromiter((len(tags) for tags in unique_tags), dtype=np.intp, count=len(unique_tags))
+        np.add.at(self.counts, (rows, np.repeat(m, per_record), np.repeat(r, per_record)), 1)
 
     def tag_rows(self, tag_lists: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Row indices of each query's known tags (tags absent from the table are ignored)."""

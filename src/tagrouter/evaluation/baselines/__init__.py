@@ -1,0 +1,65 @@
+"""Baseline routers for the benchmark, each a :class:`~tagrouter.evaluation.base.RouterMethod`.
+
+``BASELINES`` maps a name to a factory with one keyword signature for all,
+``factory(seed=0, tags_for=None) -> RouterMethod``: ``seed`` fixes every random choice (inner CV splits,
+initial weights, random scores); ``tags_for`` is used by the "+tags" variants only and should be the tagger
+of the fold, fitted on its training queries (``None``: each fit trains the default embedded tagger itself,
+which takes seconds). See docs/baselines.md for how each is built and tuned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tagrouter.evaluation.base import RouterMethod
+from tagrouter.evaluation.baselines.features import TagsFor
+from tagrouter.evaluation.baselines.forc import FORCRouter
+from tagrouter.evaluation.baselines.knn import KNNRouter
+from tagrouter.evaluation.baselines.logreg import LogRegRouter
+from tagrouter.evaluation.baselines.mf import MFRouter
+from tagrouter.evaluation.baselines.mlp import MLPRouter
+from tagrouter.evaluation.baselines.simple import RandomRouter, SingleModelRouter
+from tagrouter.evaluation.baselines.sw_ranking import SWRankingRouter
+
+BaselineFactory = Callable[..., RouterMethod]
+
+
+def _factory(
+    router: Callable[..., RouterMethod], name: str, tagged: bool = False, **options: Any
+) -> BaselineFactory:
+    def make(*, seed: int = 0, tags_for: TagsFor | None = None) -> RouterMethod:
+        tagging = {"tags": True, "tags_for": tags_for} if tagged else {}
+        return router(name, seed=seed, **options, **tagging)
+
+    make.__doc__ = f"A fresh {name!r} router."
+    return make
+
+
+BASELINES: dict[str, BaselineFactory] = {
+    "random": _factory(RandomRouter, "random"),
+    "knn": _factory(KNNRouter, "knn"),
+    "knn-prior": _factory(KNNRouter, "knn-prior", tune=True),
+    "knn+tags": _factory(KNNRouter, "knn+tags", tagged=True),
+    "mlp": _factory(MLPRouter, "mlp"),
+    "logreg": _factory(LogRegRouter, "logreg"),
+    "mf": _factory(MFRouter, "mf"),
+    "mf+tags": _factory(MFRouter, "mf+tags", tagged=True),
+    "sw-ranking": _factory(SWRankingRouter, "sw-ranking"),
+    "forc": _factory(FORCRouter, "forc"),
+    "forc-pool": _factory(FORCRouter, "forc-pool", context=False),
+    "forc+tags": _factory(FORCRouter, "forc+tags", tagged=True),
+}
+
+__all__ = [
+    "BASELINES",
+    "BaselineFactory",
+    "FORCRouter",
+    "KNNRouter",
+    "LogRegRouter",
+    "MFRouter",
+    "MLPRouter",
+    "RandomRouter",
+    "SWRankingRouter",
+    "SingleModelRouter",
+]

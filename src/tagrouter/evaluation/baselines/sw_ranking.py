@@ -1,0 +1,88 @@
+"""RouteLLM's similarity-weighted (SW) ranking router.
+
+For each test query, every training query is weighted by its embedding similarity s to the test query,
+``w = 10 ** (τ · s / s_max)`` (RouteLLM: ``10 · 10 ** (s / s_max)``, i.e. τ = 1; the constant factor does not
+change the fit), and a Bradley-Terry model is fitted by maximum likelihood to the weighted battles of the
+training queries. Players: the pool models and AlpacaEval's reference answer. Battles per training query:
+each model against the reference (accepted = win), and each pair of pool models (one accepted and the
+other not = win; both or neither = tie, counted as half a win each, as RouteLLM does). A model's
+acceptance probability is its BT win probability against the reference, π_m / (π_m + π_ref).
+The sharpness τ is chosen by inner CV; one pseudo-tie per pair keeps ratings finite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import expit
+
+from tagrouter.evaluation.base import FoldData
+from tagrouter.evaluation.baselines.tuning import select
+
+SHARPNESS_GRID = (1.0, 3.0, 10.0, 30.0)
+ITERATIONS = 10
+
+
+def battle_outcomes(accepted: np.ndarray) -> np.ndarray:
+    """n × P × P wins of row player against column player (P = models + reference, last): 1 win,
+    0.5 tie, 0 loss; the diagonal is 0."""
+    n, m = accepted.shape
+    score = np.hstack([accepted.astype(np.float64), np.full((n, 1), 0.5)])  # reference: between 0 and 1
+    wins = (score[:, :, None] > score[:, None, :]) + 0.5 * (score[:, :, None] == score[:, None, :])
+    wins[:, np.arange(m + 1), np.arange(m + 1)] = 0.0
+    return wins
+
+
+def bradley_terry(wins: np.ndarray, games: np.ndarray) -> np.ndarray:
+    """Log-strengths θ (T × P, last player fixed at 0) maximising the BT likelihood of ``wins``
+    (T × P × P) given ``games`` (T × P × P, symmetric), by Newton's method, one system per row."""
+    theta = np.zeros(wins.shape[:2])
+    free = wins.shape[1] - 1
+    for _ in range(ITERATIONS):
+        p = expit(theta[:, :, None] - theta[:, None, :])
+        gradient = (wins - games * p).sum(axis=2)[:, :free]
+        curvature = games * p * (1 - p)
+        hessian = curvature - np.einsum(
+            "tab,ac->tac", curvature.sum(axis=2)[:, :, None], np.eye(wins.shape[1])
+        )
+        step = np.linalg.solve(hessian[:, :free, :free], gradient[:, :, None])[:, :, 0]
+        theta[:, :free] -= step
+    return theta
+
+
+def sw_probabilities(
+    train_x: np.ndarray, outcomes: np.ndarray, query_x: np.ndarray, sharpness: float
+) -> np.ndarray:
+    """Acceptance probabilities (n_query × M) from similarity-weighted BT fits, one per query."""
+    similarity = query_x @ train_x.T
+    top = similarity.max(axis=1, keepdims=True)
+    weights = 10.0 ** (sharpness * (similarity - top) / np.abs(top))  # = RouteLLM's form / constant
+    weights *= len(train_x) / weights.sum(axis=1, keepdims=True)
+    players = outcomes.shape[1]
+    wins = (weights @ outcomes.reshape(len(train_x), -1)).reshape(-1, players, players) + 0.5
+    games = wins + wins.transpose(0, 2, 1)
+    return expit(bradley_terry(wins, games)[:, :-1])
+
+
+class SWRankingRouter:
+    """Similarity-weighted Bradley-Terry ranking (see the module docstring); pool outcomes only."""
+
+    def __init__(self, name: str = "sw-ranking", *, seed: int = 0) -> None:
+        self.name = name
+        self.seed = seed
+
+    def fit(self, train: FoldData) -> None:
+        self._x = train.embeddings.astype(np.float64)
+        self._outcomes = battle_outcomes(train.accepted)
+        x, o = self._x, self._outcomes
+
+        def fit_predict(taus: Sequence[float], tr: np.ndarray, ho: np.ndarray) -> list[np.ndarray]:
+            return [sw_probabilities(x[tr], o[tr], x[ho], t) for t in taus]
+
+        self.sharpness = select(
+            SHARPNESS_GRID, fit_predict, train.accepted.astype(np.float64), seed=self.seed
+        )
+
+    def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
+        return sw_probabilities(self._x, self._outcomes, embeddings.astype(np.float64), self.sharpness)

@@ -1,0 +1,48 @@
+"""Hyper-parameter choice on the training fold only: inner k-fold cross-validation scored by Brier score."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+from sklearn.model_selection import KFold
+
+P = TypeVar("P")
+
+#: fit each candidate on the rows ``train`` of the training fold and return its acceptance probabilities
+#: for the rows ``held`` (one array per candidate, in order; a router may share work between candidates)
+FitPredict = Callable[[Sequence[P], np.ndarray, np.ndarray], list[np.ndarray]]
+
+
+def brier(probabilities: np.ndarray, accepted: np.ndarray) -> float:
+    """Mean squared error of acceptance probabilities over all (query, model) cells."""
+    return float(np.mean((probabilities - accepted) ** 2))
+
+
+def select(
+    candidates: Sequence[P],
+    fit_predict: FitPredict,
+    accepted: np.ndarray,
+    *,
+    folds: int = 3,
+    splits: int | None = None,
+    seed: int = 0,
+) -> P:
+    """The candidate with the lowest mean held-out Brier score over the rows of ``accepted`` (n × M), by
+    ``folds``-fold CV; ``splits`` < ``folds`` uses only the first few splits (e.g. 1: a single 2/3 - 1/3
+    holdout, for the slower learners). Ties go to the earlier candidate, so list the simplest first."""
+    if len(candidates) == 1:
+        return candidates[0]
+    all_splits = KFold(folds, shuffle=True, random_state=seed).split(accepted)
+    chosen = list(all_splits)[: splits or folds]
+    scores = np.zeros(len(candidates))
+    for train, held in chosen:
+        predictions = fit_predict(candidates, train, held)
+        scores += [brier(p, accepted[held]) for p in predictions]
+    return candidates[int(np.argmin(scores))]
+
+
+def accept_rates(accepted: np.ndarray, pseudo: float = 1.0) -> np.ndarray:
+    """Each model's accept rate with ``pseudo`` observations at 1/2 (never exactly 0 or 1)."""
+    return (accepted.sum(axis=0) + pseudo / 2) / (accepted.shape[0] + pseudo)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagrouter.errors import TagRouterError
+from tagrouter.server.cli import serve
 
 app = typer.Typer(
     help="TagRouter: route LLM queries to the cheapest model that answers them well, via tags.",
@@ -24,6 +25,7 @@ data_app = typer.Typer(help="Convert benchmark data to history records and catal
 bench_app = typer.Typer(help="Benchmarks (speed, quality).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+app.command("serve")(serve)
 
 err = Console(stderr=True)
 DEFAULT_DATA = Path("../shared/data/alpaca_eval")

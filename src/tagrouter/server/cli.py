@@ -1,0 +1,44 @@
+"""The ``tagrouter serve`` command: run the OpenAI-compatible routing gateway with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tagrouter.errors import TagRouterError
+
+
+def serve(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router (from 'tagrouter fit').")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Gateway config (YAML); see docs/gateway.md.")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
+    graceful_shutdown_s: Annotated[
+        int, typer.Option(help="On SIGTERM/SIGINT, wait this long for requests in flight.")
+    ] = 30,
+) -> None:
+    """Serve ROUTER_DIR as an OpenAI-compatible endpoint that routes each request to a model."""
+    try:
+        import uvicorn
+
+        from tagrouter.server.app import create_app
+    except ImportError as exc:
+        raise TagRouterError(
+            f"the gateway needs the server extra ({exc.name} is missing): pip install 'tagrouter[server]'"
+        ) from None
+    from tagrouter.router import TagRouter
+    from tagrouter.server.config import GatewayConfig, load_gateway_config
+
+    settings = load_gateway_config(config) if config else GatewayConfig()
+    app = create_app(TagRouter.load(router_dir), settings)
+    # loading WordLlama configures the root logger at INFO: keep httpx from logging every upstream call
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_shutdown_s)

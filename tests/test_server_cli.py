@@ -1,0 +1,114 @@
+"""``tagrouter serve``: starts from a saved router and a YAML config, answers, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from server_support import CODE_QUERY, save_router  # noqa: E402
+
+from tagrouter.server.replay import create_replay_app  # noqa: E402
+from tagrouter.server.threaded import ThreadedServer  # noqa: E402
+
+TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> None:
+    router = save_router(tmp_path / "router")
+    with ThreadedServer(create_replay_app("replay")) as upstream:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            "api_keys_env: TEST_GATEWAY_KEYS\n"
+            "feedback_db: state/feedback.sqlite3\n"
+            "endpoints:\n"
+            + "".join(f"  {m}: {{base_url: '{upstream.url}/v1'}}\n" for m in ("cheap", "mid", "dear"))
+            + "profiles:\n  tagrouter: {rule: within, knob: 0.3}\n",
+            encoding="utf-8",
+        )
+        port = _free_port()
+        env = {**os.environ, "TEST_GATEWAY_KEYS": "sk-1"}
+        process = subprocess.Popen(
+            [
+                *TAGROUTER,
+                "serve",
+                str(router),
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(url + "/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+                time.sleep(0.1)
+            headers = {"authorization": "Bearer sk-1"}
+            answer = httpx.post(
+                url + "/v1/chat/completions",
+                json={"model": "tagrouter", "messages": [{"role": "user", "content": CODE_QUERY}]},
+                headers=headers,
+            )
+            assert answer.status_code == 200 and answer.json()["model"] == "mid"
+            feedback = httpx.post(
+                url + "/v1/feedback",
+                json={"request_id": answer.json()["id"], "outcome": "win"},
+                headers=headers,
+            )
+            assert feedback.json()["status"] == "recorded"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=60)
+    # uvicorn finishes its graceful shutdown, then re-raises the signal: the exit status is SIGTERM's
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Traceback" not in output
+    db = tmp_path / "state" / "feedback.sqlite3"  # relative to the config file's folder
+    wal = db.with_name(db.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # the store was checkpointed and closed on shutdown
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT outcome, model FROM feedback").fetchall() == [("win", "mid")]
+
+
+def test_serve_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    router = save_router(tmp_path / "router")
+    config = tmp_path / "gateway.yaml"
+    config.write_text("fallback_depth: many\n", encoding="utf-8")
+    result = subprocess.run(
+        [*TAGROUTER, "serve", str(router), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "gateway.yaml" in result.stderr and "fallback_depth" in result.stderr
+    assert "Traceback" not in result.stderr

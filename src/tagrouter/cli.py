@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagrouter.errors import TagRouterError
+from tagrouter.tagging.cli import vocab_app
 from tagrouter.server.cli import serve
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ data_app = typer.Typer(help="Convert benchmark data to history records and catal
 bench_app = typer.Typer(help="Benchmarks (speed, quality).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+app.add_typer(vocab_app, name="vocab")
 app.command("serve")(serve)
 
 err = Console(stderr=True)
@@ -154,6 +156,13 @@ def fit(
     skip_bad_rows: Annotated[
         bool, typer.Option(help="Skip invalid rows (and report them) instead of stopping at the first.")
     ] = False,
+    tagger: Annotated[
+        str,
+        typer.Option(
+            help="Tagger spec: 'embedded' (default), 'embedded:DIR', 'transformers:PATH_OR_ID[?...]' or "
+            "'openai:MODEL@URL[?...]' (see docs/taggers.md)."
+        ),
+    ] = "embedded",
 ) -> None:
     """Fit a router on judged history and save it."""
     from tagrouter.catalog import load_catalog
@@ -168,8 +177,19 @@ def fit(
     cards = load_catalog(catalog)
     decider = Decider(rule=rule, knob=knob) if rule else None
     with progress_bar() as progress:
+        chosen = None
+        if tagger != "embedded":
+            from tagrouter.tagging.spec import tagger_from_spec
+
+            queries = list({r.query_id: r.query for r in records}.values())
+            chosen = tagger_from_spec(tagger, queries=queries, progress=progress)
         router = TagRouter.fit(
-            records, cards, scorer=scorer_from_config({"kind": scorer}), decider=decider, progress=progress
+            records,
+            cards,
+            tagger=chosen,
+            scorer=scorer_from_config({"kind": scorer}),
+            decider=decider,
+            progress=progress,
         )
     router.save(out)
     typer.echo(

@@ -1,0 +1,131 @@
+"""Any OpenAI-compatible chat endpoint as a tagging backend: vLLM serving the TagGenerator, or a general LLM
+with a tagging prompt.
+
+Requests run ``concurrency`` at a time, each with a ``timeout``; a request that times out, cannot connect
+or gets HTTP 429 or 5xx is retried up to ``retries`` times with exponential backoff (``backoff`` seconds,
+doubling, at most 30 s, or the server's ``Retry-After``). Other HTTP errors fail at once. Failures raise
+:class:`~tagrouter.tagging.backends.generative.BackendError` naming the URL and the status. Needs ``httpx``
+(the ``openai`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tagrouter.tagging.backends.generative import BackendError, chat_messages
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class OpenAIChatGenerator:
+    """Generates tag answers with ``model`` at ``base_url`` (e.g. ``http://localhost:8000/v1``).
+
+    The API key is read from the environment variable ``api_key_env`` at each call; when it is unset no
+    ``Authorization`` header is sent (a local vLLM needs none). ``prompt`` is ``general`` (a JSON tag list
+    asked of an instruction LLM) or ``taggenerator`` (the TagGenerator's own prompt).
+    """
+
+    model: str
+    base_url: str
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = "general"
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 4
+    backoff: float = 1.0
+    max_new_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        chat_messages("", self.prompt)  # validates the prompt style
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base URL {self.base_url!r} must start with http:// or https://")
+        if self.concurrency < 1 or self.retries < 0 or self.timeout <= 0 or self.max_new_tokens < 1:
+            raise ValueError("concurrency and max_new_tokens must be ≥ 1, retries ≥ 0 and timeout > 0")
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def generate(self, queries: Sequence[str]) -> list[str]:
+        try:
+            import httpx
+        except ImportError:
+            raise BackendError("the openai tagger needs httpx: pip install 'tagrouter[openai]'") from None
+        if not queries:
+            return []
+        key = os.environ.get(self.api_key_env)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        workers = min(self.concurrency, len(queries))
+        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+        with (
+            httpx.Client(timeout=self.timeout, headers=headers, limits=limits) as client,
+            ThreadPoolExecutor(max_workers=workers) as pool,
+        ):
+            futures = [pool.submit(self._complete, client, q) for q in queries]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def _complete(self, client: Any, query: str) -> str:
+        import httpx
+
+        body = {
+            "model": self.model,
+            "messages": chat_messages(query, self.prompt),
+            "temperature": 0,
+            "max_tokens": self.max_new_tokens,
+        }
+        for attempt in range(self.retries + 1):
+            wait = min(self.backoff * 2**attempt, MAX_BACKOFF_S)
+            try:
+                response = client.post(self.url, json=body)
+            except httpx.TimeoutException:
+                problem = f"no answer within {self.timeout:g} s"
+            except httpx.TransportError as exc:
+                problem = f"connection failed ({type(exc).__name__}: {exc})"
+            else:
+                if response.status_code == 200:
+                    return self._content(response)
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code not in RETRY_STATUSES:
+                    raise BackendError(f"POST {self.url} failed: {problem}{self._hint(response.status_code)}")
+                wait = _retry_after(response, wait)
+            if attempt < self.retries:
+                time.sleep(wait)
+        raise BackendError(f"POST {self.url} failed after {self.retries + 1} attempts: {problem}")
+
+    def _content(self, response: Any) -> str:
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise BackendError(
+                f"POST {self.url}: the answer is not an OpenAI chat completion: {response.text[:200]}"
+            ) from None
+        return content or ""
+
+    def _hint(self, status: int) -> str:
+        if status in (401, 403):
+            return f" (check the API key in ${self.api_key_env})"
+        if status == 404:
+            return f" (check the base URL, usually ending in /v1, and that the server serves {self.model!r})"
+        return ""
+
+
+def _retry_after(response: Any, default: float) -> float:
+    try:
+        return min(max(float(response.headers.get("retry-after", default)), 0.0), MAX_BACKOFF_S)
+    except ValueError:
+        return default
+
+
+__all__ = ["OpenAIChatGenerator"]

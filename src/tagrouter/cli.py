@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagrouter.errors import TagRouterError
-from tagrouter.tagging.cli import vocab_app
 from tagrouter.server.cli import serve
+from tagrouter.tagging.cli import vocab_app
 
 app = typer.Typer(
     help="TagRouter: route LLM queries to the cheapest model that answers them well, via tags.",

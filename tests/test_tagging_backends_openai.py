@@ -142,7 +142,6 @@ def test_answers_come_back_in_order_with_bounded_concurrency(server):
     server.max_in_flight = 0
     answers = generator.generate(queries)
     assert answers == [scripted_answer(TAGGENERATOR_PROMPT.format(query=q)) for q in queries]
-    ]
     assert 1 <= server.max_in_flight <= 3
     body = server.bodies[-1]
     assert body["model"] == "m" and body["temperature"] == 0 and body["max_tokens"] == 128

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagrouter.errors import TagRouterError
+from tagrouter.evaluation.cli import bench_alpacaeval
 from tagrouter.server.cli import serve
 from tagrouter.tagging.cli import vocab_app
 
@@ -28,6 +29,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(vocab_app, name="vocab")
 app.command("serve")(serve)
+bench_app.command("alpacaeval")(bench_alpacaeval)
 
 err = Console(stderr=True)
 DEFAULT_DATA = Path("../shared/data/alpaca_eval")

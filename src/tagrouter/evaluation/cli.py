@@ -1,0 +1,55 @@
+"""``tagrouter bench alpacaeval``: run the quality benchmark and write results, tables and plots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_DATA = Path("../shared/data/alpaca_eval")
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """Accept repeated options and comma-separated lists alike."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def bench_alpacaeval(
+    data: Annotated[Path, typer.Option(help="the alpaca_eval data folder")] = DEFAULT_DATA,
+    out: Annotated[Path, typer.Option(help="folder for results.json, results.md and the plots")] = Path(
+        "results/alpacaeval1"
+    ),
+    setups: Annotated[
+        list[str] | None, typer.Option("--setups", help="setups to run, e.g. pool:8 (default: all seven)")
+    ] = None,
+    routers: Annotated[
+        list[str] | None, typer.Option("--routers", help="routers to run, e.g. tagrouter,knn (default: all)")
+    ] = None,
+    readme: Annotated[
+        Path | None,
+        typer.Option(help="README whose results block to rewrite; docs/results.md beside it is written too"),
+    ] = None,
+) -> None:
+    """AlpacaEval 1.0 quality-cost benchmark: six pairs and the 8-model pool, 5 seeds × 5-fold CV."""
+    from tagrouter.evaluation.plots import plot_setup
+    from tagrouter.evaluation.report import results_markdown, update_readme
+    from tagrouter.evaluation.runner import run_alpacaeval
+    from tagrouter.fileio import atomic_write_text
+
+    results = run_alpacaeval(
+        data, out, setups=_split(setups), routers=_split(routers), log=lambda line: typer.echo(line, err=True)
+    )
+    for name, setup in results["setups"].items():
+        plot_setup(name, setup, out)
+    atomic_write_text(out / "results.md", results_markdown(results))
+    written = [out / "results.json", out / "results.md"]
+    if readme is not None:
+        docs = readme.parent / "docs" / "results.md"
+        atomic_write_text(docs, results_markdown(results, plot_dir=os.path.relpath(out, docs.parent)))
+        update_readme(readme, results, os.path.relpath(out, readme.parent))
+        written += [docs, readme]
+    typer.echo(f"wrote {', '.join(map(str, written))} and {len(results['setups'])} plot(s) in {out}")

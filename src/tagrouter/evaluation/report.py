@@ -1,0 +1,147 @@
+"""Markdown tables from ``results.json``: ``results.md``, ``docs/results.md`` and the README's results block
+(between ``<!-- results:start -->`` and ``<!-- results:end -->``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tagrouter.errors import DataError
+from tagrouter.fileio import atomic_write_text
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+COMMAND = "tagrouter bench alpacaeval --data ../shared/data/alpaca_eval --out results/alpacaeval1"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "not reached" if value is None else f"{100 * value:+.1f}%"
+
+
+def setup_table(setup: dict[str, Any]) -> str:
+    """One setup's routers (best AUC first) with the mixture and the oracle for reference."""
+    pair = setup["kind"] == "pair"
+    head = (
+        "| router | AUC (mean ± std) | "
+        + ("APGR | " if pair else "")
+        + "PAUC | uplift | cost saving | AR at θ | $ at θ |"
+    )
+    rule = "|" + "---|" * (head.count("|") - 1)
+    lines = [head, rule]
+    routers = sorted(setup["routers"].items(), key=lambda kv: -kv[1]["auc_mean"])
+    for name, r in routers:
+        cells = [f"`{name}`", f"{r['auc_mean']:.4f} ± {r['auc_std']:.4f}"]
+        if pair:
+            cells.append(_num(r["apgr_mean"], 3))
+        cells += [
+            _num(r["pauc_mean"], 5),
+            _pct(r["uplift_mean"]),
+            "not reached" if r["cost_saving_mean"] is None else f"{100 * r['cost_saving_mean']:.1f}%",
+            f"{r['ar']:.3f}",
+            f"{r['cost']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    mix = setup["mixture"]
+    cells = (
+        ["mixture of single models", f"{mix['auc']:.4f}"]
+        + (["0.500"] if pair else [])
+        + ["0", "+0.0%", "0.0%", "", ""]
+    )
+    lines.append("| " + " | ".join(cells) + " |")
+    oracle = setup["oracle"]
+    lines.append(
+        "\nSingle models: "
+        + ", ".join(f"{m} AR {s['ar']:.3f} at ${s['cost']:.2f}" for m, s in setup["singles"].items())
+        + f". Oracle: AR {oracle['ar']:.3f} at ${oracle['cost']:.2f}."
+    )
+    return "\n".join(lines)
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """Routers × headline numbers: mean AUC over pairs, mean APGR over the five weak→strong pairs,
+    PAUC on zephyr > claude-2, pool AUC."""
+    setups = results["setups"]
+    pairs = [s for s in setups.values() if s["kind"] == "pair"]
+    names = list(next(iter(setups.values()))["routers"])
+    rows = []
+    for name in names:
+        auc = [s["routers"][name]["auc_mean"] for s in pairs if name in s["routers"]]
+        apgr = [
+            s["routers"][name]["apgr_mean"]
+            for key, s in setups.items()
+            if s["kind"] == "pair" and "zephyr-7b-beta>claude-2" not in key and name in s["routers"]
+        ]
+        zephyr = next((s for key, s in setups.items() if "zephyr-7b-beta>claude-2" in key), None)
+        pool = setups.get("pool:8")
+        rows.append(
+            (
+                name,
+                sum(auc) / len(auc) if len(auc) == len(pairs) and pairs else None,
+                sum(apgr) / len(apgr) if apgr and len(apgr) == len(pairs) - 1 else None,
+                zephyr["routers"][name]["pauc_mean"] if zephyr and name in zephyr["routers"] else None,
+                pool["routers"][name]["auc_mean"] if pool and name in pool["routers"] else None,
+            )
+        )
+    rows.sort(key=lambda r: -(r[4] if r[4] is not None else r[1] or 0))
+    lines = [
+        "| router | mean AUC, 6 pairs | mean APGR, 5 weak→strong pairs | PAUC zephyr→claude-2 | AUC pool:8 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, auc, apgr, pauc, pool_auc in rows:
+        lines.append(f"| `{name}` | {_num(auc)} | {_num(apgr, 3)} | {_num(pauc, 5)} | {_num(pool_auc)} |")
+    pool = setups.get("pool:8")
+    if pool:
+        lines.append(f"| mixture of single models | | 0.500 | 0 | {pool['mixture']['auc']:.4f} |")
+    return "\n".join(lines)
+
+
+def results_markdown(results: dict[str, Any], *, plot_dir: str = ".", heading: str = "#") -> str:
+    """The full results document: protocol, summary, one section per setup with its plot."""
+    p = results["protocol"]
+    parts = [
+        f"{heading} Results: AlpacaEval 1.0 ({p['queries']} queries)",
+        f"Reproduce with `{COMMAND}` (run time here: {p.get('runtime_s', '?')} s). "
+        f"{p['folds']}-fold cross-validation, seeds {', '.join(map(str, p['seeds']))}: every router is fitted "
+        "on the training folds only and scored on pooled out-of-fold predictions; numbers are means over "
+        f"seeds. Each curve has {p['points_per_curve']} operating points. Pairs: {p['pair_sweep']}. Pool: "
+        f"{p['pool_sweep']}. AR / $ at θ: {p['theta']}, applied to the test fold. Context models: "
+        f"{p['context_models']} (their outcomes on the training queries are offered to every router).",
+        f"{heading}# Summary",
+        summary_table(results),
+    ]
+    for name, setup in results["setups"].items():
+        parts += [f"{heading}# {name}", setup_table(setup)]
+        parts.append(f"![{name}]({plot_dir}/{plot_name(name)})")
+    return "\n\n".join(parts) + "\n"
+
+
+def plot_name(setup_name: str) -> str:
+    """File name of a setup's plot."""
+    return setup_name.replace(":", "_").replace(">", "_to_") + ".png"
+
+
+def readme_block(results: dict[str, Any], plot_dir: str) -> str:
+    """The README's results section: summary table, the pool's plot, per-setup tables in short."""
+    body = [
+        f"Reproduce with `{COMMAND} --readme README.md` (full tables and plots: `docs/results.md`).",
+        summary_table(results),
+    ]
+    if "pool:8" in results["setups"]:
+        body += [setup_table(results["setups"]["pool:8"]), f"![pool:8]({plot_dir}/{plot_name('pool:8')})"]
+    return "\n\n".join(body)
+
+
+def update_readme(readme: str | Path, results: dict[str, Any], plot_dir: str) -> None:
+    """Rewrite the block between the results markers of ``readme`` (atomically)."""
+    readme = Path(readme)
+    if not readme.is_file():
+        raise DataError("README not found", path=readme)
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text or text.index(START) > text.index(END):
+        raise DataError(f"no '{START}' ... '{END}' block to update", path=readme)
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    atomic_write_text(readme, f"{before}{START}\n{readme_block(results, plot_dir)}\n{END}{after}")

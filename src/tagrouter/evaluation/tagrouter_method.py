@@ -1,0 +1,153 @@
+"""TagRouter as a benchmarked :class:`~tagrouter.evaluation.base.RouterMethod`.
+
+``fit`` turns the training fold into history records — the pool models' win/tie/loss outcomes, plus the
+context models' outcomes (accepted -> ``win``, rejected -> ``loss``; named ``context:K``) as the extra
+signal DESIGN.md §3 allows — and calls :meth:`TagRouter.fit` with the pool's catalogue. ``predict`` is
+:meth:`TagRouter.score_batch`.
+
+Speed: the tagger depends only on the training queries, and the offline teacher is deterministic per query,
+so :class:`SharedFits` caches the teacher's tags per query text, one student tagger per training set and one
+fitted tag table per (training set, setup); variants that differ only in the scorer share the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tagrouter.catalog import Catalog
+from tagrouter.embedding import Embedder, default_embedder
+from tagrouter.evaluation.base import FoldData
+from tagrouter.records import OUTCOMES, HistoryRecord
+from tagrouter.router import TagRouter
+from tagrouter.scoring import Scorer
+from tagrouter.tagging.base import Tagger
+from tagrouter.tagging.embedded import EmbeddedTagger
+from tagrouter.tagging.teacher import KeyphraseTeacher
+
+
+@dataclass
+class SharedFits:
+    """Caches shared by every TagRouter variant of a benchmark run (see the module docstring)."""
+
+    embedder: Embedder = field(default_factory=default_embedder)
+    teacher_tags: dict[str, list[str]] = field(default_factory=dict)
+    _taggers: dict[tuple, MemoTagger] = field(default_factory=dict)
+    _routers: dict[tuple, TagRouter] = field(default_factory=dict)
+
+    def teacher_tags_of(self, queries: Sequence[str]) -> list[list[str]]:
+        """The offline teacher's tags of each query, computed once per distinct text."""
+        missing = list(dict.fromkeys(q for q in queries if q not in self.teacher_tags))
+        if missing:
+            tags = KeyphraseTeacher(embedder=self.embedder).tag(missing)
+            self.teacher_tags.update(zip(missing, tags, strict=True))
+        return [self.teacher_tags[q] for q in queries]
+
+    def tagger(self, queries: Sequence[str], options: dict[str, Any]) -> MemoTagger:
+        """The student tagger distilled from the training queries' teacher tags (what ``TagRouter.fit``
+        builds by default when ``options`` is empty), remembering the tags it gave each text."""
+        key = (_digest(queries), tuple(sorted(options.items())))
+        if key not in self._taggers:
+            student = EmbeddedTagger.from_teacher_tags(
+                queries, self.teacher_tags_of(queries), embedder=self.embedder, **options
+            )
+            self._taggers[key] = MemoTagger(student)
+        return self._taggers[key]
+
+    def router(self, train: FoldData, catalog: Catalog, options: dict[str, Any]) -> TagRouter:
+        """``TagRouter.fit`` on the training fold's records with default scorer and decider."""
+        key = (
+            _digest(train.queries),
+            tuple(train.models),
+            _digest_array(train.outcomes if train.outcomes is not None else train.accepted),
+            _digest_array(train.context_accepted),
+            tuple(sorted(options.items())),
+        )
+        if key not in self._routers:
+            tagger = self.tagger(train.queries, options)
+            self._routers[key] = TagRouter.fit(history_records(train), catalog, tagger=tagger)
+        return self._routers[key]
+
+
+@dataclass
+class MemoTagger:
+    """A tagger that tags each distinct text once (the student is deterministic per text)."""
+
+    inner: Tagger
+    memo: dict[str, list[str]] = field(default_factory=dict)
+
+    def tag(self, texts: Sequence[str]) -> list[list[str]]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.memo))
+        if missing:
+            self.memo.update(zip(missing, self.inner.tag(missing), strict=True))
+        return [self.memo[t] for t in texts]
+
+
+def history_records(train: FoldData) -> list[HistoryRecord]:
+    """History records of a training fold: pool models with their outcomes, context models as win/loss."""
+    outcomes = train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
+    context_names = [f"context:{k}" for k in range(train.context_accepted.shape[1])]
+    records = []
+    for i, query in enumerate(train.queries):
+        qid = str(i)
+        for j, model in enumerate(train.models):
+            records.append(
+                HistoryRecord(query_id=qid, query=query, model=model, outcome=OUTCOMES[int(outcomes[i, j])])
+            )
+        for k, model in enumerate(context_names):
+            outcome = "win" if train.context_accepted[i, k] else "loss"
+            records.append(
+                HistoryRecord.model_construct(query_id=qid, query=query, model=model, outcome=outcome)
+            )
+    return records
+
+
+class TagRouterMethod:
+    """TagRouter under test: the default configuration, or a variant with another scorer or tagger
+    options. ``catalog`` holds the setup's models and prices."""
+
+    def __init__(
+        self,
+        name: str,
+        catalog: Catalog,
+        shared: SharedFits,
+        *,
+        scorer: Scorer | None = None,
+        tagger_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.catalog = catalog
+        self.shared = shared
+        self.scorer = scorer
+        self.tagger_options = dict(tagger_options or {})
+        self.router: TagRouter | None = None
+
+    def fit(self, train: FoldData) -> None:
+        base = self.shared.router(train, self.catalog, self.tagger_options)
+        if self.scorer is None:
+            self.router = base
+        else:
+            self.router = TagRouter(
+                base.tagger, base.table, base.catalog, self.scorer, base.decider, base.output_token_stats
+            )
+
+    def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
+        if self.router is None:
+            raise RuntimeError(f"{self.name}: call fit() before predict()")
+        return self.router.score_batch(queries)[1]
+
+
+def _digest(texts: Sequence[str]) -> str:
+    h = hashlib.sha1()
+    for text in texts:
+        h.update(text.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _digest_array(array: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()

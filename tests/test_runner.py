@@ -1,0 +1,150 @@
+"""The runner on synthetic setups with known answers, the report writers, and TagRouter as a method."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagrouter.errors import DataError
+from tagrouter.evaluation.protocol import Benchmark, Setup
+from tagrouter.evaluation.report import END, START, results_markdown, update_readme
+from tagrouter.evaluation.runner import evaluate_setup
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_eval"
+
+
+def hard_easy_bench(n: int = 100) -> Benchmark:
+    """Weak model a fails exactly on the 'hard' queries (first embedding coordinate > 0); strong b and the
+    context model c always succeed. a costs $1 per query, b $10. The coordinate keeps a margin of 0.5 from
+    0, so a threshold learnt between training values separates test queries exactly."""
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(n, 3))
+    embeddings[:, 0] += np.sign(embeddings[:, 0]) * 0.5
+    hard = embeddings[:, 0] > 0
+    outcomes = np.zeros((n, 3), dtype=int)
+    outcomes[hard, 0] = 2
+    costs = np.column_stack([np.ones(n), np.full(n, 10.0), np.full(n, 5.0)])
+    return Benchmark([f"q{i}" for i in range(n)], embeddings, ["a", "b", "c"], outcomes, costs)
+
+
+class FirstCoordinate:
+    """Predicts the strong model's advantage from the first embedding coordinate (the true signal)."""
+
+    name = "first-coordinate"
+
+    def fit(self, train) -> None:
+        pass
+
+    def predict(self, queries, embeddings):
+        return np.column_stack([np.zeros(len(queries)), embeddings[:, 0]])
+
+
+class Constant:
+    name = "constant"
+
+    def fit(self, train) -> None:
+        pass
+
+    def predict(self, queries, embeddings):
+        return np.tile([0.0, 1.0], (len(queries), 1))
+
+
+def test_a_router_that_knows_the_hard_queries_reaches_the_strong_models_ar_at_the_oracles_cost():
+    bench = hard_easy_bench()
+    setup = Setup("pair:a>b", "pair", ("a", "b"))
+    result = evaluate_setup(bench, setup, {"perfect": lambda s: FirstCoordinate()}, seeds=[0, 1])
+    hard = int((bench.embeddings[:, 0] > 0).sum())
+    assert result["singles"]["a"] == {"ar": pytest.approx(1 - hard / 100), "cost": pytest.approx(100.0)}
+    assert result["oracle"] == {"ar": pytest.approx(1.0), "cost": pytest.approx(100 + 9 * hard)}
+    assert result["mixture"]["auc"] == pytest.approx((1 - hard / 100 + 1.0) / 2)
+    perfect = result["routers"]["perfect"]
+    # θ from the training folds: exactly the hard queries go strong -> AR 1 at the oracle's cost
+    assert perfect["ar"] == pytest.approx(1.0)
+    assert perfect["cost"] == pytest.approx(100 + 9 * hard)
+    # with s = the hard share, x = s costs exactly the oracle's dollars, and H rises from (0, 1 − s) to (s, 1):
+    # AUC = s (2 − s) / 2 + (1 − s) = 1 − s²/2 and APGR = (AUC − (1 − s)) / s = 1 − s/2 (up to the 1/40 grid)
+    share = hard / 100
+    assert perfect["auc_mean"] == pytest.approx(1 - share * share / 2, abs=0.03)
+    assert perfect["auc_std"] == pytest.approx(0.0, abs=1e-9)  # the same score order whatever the folds
+    assert perfect["apgr_mean"] == pytest.approx(1 - share / 2, abs=0.03)
+    assert perfect["cost_saving_mean"] == pytest.approx(1 - (100 + 9 * hard) / 1000, abs=0.03)
+    assert len(perfect["curve"]) == 41
+    assert perfect["curve"][0] == [pytest.approx(0.0), pytest.approx(1 - share)]
+    assert perfect["curve"][-1] == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
+def test_a_router_without_information_cannot_beat_the_mixture_by_much():
+    bench = hard_easy_bench()
+    setup = Setup("pair:a>b", "pair", ("a", "b"))
+    result = evaluate_setup(bench, setup, {"constant": lambda s: Constant()}, seeds=[0])
+    assert result["routers"]["constant"]["auc_mean"] < result["mixture"]["auc"] + 0.03
+
+
+def test_pool_setup_has_41_points_from_best_score_to_cheapest():
+    bench = hard_easy_bench()
+    setup = Setup("pool:3", "pool", ("a", "c", "b"))
+    result = evaluate_setup(bench, setup, {"perfect": lambda s: FirstCoordinate3()}, seeds=[0])
+    curve = result["routers"]["perfect"]["curve"]
+    assert len(curve) == 41
+    assert curve[-1][0] == pytest.approx(0.0)  # everything to the cheapest model a: x = 0
+    assert result["routers"]["perfect"]["apgr_mean"] is None
+    assert result["routers"]["perfect"]["ar"] == pytest.approx(1.0)
+
+
+class FirstCoordinate3:
+    name = "first-coordinate-3"
+
+    def fit(self, train) -> None:
+        pass
+
+    def predict(self, queries, embeddings):
+        hard = (embeddings[:, 0] > 0).astype(float)
+        return np.column_stack([1 - hard, np.full(len(queries), 0.99), np.ones(len(queries))])
+
+
+def test_report_and_readme_block(tmp_path):
+    bench = hard_easy_bench()
+    setup = Setup("pool:8", "pool", ("a", "c", "b"))
+    results = {
+        "protocol": {
+            "queries": 100,
+            "folds": 5,
+            "seeds": [0],
+            "points_per_curve": 41,
+            "pair_sweep": "p",
+            "pool_sweep": "q",
+            "theta": "t",
+            "context_models": "none",
+        },
+        "setups": {
+            "pool:8": evaluate_setup(bench, setup, {"tagrouter": lambda s: FirstCoordinate3()}, seeds=[0])
+        },
+    }
+    text = results_markdown(results)
+    assert "| `tagrouter` |" in text and "pool_8.png" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n## Results\n{START}\nold\n{END}\n\nmore\n", encoding="utf-8")
+    update_readme(readme, results, "results/x")
+    new = readme.read_text(encoding="utf-8")
+    assert "old" not in new and new.startswith("# Title") and new.endswith("\n\nmore\n")
+    auc = results["setups"]["pool:8"]["routers"]["tagrouter"]["auc_mean"]
+    assert f"{auc:.4f}" in new and "results/x/pool_8.png" in new
+    readme.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(DataError, match="results:start"):
+        update_readme(readme, results, "x")
+
+
+@pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
+def test_tagrouter_method_on_one_real_fold_beats_the_mixture_line_on_an_easy_pair(tmp_path):
+    from tagrouter.evaluation.runner import run_alpacaeval
+
+    results = run_alpacaeval(
+        DATA, tmp_path, setups=["pair:llama-2-7b-chat-hf>gpt4"], routers=["tagrouter"], seeds=[0]
+    )
+    setup = results["setups"]["pair:llama-2-7b-chat-hf>gpt4"]
+    assert setup["mixture"]["auc"] == pytest.approx((0.7142857 + 0.9602484) / 2, abs=1e-6)
+    assert setup["routers"]["tagrouter"]["auc_mean"] > setup["mixture"]["auc"]
+    saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert saved["setups"].keys() == results["setups"].keys()
+    assert list((tmp_path / ".cache").glob("embeddings-*.npy"))

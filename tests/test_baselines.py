@@ -39,7 +39,7 @@ def make_fold(
     return FoldData(queries, embeddings, accepted, context, costs, ["a", "b"]), topic
 
 
-def tags_for(texts: list[str]) -> list[list[str]]:
+def tag_words(texts: list[str]) -> list[list[str]]:
     return [[w for w in WORDS.values() if w in text] + ["question"] for text in texts]
 
 
@@ -51,13 +51,13 @@ def split(informative: bool = True, seed: int = 0) -> tuple[FoldData, FoldData, 
     return data.subset(train), data.subset(test), topic[test]
 
 
-LEARNED = [name for name in BASELINES if name != "random"]
+LEARNED = [name for name in BASELINES if name not in ("random", "routellm-mf")]
 
 
 @pytest.mark.parametrize("name", LEARNED)
 def test_learned_baselines_rank_the_right_model_first(name):
     train, test, topic = split()
-    router = BASELINES[name](seed=0, tags_for=tags_for)
+    router = BASELINES[name](seed=0, tagger_for=lambda queries: tag_words)
     router.fit(train)
     scores = router.predict(test.queries, test.embeddings)
     assert scores.shape == (len(topic), 2)
@@ -71,10 +71,35 @@ def test_learned_baselines_rank_the_right_model_first(name):
 def test_tag_variants_use_the_tags(name):
     """With noise embeddings the topic is visible only in the tags."""
     train, test, topic = split(informative=False)
-    router = BASELINES[name](seed=0, tags_for=tags_for)
+    router = BASELINES[name](seed=0, tagger_for=lambda queries: tag_words)
     router.fit(train)
     best = np.where(router.predict(test.queries, test.embeddings).argmax(axis=1) == 0, 1, 2)
     assert np.mean(best == topic) >= 0.9
+
+
+def test_tagger_is_asked_for_with_the_training_queries_only():
+    train, test, _ = split()
+    asked: list[list[str]] = []
+
+    def tagger_for(queries: list[str]):
+        asked.append(list(queries))
+        return tag_words
+
+    router = BASELINES["knn+tags"](tagger_for=tagger_for)
+    router.fit(train)
+    router.predict(test.queries, test.embeddings)
+    assert asked == [train.queries]
+
+
+def test_routellm_mf_runs_routellms_own_code():
+    pytest.importorskip("routellm")
+    from tagrouter.evaluation.baselines import RouteLLMMFRouter
+
+    train, test, topic = split()
+    router = RouteLLMMFRouter(num_epochs=40, lr=1e-2)
+    router.fit(train)
+    best = np.where(router.predict(test.queries, test.embeddings).argmax(axis=1) == 0, 1, 2)
+    assert np.array_equal(best, topic)
 
 
 def test_without_tags_noise_embeddings_give_no_routing_signal():
@@ -160,7 +185,7 @@ def test_battle_outcomes_between_models_and_reference():
 
 
 def test_query_features_append_normalised_multi_hot_tags():
-    features = QueryFeatures(tags=True, tags_for=tags_for)
+    features = QueryFeatures(tags=True, tagger_for=lambda queries: tag_words)
     embeddings = np.eye(2)
     train = features.fit_transform(["x cooking", "y algebra"], embeddings)
     assert train.shape == (2, 2 + 3)  # 2 embedding dims + tags {algebra, cooking, question}

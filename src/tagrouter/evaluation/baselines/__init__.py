@@ -1,10 +1,12 @@
 """Baseline routers for the benchmark, each a :class:`~tagrouter.evaluation.base.RouterMethod`.
 
 ``BASELINES`` maps a name to a factory with one keyword signature for all,
-``factory(seed=0, tags_for=None) -> RouterMethod``: ``seed`` fixes every random choice (inner CV splits,
-initial weights, random scores); ``tags_for`` is used by the "+tags" variants only and should be the tagger
-of the fold, fitted on its training queries (``None``: each fit trains the default embedded tagger itself,
-which takes seconds). See docs/baselines.md for how each is built and tuned.
+``factory(seed=0, tagger_for=None) -> RouterMethod``: ``seed`` fixes every random choice (inner CV splits,
+initial weights, random scores); ``tagger_for`` is used by the "+tags" variants only: called with a fold's
+training queries, it returns the tag function of a tagger fitted on those queries only (the harness passes
+its shared per-fold tagger; ``None``: each fit trains the default embedded tagger itself, which takes
+seconds). ``routellm-mf`` is registered only where the optional ``routellm`` package can be imported.
+See docs/baselines.md for how each baseline is built and tuned.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from tagrouter.evaluation.base import RouterMethod
-from tagrouter.evaluation.baselines.features import TagsFor
+from tagrouter.evaluation.baselines.features import TaggerFor
 from tagrouter.evaluation.baselines.forc import FORCRouter
 from tagrouter.evaluation.baselines.knn import KNNRouter
 from tagrouter.evaluation.baselines.logreg import LogRegRouter
 from tagrouter.evaluation.baselines.mf import MFRouter
 from tagrouter.evaluation.baselines.mlp import MLPRouter
+from tagrouter.evaluation.baselines.routellm_mf import AVAILABLE as ROUTELLM_AVAILABLE
+from tagrouter.evaluation.baselines.routellm_mf import RouteLLMMFRouter
 from tagrouter.evaluation.baselines.simple import RandomRouter, SingleModelRouter
 from tagrouter.evaluation.baselines.sw_ranking import SWRankingRouter
 
@@ -28,8 +32,8 @@ BaselineFactory = Callable[..., RouterMethod]
 def _factory(
     router: Callable[..., RouterMethod], name: str, tagged: bool = False, **options: Any
 ) -> BaselineFactory:
-    def make(*, seed: int = 0, tags_for: TagsFor | None = None) -> RouterMethod:
-        tagging = {"tags": True, "tags_for": tags_for} if tagged else {}
+    def make(*, seed: int = 0, tagger_for: TaggerFor | None = None) -> RouterMethod:
+        tagging = {"tags": True, "tagger_for": tagger_for} if tagged else {}
         return router(name, seed=seed, **options, **tagging)
 
     make.__doc__ = f"A fresh {name!r} router."
@@ -50,6 +54,8 @@ BASELINES: dict[str, BaselineFactory] = {
     "forc-pool": _factory(FORCRouter, "forc-pool", context=False),
     "forc+tags": _factory(FORCRouter, "forc+tags", tagged=True),
 }
+if ROUTELLM_AVAILABLE:
+    BASELINES["routellm-mf"] = _factory(RouteLLMMFRouter, "routellm-mf")
 
 __all__ = [
     "BASELINES",
@@ -60,6 +66,7 @@ __all__ = [
     "MFRouter",
     "MLPRouter",
     "RandomRouter",
+    "RouteLLMMFRouter",
     "SWRankingRouter",
     "SingleModelRouter",
 ]

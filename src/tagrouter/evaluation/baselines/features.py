@@ -12,12 +12,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from sklearn.preprocessing import MultiLabelBinarizer, normalize
 
-#: Tags of a batch of queries, one list per query (e.g. a fold's fitted tagger's ``tag`` method).
-TagsFor = Callable[[list[str]], list[list[str]]]
+#: Tags of a batch of queries, one list per query (e.g. a fitted tagger's ``tag`` method).
+TagFunction = Callable[[list[str]], list[list[str]]]
+#: Given a fold's training queries, the tag function for that fold (a tagger fitted on those queries only).
+TaggerFor = Callable[[list[str]], TagFunction]
 
 
-def default_tags_for(train_queries: Sequence[str]) -> TagsFor:
-    """Tag with the default embedded tagger fitted on the training queries only (takes a few seconds)."""
+def default_tagger_for(train_queries: Sequence[str]) -> TagFunction:
+    """The default embedded tagger fitted on the training queries only (takes a few seconds)."""
     from tagrouter.tagging.embedded import EmbeddedTagger
 
     return EmbeddedTagger.fit(list(train_queries)).tag
@@ -26,22 +28,22 @@ def default_tags_for(train_queries: Sequence[str]) -> TagsFor:
 class QueryFeatures:
     """Turns (queries, embeddings) into feature rows: the embedding alone, or embedding ⊕ tag vector.
 
-    ``tags`` False: features are the embeddings. ``tags`` True: tags come from ``tags_for`` when given
-    (the harness injects one tagger per fold, fitted on that fold's training queries), else from the
-    default tagger fitted in :meth:`fit`.
+    ``tags`` False: features are the embeddings. ``tags`` True: :meth:`fit_transform` asks
+    ``tagger_for(training queries)`` for the fold's tag function (the harness shares one fitted tagger per
+    training set between routers); without one it fits the default tagger on the training queries.
     """
 
-    def __init__(self, tags: bool = False, tags_for: TagsFor | None = None) -> None:
+    def __init__(self, tags: bool = False, tagger_for: TaggerFor | None = None) -> None:
         self.tags = tags
-        self.tags_for = tags_for
-        self._tagger: TagsFor | None = None
+        self.tagger_for = tagger_for or default_tagger_for
+        self._tagger: TagFunction | None = None
         self._binarizer: MultiLabelBinarizer | None = None
 
     def fit_transform(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         """Learn the tag vocabulary from the training queries and return their features."""
         if not self.tags:
             return np.asarray(embeddings, dtype=np.float64)
-        self._tagger = self.tags_for or default_tags_for(queries)
+        self._tagger = self.tagger_for(list(queries))
         self._binarizer = MultiLabelBinarizer()
         self._binarizer.fit(self._tagger(list(queries)))
         return self._join(queries, embeddings)

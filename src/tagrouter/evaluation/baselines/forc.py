@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from tagrouter.evaluation.base import FoldData
-from tagrouter.evaluation.baselines.features import QueryFeatures, TagsFor
+from tagrouter.evaluation.baselines.features import QueryFeatures, TaggerFor
 
 ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -32,13 +32,13 @@ class FORCRouter:
         *,
         context: bool = True,
         tags: bool = False,
-        tags_for: TagsFor | None = None,
+        tagger_for: TaggerFor | None = None,
         seed: int = 0,
     ) -> None:
         self.name = name
         self.context = context
         self.seed = seed
-        self.features = QueryFeatures(tags, tags_for)
+        self.features = QueryFeatures(tags, tagger_for)
 
     def fit(self, train: FoldData) -> None:
         x = self.features.fit_transform(train.queries, train.embeddings)

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from tagrouter.evaluation.base import FoldData
-from tagrouter.evaluation.baselines.features import QueryFeatures, TagsFor
+from tagrouter.evaluation.baselines.features import QueryFeatures, TaggerFor
 from tagrouter.evaluation.baselines.tuning import accept_rates, select
 
 K_GRID = (10, 20, 40)
@@ -48,12 +48,12 @@ class KNNRouter:
         prior: float = 0.0,
         tune: bool = False,
         tags: bool = False,
-        tags_for: TagsFor | None = None,
+        tagger_for: TaggerFor | None = None,
         seed: int = 0,
     ) -> None:
         self.name = name
         self.k, self.prior, self.tune, self.seed = k, prior, tune, seed
-        self.features = QueryFeatures(tags, tags_for)
+        self.features = QueryFeatures(tags, tagger_for)
 
     def fit(self, train: FoldData) -> None:
         self._x = self.features.fit_transform(train.queries, train.embeddings)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import expit, logit
 
 from tagrouter.evaluation.base import FoldData
-from tagrouter.evaluation.baselines.features import QueryFeatures, TagsFor
+from tagrouter.evaluation.baselines.features import QueryFeatures, TaggerFor
 from tagrouter.evaluation.baselines.tuning import accept_rates, select
 
 DIM = 16
@@ -89,11 +89,11 @@ class MFRouter:
     """RouteLLM-style matrix factorisation on query features (embedding, or embedding ⊕ tags)."""
 
     def __init__(
-        self, name: str = "mf", *, tags: bool = False, tags_for: TagsFor | None = None, seed: int = 0
+        self, name: str = "mf", *, tags: bool = False, tagger_for: TaggerFor | None = None, seed: int = 0
     ) -> None:
         self.name = name
         self.seed = seed
-        self.features = QueryFeatures(tags, tags_for)
+        self.features = QueryFeatures(tags, tagger_for)
 
     def fit(self, train: FoldData) -> None:
         x = self.features.fit_transform(train.queries, train.embeddings)

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from tagrouter.evaluation.base import FoldData
 from tagrouter.evaluation.baselines.tuning import select
 
-ALPHA_GRID = (30.0, 100.0, 300.0)
+ALPHA_GRID = (50.0, 200.0)
 HIDDEN = 32
 ITERATIONS = 50
 

@@ -21,7 +21,7 @@ from tagrouter.evaluation.base import FoldData
 from tagrouter.evaluation.baselines.tuning import select
 
 SHARPNESS_GRID = (1.0, 3.0, 10.0, 30.0)
-ITERATIONS = 10
+ITERATIONS = 8
 
 
 def battle_outcomes(accepted: np.ndarray) -> np.ndarray:
@@ -51,16 +51,15 @@ def bradley_terry(wins: np.ndarray, games: np.ndarray) -> np.ndarray:
     return theta
 
 
-def sw_probabilities(
-    train_x: np.ndarray, outcomes: np.ndarray, query_x: np.ndarray, sharpness: float
-) -> np.ndarray:
-    """Acceptance probabilities (n_query × M) from similarity-weighted BT fits, one per query."""
-    similarity = query_x @ train_x.T
+def sw_probabilities(similarity: np.ndarray, outcomes: np.ndarray, sharpness: float) -> np.ndarray:
+    """Acceptance probabilities (n_query × M) from similarity-weighted BT fits, one per query;
+    ``similarity``: cosine similarities (n_query × n_train), ``outcomes``: the training battles."""
     top = similarity.max(axis=1, keepdims=True)
-    weights = 10.0 ** (sharpness * (similarity - top) / np.abs(top))  # = RouteLLM's form / constant
-    weights *= len(train_x) / weights.sum(axis=1, keepdims=True)
+    # 10 ** (τ s / s_max) up to a constant factor per query
+    weights = np.exp(np.log(10.0) * sharpness * (similarity - top) / np.abs(top))
+    weights *= similarity.shape[1] / weights.sum(axis=1, keepdims=True)
     players = outcomes.shape[1]
-    wins = (weights @ outcomes.reshape(len(train_x), -1)).reshape(-1, players, players) + 0.5
+    wins = (weights @ outcomes.reshape(len(outcomes), -1)).reshape(-1, players, players) + 0.5
     games = wins + wins.transpose(0, 2, 1)
     return expit(bradley_terry(wins, games)[:, :-1])
 
@@ -78,11 +77,13 @@ class SWRankingRouter:
         x, o = self._x, self._outcomes
 
         def fit_predict(taus: Sequence[float], tr: np.ndarray, ho: np.ndarray) -> list[np.ndarray]:
-            return [sw_probabilities(x[tr], o[tr], x[ho], t) for t in taus]
+            similarity = x[ho] @ x[tr].T
+            return [sw_probabilities(similarity, o[tr], t) for t in taus]
 
         self.sharpness = select(
             SHARPNESS_GRID, fit_predict, train.accepted.astype(np.float64), seed=self.seed
         )
 
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
-        return sw_probabilities(self._x, self._outcomes, embeddings.astype(np.float64), self.sharpness)
+        similarity = embeddings.astype(np.float64) @ self._x.T
+        return sw_probabilities(similarity, self._outcomes, self.sharpness)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.parsing import parse_tags
 
 CASES = [
@@ -64,3 +65,18 @@ def test_max_tags_keeps_the_first():
 
 def test_unescapes_json_strings_in_cut_answers():
     assert parse_tags('["caf\\u00e9 culture", "wi') == ["café culture"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            "Café culture, naïve Bayes classifiers, résumés",
+            ["café culture", "naïve bayes classifier", "résumé"],
+        ),
+        ("语法，时态转换", ["语法", "时态转换"]),
+        ('["Grammar", "?!", "1984"]', ["grammar"]),
+    ],
+)
+def test_parsed_tags_keep_letters_of_every_script_through_normalisation(answer, expected):
+    assert [t for t in map(normalize_tag, parse_tags(answer)) if t] == expected

@@ -74,7 +74,7 @@ _STOPWORDS = frozenset(
         "also",
     ]
 )
-_NON_WORD = re.compile(r"[^a-z0-9+#.\- ]+")
+_NON_WORD = re.compile(r"[^\w+#.\- ]+")  # \w: letters and digits of every script
 _SPACES = re.compile(r"\s+")
 _EDGE_PUNCT = re.compile(r"^[\s.\-]+|[\s.\-]+$")
 _KEEP_S = ("ss", "us", "is", "ics", "ous", "sis", "xis")

@@ -6,7 +6,7 @@ change the fit), and a Bradley-Terry model is fitted by maximum likelihood to th
 training queries. Players: the pool models and AlpacaEval's reference answer. Battles per training query:
 each model against the reference (accepted = win), and each pair of pool models (one accepted and the
 other not = win; both or neither = tie, counted as half a win each, as RouteLLM does). A model's
-acceptance probability is its BT win probability against the reference, π_m / (π_m + π_ref).
+acceptance probability is its BT win probability against the reference.
 The sharpness τ is chosen by inner CV; one pseudo-tie per pair keeps ratings finite.
 """
 
@@ -39,13 +39,12 @@ def bradley_terry(wins: np.ndarray, games: np.ndarray) -> np.ndarray:
     (T × P × P) given ``games`` (T × P × P, symmetric), by Newton's method, one system per row."""
     theta = np.zeros(wins.shape[:2])
     free = wins.shape[1] - 1
+    diagonal = np.arange(wins.shape[1])
     for _ in range(ITERATIONS):
         p = expit(theta[:, :, None] - theta[:, None, :])
         gradient = (wins - games * p).sum(axis=2)[:, :free]
-        curvature = games * p * (1 - p)
-        hessian = curvature - np.einsum(
-            "tab,ac->tac", curvature.sum(axis=2)[:, :, None], np.eye(wins.shape[1])
-        )
+        hessian = games * p * (1 - p)
+        hessian[:, diagonal, diagonal] -= hessian.sum(axis=2)
         step = np.linalg.solve(hessian[:, :free, :free], gradient[:, :, None])[:, :, 0]
         theta[:, :free] -= step
     return theta
@@ -59,7 +58,8 @@ def sw_probabilities(similarity: np.ndarray, outcomes: np.ndarray, sharpness: fl
     weights = np.exp(np.log(10.0) * sharpness * (similarity - top) / np.abs(top))
     weights *= similarity.shape[1] / weights.sum(axis=1, keepdims=True)
     players = outcomes.shape[1]
-    wins = (weights @ outcomes.reshape(len(outcomes), -1)).reshape(-1, players, players) + 0.5
+    wins = (weights @ outcomes.reshape(len(outcomes), -1)).reshape(-1, players, players)
+    wins += 0.5 * (1 - np.eye(players))  # one pseudo-tie per pair
     games = wins + wins.transpose(0, 2, 1)
     return expit(bradley_terry(wins, games)[:, :-1])
 

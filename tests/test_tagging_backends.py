@@ -92,6 +92,12 @@ def test_alignment_cutoff_drops_unrelated_tags(embedder):
     assert pytest.approx(0.55) == DEFAULT_ALIGN_CUTOFF
 
 
+def test_default_cutoff_aligns_variants_and_drops_related_but_different_tags(embedder):
+    vocabulary = build_vocabulary([["python", "grammar correction", "database"]], embedder, min_count=1)
+    raw = [["Python programming", "grammar", "SQL query", "travel"]]
+    assert vocabulary.align(raw, embedder, cutoff=DEFAULT_ALIGN_CUTOFF) == [["python", "grammar correction"]]
+
+
 def test_fit_vocabulary_with_too_few_tags_says_so(embedder):
     tagger = GenerativeTagger(ScriptedGenerator(), SPEC, embedder=embedder)
     with pytest.raises(BackendError, match="min_count"):

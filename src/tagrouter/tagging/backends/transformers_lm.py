@@ -46,6 +46,13 @@ class TransformersGenerator:
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_query_tokens < 1:
             raise ValueError("batch_size, max_new_tokens and max_query_tokens must be at least 1")
 
+    @classmethod
+    def from_loaded(cls, tokenizer: Any, model: Any, **settings: Any) -> TransformersGenerator:
+        """A generator over a tokenizer and model already in memory (``model`` names nothing to load)."""
+        generator = cls(model=getattr(model, "name_or_path", "") or "in-memory", **settings)
+        generator._loaded = (_left_padded(tokenizer, generator.model), model.eval())
+        return generator
+
     def generate(self, queries: Sequence[str]) -> list[str]:
         import torch
 
@@ -91,18 +98,14 @@ class TransformersGenerator:
                 ) from None
             device = self._device(torch)
             try:
-                tokenizer = AutoTokenizer.from_pretrained(self.model, padding_side="left")
+                tokenizer = AutoTokenizer.from_pretrained(self.model)
                 model = AutoModelForCausalLM.from_pretrained(self.model, dtype=self._dtype(torch, device))
             except (OSError, ValueError) as exc:
                 raise BackendError(
                     f"cannot load the tagging model {self.model!r} ({exc}); give a local model folder or a "
                     "Hugging Face id that is cached or downloadable"
                 ) from None
-            if tokenizer.pad_token is None:
-                if tokenizer.eos_token is None:
-                    raise BackendError(f"the tokenizer of {self.model!r} has neither a pad nor an eos token")
-                tokenizer.pad_token = tokenizer.eos_token
-            self._loaded = (tokenizer, model.to(device).eval())
+            self._loaded = (_left_padded(tokenizer, self.model), model.to(device).eval())
         return self._loaded
 
     def _device(self, torch: Any) -> str:
@@ -137,6 +140,16 @@ class TransformersGenerator:
         if config.eos_token_id is None:
             config.eos_token_id = tokenizer.eos_token_id
         return config
+
+
+def _left_padded(tokenizer: Any, name: str) -> Any:
+    """``tokenizer`` set to pad on the left (generation continues on the right), with a pad token."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise BackendError(f"the tokenizer of {name!r} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 __all__ = ["TAGGENERATOR_ID", "TransformersGenerator"]

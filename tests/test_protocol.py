@@ -68,7 +68,7 @@ def test_no_test_outcome_reaches_fit():
     # have seen other queries: every out-of-fold score is its "unseen" 0.5. Fitting on all rows (leakage)
     # would return 0/1 scores here.
     bench, log = synthetic_bench(), []
-    run = out_of_fold(bench, PAIR, lambda setup: Memoriser(log), seed=0)
+    run = out_of_fold(bench, PAIR, lambda *_: Memoriser(log), seed=0)
     assert np.all(run.scores == 0.5)
     folds = fold_ids(50, 0)
     assert len(log) == 5

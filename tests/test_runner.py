@@ -53,7 +53,7 @@ class Constant:
 def test_a_router_that_knows_the_hard_queries_reaches_the_strong_models_ar_at_the_oracles_cost():
     bench = hard_easy_bench()
     setup = Setup("pair:a>b", "pair", ("a", "b"))
-    result = evaluate_setup(bench, setup, {"perfect": lambda s: FirstCoordinate()}, seeds=[0, 1])
+    result = evaluate_setup(bench, setup, {"perfect": lambda *_: FirstCoordinate()}, seeds=[0, 1])
     hard = int((bench.embeddings[:, 0] > 0).sum())
     assert result["singles"]["a"] == {"ar": pytest.approx(1 - hard / 100), "cost": pytest.approx(100.0)}
     assert result["oracle"] == {"ar": pytest.approx(1.0), "cost": pytest.approx(100 + 9 * hard)}
@@ -77,14 +77,14 @@ def test_a_router_that_knows_the_hard_queries_reaches_the_strong_models_ar_at_th
 def test_a_router_without_information_cannot_beat_the_mixture_by_much():
     bench = hard_easy_bench()
     setup = Setup("pair:a>b", "pair", ("a", "b"))
-    result = evaluate_setup(bench, setup, {"constant": lambda s: Constant()}, seeds=[0])
+    result = evaluate_setup(bench, setup, {"constant": lambda *_: Constant()}, seeds=[0])
     assert result["routers"]["constant"]["auc_mean"] < result["mixture"]["auc"] + 0.03
 
 
 def test_pool_setup_has_41_points_from_best_score_to_cheapest():
     bench = hard_easy_bench()
     setup = Setup("pool:3", "pool", ("a", "c", "b"))
-    result = evaluate_setup(bench, setup, {"perfect": lambda s: FirstCoordinate3()}, seeds=[0])
+    result = evaluate_setup(bench, setup, {"perfect": lambda *_: FirstCoordinate3()}, seeds=[0])
     curve = result["routers"]["perfect"]["curve"]
     assert len(curve) == 41
     assert curve[-1][0] == pytest.approx(0.0)  # everything to the cheapest model a: x = 0
@@ -118,7 +118,7 @@ def test_report_and_readme_block(tmp_path):
             "context_models": "none",
         },
         "setups": {
-            "pool:8": evaluate_setup(bench, setup, {"tagrouter": lambda s: FirstCoordinate3()}, seeds=[0])
+            "pool:8": evaluate_setup(bench, setup, {"tagrouter": lambda *_: FirstCoordinate3()}, seeds=[0])
         },
     }
     text = results_markdown(results)

@@ -12,7 +12,7 @@
   the knob's whole range in equal expected-cost steps, set from the method's own scores.
 - The chosen operating point θ: on the training folds' in-sample predictions, the cheapest setting whose
   training accept rate reaches the best single model's training accept rate (a pair: the gap threshold θ;
-  a pool: λ, from a 201-step grid built as above); then applied unchanged to the test fold.
+  a pool: λ, from the 41-step grid built as above); then applied unchanged to the test fold.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def choose_knob(setup: Setup, scores: np.ndarray, train: FoldData) -> float:
         return float((sorted_gap[k - 1] + sorted_gap[k]) / 2)
     expected = np.broadcast_to(costs.mean(axis=0), scores.shape)
     best_knob, best_cost = 0.0, np.inf
-    for knob in pool_knobs(scores, expected, 201):
+    for knob in pool_knobs(scores, expected):
         picked = choose(scores, expected, "utility", knob)
         ar, cost = accepted[rows, picked].mean(), costs[rows, picked].sum()
         if ar >= target and cost < best_cost:
@@ -243,7 +243,8 @@ class OutOfFold:
     theta_choice: np.ndarray
 
 
-MethodFactory = Callable[[Setup], RouterMethod]
+#: A fresh, unfitted method for (setup, seed).
+MethodFactory = Callable[[Setup, int], RouterMethod]
 
 
 def out_of_fold(bench: Benchmark, setup: Setup, factory: MethodFactory, seed: int) -> OutOfFold:
@@ -254,7 +255,7 @@ def out_of_fold(bench: Benchmark, setup: Setup, factory: MethodFactory, seed: in
     for fold in range(N_FOLDS):
         train_rows, test_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         train = bench.fold_data(setup, train_rows)
-        method = factory(setup)
+        method = factory(setup, seed)
         method.fit(train)
         test_scores = _checked(method, [bench.queries[i] for i in test_rows], bench.embeddings[test_rows], m)
         train_scores = _checked(method, train.queries, train.embeddings, m)

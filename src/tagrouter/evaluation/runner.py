@@ -19,6 +19,7 @@ import numpy as np
 from tagrouter.datasets.alpacaeval import ANNOTATOR, AlpacaEvalData, load_alpacaeval
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import DataError
+from tagrouter.evaluation.baselines import BASELINES, BaselineFactory
 from tagrouter.evaluation.metrics import Reference, curve_metrics, oracle_choice, realised
 from tagrouter.evaluation.protocol import (
     N_FOLDS,
@@ -40,10 +41,19 @@ Log = Callable[[str], None]
 
 # ---- routers ---------------------------------------------------------------------------------------------
 def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, MethodFactory]:
-    """Every benchmarked router by name: TagRouter's default (``tagrouter``), its variants, the baselines."""
+    """Every benchmarked router by name: TagRouter's default (``tagrouter``), its variants, the baselines.
+
+    Baselines get the benchmark seed and, for the "+tags" variants, the fold's tagger: the same student
+    TagRouter uses, fitted on the fold's training queries only."""
 
     def tagrouter(name: str, **options: Any) -> MethodFactory:
-        return lambda setup: TagRouterMethod(name, data.catalog(setup.models), shared, **options)
+        return lambda setup, seed: TagRouterMethod(name, data.catalog(setup.models), shared, **options)
+
+    def fold_tagger(train_queries: list[str]) -> Callable[[list[str]], list[list[str]]]:
+        return shared.tagger(train_queries, {}).tag
+
+    def baseline(make: BaselineFactory) -> MethodFactory:
+        return lambda setup, seed: make(seed=seed, tagger_for=fold_tagger)
 
     factories: dict[str, MethodFactory] = {
         "tagrouter": tagrouter("tagrouter"),
@@ -55,6 +65,7 @@ def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, Meth
             "tagrouter-smoothed-prior", scorer=SmoothedScorer(difficulty=True)
         ),
     }
+    factories.update({name: baseline(make) for name, make in BASELINES.items()})
     return factories
 
 
@@ -209,7 +220,7 @@ def run_alpacaeval(
             "pair_sweep": "top share q = k/40 by score(strong) - score(weak) goes to the strong model",
             "pool_sweep": "argmax(score - lambda * training mean cost); lambda_0 = 0, lambda_k the least lambda "
             "whose expected cost is at most E_0 - k/40 (E_0 - E_cheapest)",
-            "theta": "cheapest setting whose in-sample training accept rate reaches the best single model's",
+            "theta": "cheapest setting (pair: any share; pool: the 41-step grid) whose in-sample training accept rate reaches the best single model's",
             "routers": list(chosen_routers),
         },
         "setups": {},

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tagrouter.datasets.alpacaeval import DEFAULT_DATA
 from tagrouter.errors import TagRouterError
 from tagrouter.evaluation.cli import bench_alpacaeval
 from tagrouter.server.cli import serve
@@ -32,7 +33,6 @@ app.command("serve")(serve)
 bench_app.command("alpacaeval")(bench_alpacaeval)
 
 err = Console(stderr=True)
-DEFAULT_DATA = Path("../shared/data/alpaca_eval")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from tagrouter.catalog import Catalog, ModelCard
 from tagrouter.errors import DataError
 from tagrouter.records import HistoryRecord
 
+#: The alpaca_eval folder: ``$TAGROUTER_DATA/alpaca_eval`` if that variable is set, else ``../shared/data/...``
+#: relative to the working directory (the project root, next to the shared benchmark data).
+DEFAULT_DATA = Path(os.environ.get("TAGROUTER_DATA", "../shared/data")) / "alpaca_eval"
 ANNOTATOR = "alpaca_eval_gpt4"
 REFERENCE = "text_davinci_003"
 #: Models never to use (adversarial, null or duplicate files; see the data README).

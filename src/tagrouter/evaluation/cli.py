@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_DATA = Path("../shared/data/alpaca_eval")
+from tagrouter.datasets.alpacaeval import DEFAULT_DATA
 
 
 def _split(values: list[str] | None) -> list[str] | None:

@@ -5,8 +5,10 @@ projected by W (no bias), multiplied elementwise by the model's L2-normalised le
 a linear head h (no bias); a battle "a beats b" has logit ``s(a, q) − s(b, q)`` and the model is trained
 with binary cross-entropy on judged battles. Our judged battles are each pool model against AlpacaEval's
 reference answer (text_davinci_003), so the reference gets its own learned embedding and
-``P(m accepted | q) = σ(s(m, q) − s(ref, q))``. Training: full-batch Adam with L2 weight decay (RouteLLM
-trains mini-batch Adam with weight decay); the decay is chosen on a training-fold holdout.
+``P(m accepted | q) = σ(s(m, q) − s(ref, q) + b_m)``. The per-model bias b_m is our addition: accept
+rates of 70-98 % are far from RouteLLM's balanced battles, and without it no weight decay fits them (in
+pairwise form it cancels into b_a − b_b). Training: full-batch Adam with L2 weight decay on W, P and h
+(RouteLLM: mini-batch Adam with weight decay); the decay is chosen on a training-fold holdout.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class MFParameters:
     b: np.ndarray
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """P(accepted) per row of ``x`` and model (n × M)."""
         return expit(self._logits(x.astype(np.float32))[0]).astype(np.float64)
 
     def _logits(self, x: np.ndarray) -> tuple[np.ndarray, ...]:

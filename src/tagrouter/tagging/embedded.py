@@ -9,7 +9,7 @@ keyphrase tags (fine). One matrix product for a whole batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes
 from tagrouter.tagging.base import Tagger, register_tagger
+from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.taxonomy import DOMAINS, TASK_TYPES
 from tagrouter.tagging.vocabulary import Vocabulary, _npy_bytes, build_vocabulary
 
@@ -41,12 +42,14 @@ class EmbeddedTagger:
         if self.prototypes.shape[0] != len(self.vocabulary):
             raise ValueError("one prototype per vocabulary tag is needed")
         tags = self.vocabulary.tags
+        # vocabulary tags are normalised ("pets" -> "pet"): compare with the normalised seed names
+        task_types, domains = _normalised(TASK_TYPES), _normalised(DOMAINS)
         self._groups = [
-            np.array([i for i, t in enumerate(tags) if t in TASK_TYPES], dtype=np.intp),
-            np.array([i for i, t in enumerate(tags) if t in DOMAINS], dtype=np.intp),
+            np.array([i for i, t in enumerate(tags) if t in task_types], dtype=np.intp),
+            np.array([i for i, t in enumerate(tags) if t in domains], dtype=np.intp),
         ]
         self._fine = np.array(
-            [i for i, t in enumerate(tags) if t not in TASK_TYPES and t not in DOMAINS], dtype=np.intp
+            [i for i, t in enumerate(tags) if t not in task_types and t not in domains], dtype=np.intp
         )
         self._tags = np.array(tags, dtype=object)
 
@@ -144,6 +147,10 @@ class EmbeddedTagger:
             return cls(vocabulary=Vocabulary.load(folder), prototypes=prototypes, fine=int(config["fine"]))
         except (KeyError, ValueError) as exc:
             raise ArtifactError(f"{folder}: damaged tagger configuration ({exc})") from None
+
+
+def _normalised(names: Iterable[str]) -> set[str]:
+    return {n for n in map(normalize_tag, names) if n}
 
 
 register_tagger(EmbeddedTagger.kind, EmbeddedTagger.load)

@@ -81,6 +81,16 @@ def test_fit_vocabulary_then_align_without_generating_the_history_again(embedder
     assert set(tags[-1]) >= {"poetry", "creative writing"}
 
 
+def test_fitted_copies_share_generated_tags_across_folds(embedder):
+    generator = ScriptedGenerator()
+    base = GenerativeTagger(generator, SPEC, embedder=embedder)
+    folds = [CODE[:3] + POEMS[:3], CODE[2:] + POEMS[2:]]
+    first, second = (base.fitted(train, min_count=2) for train in folds)
+    assert sorted(generator.asked) == sorted(CODE + POEMS)  # each distinct query generated once
+    assert base.vocabulary is None and first.vocabulary is not second.vocabulary
+    assert first.tag(POEMS[4:]) == second.tag(POEMS[4:]) and len(generator.asked) == len(CODE + POEMS)
+
+
 def test_alignment_cutoff_drops_unrelated_tags(embedder):
     vocabulary = build_vocabulary([["python", "coding"], ["poetry"]], embedder, min_count=1)
     tagger = GenerativeTagger(ScriptedGenerator(), SPEC, vocabulary=vocabulary, embedder=embedder)

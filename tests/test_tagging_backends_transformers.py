@@ -55,7 +55,10 @@ def scripted_qwen2(tokenizer, answer: str):
 def scripted_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scripted-qwen2")
     tokenizer = stand_in_tokenizer(TEXTS, vocab_size=400)
-    scripted_qwen2(tokenizer, ANSWER).save_pretrained(folder)
+    model = scripted_qwen2(tokenizer, ANSWER)
+    config = model.generation_config  # sampling settings like Qwen2.5's: the backend must override them
+    config.do_sample, config.temperature, config.top_p, config.top_k = True, 0.7, 0.8, 20
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -125,6 +125,22 @@ class GenerativeTagger:
             raise BackendError(f"backend {self.spec}: {exc}") from None
         return self.vocabulary
 
+    def fitted(
+        self,
+        queries: Sequence[str],
+        *,
+        min_count: int = 3,
+        merge_distance: float = 0.1,
+        progress: Progress | None = None,
+    ) -> GenerativeTagger:
+        """A copy of this tagger with a vocabulary fitted on ``queries`` (:meth:`fit_vocabulary`). Copies
+        share the backend and the generated tags, so over cross-validation folds each distinct query is
+        generated once."""
+        copy = GenerativeTagger(self.generator, self.spec, None, self.cutoff, self.max_tags, self.embedder)
+        copy._known = self._known
+        copy.fit_vocabulary(queries, min_count=min_count, merge_distance=merge_distance, progress=progress)
+        return copy
+
     def _embedder(self) -> Embedder:
         if self.embedder is None:
             self.embedder = default_embedder()

@@ -16,6 +16,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+pytest.importorskip("aiohttp")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
 

@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+pytest.importorskip("aiohttp")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 

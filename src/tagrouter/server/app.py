@@ -187,8 +187,10 @@ class Gateway:
         self.writer = FeedbackWriter(store, self.profiles.update)
         self.upstreams = Upstreams(self.catalog, config)
 
-    def authorize(self, request: Request) -> None:
-        """Reject the request unless it carries one of the client keys (when any are configured)."""
+    async def authorize(self, request: Request) -> None:
+        """Reject the request unless it carries one of the client keys (when any are configured).
+
+        A coroutine, so that FastAPI runs it on the event loop instead of in a worker thread."""
         if not self.keys:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -200,7 +202,10 @@ class Gateway:
 
     async def decide(self, profile: str, queries: list[str], endpoint: str) -> list[Decision]:
         start = time.perf_counter()
-        decisions = await run_in_threadpool(self.profiles.route, profile, queries)
+        if self.config.route_in_threadpool:
+            decisions = await run_in_threadpool(self.profiles.route, profile, queries)
+        else:
+            decisions = self.profiles.route(profile, queries)
         self.metrics.decision_seconds.labels(endpoint).observe(time.perf_counter() - start)
         return decisions
 
@@ -257,17 +262,17 @@ class Gateway:
             raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
         request_id = "chatcmpl-tr-" + uuid.uuid4().hex
         headers = _decision_headers(decision, answer.model, request_id, profile)
-        if answer.response.status_code >= 400:  # the request's own fault: the upstream's answer as it is
+        if answer.status >= 400:  # the request's own fault: the upstream's answer as it is
             self.metrics.requests.labels(profile, answer.model, "client_error").inc()
-            content = await answer.response.aread()
-            await answer.response.aclose()
-            return Response(content, answer.response.status_code, headers, media_type="application/json")
+            content = answer.body if answer.body is not None else await answer.response.read()
+            answer.response.release()
+            return Response(content, answer.status, headers, media_type="application/json")
         self.writer.remember(request_id, query, answer.model)
         self.metrics.requests.labels(profile, answer.model, "ok").inc()
         if chat.stream:
             return self._stream(answer, request_id, headers, profile, decision)
         try:
-            data = answer.response.json()
+            data = json.loads(answer.body or b"")
         except ValueError:
             raise ApiError(
                 502, f"the upstream {answer.model} answered with invalid JSON", type_="upstream_error"
@@ -367,7 +372,7 @@ class Gateway:
             "outcome": item.outcome,
         }
 
-    def models(self) -> dict[str, Any]:
+    async def models(self) -> dict[str, Any]:
         data = [
             {"id": p, "object": "model", "created": 0, "owned_by": "tagrouter"} for p in self.profiles.names
         ]
@@ -376,7 +381,7 @@ class Gateway:
         ]
         return {"object": "list", "data": data}
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,
@@ -399,6 +404,7 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.writer.start()
+        await gateway.upstreams.start()
         try:
             yield
         finally:  # uvicorn has finished every accepted request by now: drain and close the store
@@ -433,9 +439,9 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
     v1.add_api_route("/models", gateway.models, methods=["GET"])
     app.include_router(v1)
     app.add_api_route("/healthz", gateway.health, methods=["GET"])
-    app.add_api_route(
-        "/metrics",
-        lambda: Response(gateway.metrics.render(), media_type=gateway.metrics.content_type),
-        methods=["GET"],
-    )
+
+    async def metrics() -> Response:
+        return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"])
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +38,4 @@ def serve(
 
     settings = load_gateway_config(config) if config else GatewayConfig()
     app = create_app(TagRouter.load(router_dir), settings)
-    # loading WordLlama configures the root logger at INFO: keep httpx from logging every upstream call
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_shutdown_s)

@@ -73,6 +73,11 @@ class GatewayConfig(BaseModel):
         default=None, gt=0, description="read timeout; default: each catalogue endpoint's timeout_s"
     )
     max_upstream_connections: int = Field(default=200, ge=1)
+    route_in_threadpool: bool = Field(
+        default=False,
+        description="route in worker threads: set it for slow taggers (transformers, an LLM endpoint); "
+        "the default embedded tagger is faster on the event loop",
+    )
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     max_route_queries: int = Field(default=256, ge=1)
     feedback_db: Path = Path("tagrouter-feedback.sqlite3")

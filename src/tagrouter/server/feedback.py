@@ -11,6 +11,7 @@ router has learned from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -24,6 +25,9 @@ from tagrouter.errors import DataError
 from tagrouter.records import HistoryRecord
 
 log = logging.getLogger("tagrouter.server")
+
+#: Requests to remember wait up to this long to be written together (feedback is written at once).
+REQUEST_FLUSH_S = 0.05
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -210,7 +214,8 @@ class FeedbackWriter:
         self.store = store
         self._learn = learn
         self._pending = _Pending([], [])
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # something is queued
+        self._urgent = asyncio.Event()  # feedback (or closing) is queued: apply now
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         #: feedback records in the store (kept here so that health checks never touch the database)
@@ -233,12 +238,14 @@ class FeedbackWriter:
         future: asyncio.Future[FeedbackResult] = asyncio.get_running_loop().create_future()
         self._pending.feedback.append((item, future))
         self._wakeup.set()
+        self._urgent.set()
         return await asyncio.shield(future)
 
     async def close(self) -> None:
         """Apply everything queued, then stop and close the store."""
         self._closing = True
         self._wakeup.set()
+        self._urgent.set()
         if self._task is not None:
             await self._task
         await asyncio.to_thread(self.store.close)
@@ -246,7 +253,11 @@ class FeedbackWriter:
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
+            if not self._urgent.is_set():  # only requests to remember: gather more of them first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), REQUEST_FLUSH_S)
             self._wakeup.clear()
+            self._urgent.clear()
             batch, self._pending = self._pending, _Pending([], [])
             if batch.requests or batch.feedback:
                 try:

@@ -1,0 +1,318 @@
+"""Load benchmark of the routing gateway on loopback (not a test).
+
+It starts a replaying OpenAI-compatible upstream and ``tagrouter serve`` (each in its own process, as in a
+deployment), then, for each client count C, runs C concurrent clients through the gateway and, at the same
+time, C clients calling the upstream directly, for ``--duration`` seconds. Gateway clients send feedback
+for a share of their answers. It reports requests/s, errors, latency percentiles of both paths, the
+gateway's added latency (gateway minus direct, per percentile), and, after a graceful shutdown, how many
+accepted feedback records are missing from the database.
+
+    python scripts/bench_gateway.py --clients 1,10,100 --duration 20 --out bench-gateway.json
+
+Without ``--router`` it fits a router with the default (embedded) tagger on ``--history`` (default: the
+shipped example history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import yaml
+
+from tagrouter import TagRouter, read_history
+from tagrouter.fileio import atomic_write_json
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "tagrouter" / "examples"
+KEY = "sk-bench"
+TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
+
+
+@dataclass
+class PathStats:
+    """Latencies (seconds) and errors of one path (gateway or direct) in one phase."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        values = np.array(self.latencies) * 1000
+        percentiles = np.percentile(values, [50, 90, 99]) if len(values) else [float("nan")] * 3
+        return {
+            "requests": len(values),
+            "requests_per_s": round(len(values) / seconds, 1),
+            "errors": sum(self.errors.values()),
+            "error_kinds": self.errors,
+            "p50_ms": round(float(percentiles[0]), 2),
+            "p90_ms": round(float(percentiles[1]), 2),
+            "p99_ms": round(float(percentiles[2]), 2),
+        }
+
+
+@dataclass
+class Feedbacks:
+    accepted: set[str] = field(default_factory=set)
+    failed: int = 0
+
+
+def _body(query: str, model: str, stream: bool) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": query}], "stream": stream}
+
+
+async def _call(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> str | None:
+    """One chat completion; returns the answer's id (None for a stream), raises on any failure."""
+    async with http.post(url, json=body) as response:
+        response.raise_for_status()
+        if not body["stream"]:
+            return (await response.json())["id"]
+        text = (await response.read()).decode()
+    if '"error"' in text:
+        raise RuntimeError("error event in the stream")
+    if not text.rstrip().endswith("data: [DONE]"):
+        raise RuntimeError("stream ended without [DONE]")
+    return None
+
+
+async def _worker(
+    http: aiohttp.ClientSession,
+    url: str,
+    model: str,
+    queries: list[str],
+    deadline: float,
+    stats: PathStats,
+    rng: random.Random,
+    args: argparse.Namespace,
+    feedback: Feedbacks | None,
+    name: str,
+) -> None:
+    number = 0
+    while time.perf_counter() < deadline:
+        body = _body(rng.choice(queries), model, rng.random() < args.stream_share)
+        start = time.perf_counter()
+        try:
+            answer_id = await _call(http, url + "/v1/chat/completions", body)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, KeyError) as exc:
+            stats.error(type(exc).__name__)
+            continue
+        stats.latencies.append(time.perf_counter() - start)
+        if feedback is not None and answer_id and rng.random() < args.feedback_share:
+            number += 1
+            feedback_id = f"{name}-{number}"
+            outcome = rng.choice(["win", "tie", "loss"])
+            try:
+                async with http.post(
+                    url + "/v1/feedback",
+                    json={"request_id": answer_id, "outcome": outcome, "feedback_id": feedback_id},
+                ) as response:
+                    response.raise_for_status()
+                    feedback.accepted.add(feedback_id)
+            except (aiohttp.ClientError, TimeoutError):
+                feedback.failed += 1
+
+
+async def _phase(
+    clients: int,
+    gateway: str,
+    upstream: str,
+    upstream_model: str,
+    queries: list[str],
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], Feedbacks]:
+    timeout = aiohttp.ClientTimeout(total=60)
+    gateway_stats, direct_stats, feedback = PathStats(), PathStats(), Feedbacks()
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=clients), timeout=timeout, headers=headers
+        ) as via_gateway,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), timeout=timeout) as direct,
+    ):
+        start = time.perf_counter()
+        deadline = start + args.duration
+        tasks = []
+        for i in range(clients):
+            tasks.append(
+                _worker(
+                    via_gateway, gateway, "tagrouter", queries, deadline, gateway_stats,
+                    random.Random(f"g{clients}-{i}"), args, feedback, f"c{clients}-w{i}",
+                )
+            )  # fmt: skip
+            tasks.append(
+                _worker(
+                    direct, upstream, upstream_model, queries, deadline, direct_stats,
+                    random.Random(f"d{clients}-{i}"), args, None, "",
+                )
+            )  # fmt: skip
+        await asyncio.gather(*tasks)
+        seconds = time.perf_counter() - start
+    via, plain = gateway_stats.summary(seconds), direct_stats.summary(seconds)
+    added = {f"added_{p}_ms": round(via[f"{p}_ms"] - plain[f"{p}_ms"], 2) for p in ("p50", "p90", "p99")}
+    return {
+        "clients": clients,
+        "seconds": round(seconds, 1),
+        "gateway": via,
+        "direct": plain,
+        **added,
+        "feedback_accepted": len(feedback.accepted),
+        "feedback_failed": feedback.failed,
+    }, feedback
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, path: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} exited early with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + path, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_upstream(port: int, delay_ms: float) -> None:
+    """Run the replaying upstream in this process (the benchmark starts itself with --serve-upstream)."""
+    import uvicorn
+
+    from tagrouter.server.replay import ReplayBehaviour, create_replay_app
+
+    app = create_replay_app("upstream", behaviour=ReplayBehaviour(delay_s=delay_ms / 1000))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--router", type=Path, help="a saved router (default: fit one on --history)")
+    parser.add_argument(
+        "--history", type=Path, default=EXAMPLES / "history.jsonl", help="queries (and fit data)"
+    )
+    parser.add_argument(
+        "--catalog", type=Path, default=EXAMPLES / "catalog.yaml", help="catalogue for fitting"
+    )
+    parser.add_argument("--clients", default="1,10,100", help="comma-separated client counts, one phase each")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--upstream-delay-ms", type=float, default=0.0, help="the upstream's answer time")
+    parser.add_argument("--feedback-share", type=float, default=0.2, help="share of answers given feedback")
+    parser.add_argument("--stream-share", type=float, default=0.2, help="share of streaming requests")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        serve_upstream(args.serve_upstream, args.upstream_delay_ms)
+        return
+
+    records = read_history(args.history)
+    queries = list({r.query_id: r.query for r in records}.values())
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        work = Path(tmp)
+        if args.router is None:
+            from tagrouter import load_catalog
+
+            print(f"fitting a router with the default tagger on {args.history} ...", flush=True)
+            TagRouter.fit(records, load_catalog(args.catalog)).save(work / "router")
+            args.router = work / "router"
+        router = TagRouter.load(args.router)
+        upstream_port, gateway_port = _free_port(), _free_port()
+        upstream_url, gateway_url = f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{gateway_port}"
+        config = {
+            "api_keys": [KEY],
+            "feedback_db": str(work / "feedback.sqlite3"),
+            "endpoints": {m: {"base_url": upstream_url + "/v1", "timeout_s": 60} for m in router.models},
+        }
+        (work / "gateway.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        upstream = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve-upstream",
+                str(upstream_port),
+                "--upstream-delay-ms",
+                str(args.upstream_delay_ms),
+            ]
+        )
+        gateway = subprocess.Popen(
+            [*TAGROUTER, "serve", str(args.router), "--config", str(work / "gateway.yaml"), "--port", str(gateway_port),
+             "--log-level", "warning"]
+        )  # fmt: skip
+        phases, accepted = [], set()
+        try:
+            _wait_healthy(upstream_url, upstream, "/docs")
+            _wait_healthy(gateway_url, gateway, "/healthz")
+            for clients in (int(c) for c in args.clients.split(",")):
+                print(
+                    f"phase: {clients} clients via the gateway + {clients} direct, {args.duration:g} s",
+                    flush=True,
+                )
+                result, feedback = asyncio.run(
+                    _phase(clients, gateway_url, upstream_url, router.models[0], queries, args)
+                )
+                accepted |= feedback.accepted
+                phases.append(result)
+                print(json.dumps(result), flush=True)
+        finally:
+            gateway.send_signal(
+                signal.SIGTERM
+            )  # graceful: finish requests in flight, drain the feedback writer
+            gateway.wait(timeout=120)
+            upstream.send_signal(signal.SIGTERM)
+            upstream.wait(timeout=60)
+        with sqlite3.connect(work / "feedback.sqlite3") as db:
+            stored = {row[0] for row in db.execute("SELECT feedback_id FROM feedback")}
+    summary = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "router_models": router.models,
+        "queries": len(queries),
+        "settings": {
+            k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "serve_upstream"
+        },
+        "phases": phases,
+        "feedback_accepted": len(accepted),
+        "feedback_stored": len(stored & accepted),
+        "feedback_lost": len(accepted - stored),
+    }
+    print(
+        f"feedback: {summary['feedback_accepted']} accepted, {summary['feedback_lost']} lost after graceful shutdown"
+    )
+    for phase in phases:
+        print(
+            f"{phase['clients']:>4} clients: gateway {phase['gateway']['requests_per_s']:>7.1f} req/s, "
+            f"{phase['gateway']['errors']} errors, p50 {phase['gateway']['p50_ms']} ms, p99 {phase['gateway']['p99_ms']} ms"
+            f" | direct p50 {phase['direct']['p50_ms']} ms, p99 {phase['direct']['p99_ms']} ms"
+            f" | added p50 {phase['added_p50_ms']} ms, p99 {phase['added_p99_ms']} ms"
+        )
+    if args.out:
+        atomic_write_json(args.out, summary)
+
+
+if __name__ == "__main__":
+    main()

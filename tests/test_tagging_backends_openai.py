@@ -46,6 +46,7 @@ class FakeChat:
         self.calls: Counter[str] = Counter()
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
+        self.ports: list[int] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.flaky_failures = 0
@@ -61,6 +62,7 @@ class FakeChat:
                 self.calls[query] += 1
                 self.bodies.append(body)
                 self.headers.append(dict(request.headers))
+                self.ports.append(request.client.port)
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
@@ -146,6 +148,13 @@ def test_answers_come_back_in_order_with_bounded_concurrency(server):
     body = server.bodies[-1]
     assert body["model"] == "m" and body["temperature"] == 0 and body["max_tokens"] == 128
     assert [m["role"] for m in body["messages"]] == ["user"]  # the TagGenerator prompt: one user turn
+
+
+def test_connections_are_kept_alive_across_calls(server):
+    generator = OpenAIChatGenerator("m", f"{server.url}/v1")
+    generator.generate(["first question"])
+    generator.generate(["second question"])
+    assert server.ports[-1] == server.ports[-2]  # one connection, reused
 
 
 def test_general_prompt_and_tagger(server):

@@ -11,10 +11,11 @@ doubling, at most 30 s, or the server's ``Retry-After``). Other HTTP errors fail
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tagrouter.tagging.backends.generative import BackendError, chat_messages
@@ -41,6 +42,8 @@ class OpenAIChatGenerator:
     retries: int = 4
     backoff: float = 1.0
     max_new_tokens: int = 128
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         chat_messages("", self.prompt)  # validates the prompt style
@@ -54,21 +57,15 @@ class OpenAIChatGenerator:
         return self.base_url.rstrip("/") + "/chat/completions"
 
     def generate(self, queries: Sequence[str]) -> list[str]:
-        try:
-            import httpx
-        except ImportError:
-            raise BackendError("the openai tagger needs httpx: pip install 'tagrouter[openai]'") from None
         if not queries:
             return []
+        client = self._http()
         key = os.environ.get(self.api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        workers = min(self.concurrency, len(queries))
-        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-        with (
-            httpx.Client(timeout=self.timeout, headers=headers, limits=limits) as client,
-            ThreadPoolExecutor(max_workers=workers) as pool,
-        ):
-            futures = [pool.submit(self._complete, client, q) for q in queries]
+        if len(queries) == 1:
+            return [self._complete(client, headers, queries[0])]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(queries))) as pool:
+            futures = [pool.submit(self._complete, client, headers, q) for q in queries]
             try:
                 return [f.result() for f in futures]
             except BaseException:
@@ -76,7 +73,21 @@ class OpenAIChatGenerator:
                     f.cancel()
                 raise
 
-    def _complete(self, client: Any, query: str) -> str:
+    def _http(self) -> Any:
+        """One connection pool per generator (kept alive across calls), of ``concurrency`` connections."""
+        try:
+            import httpx
+        except ImportError:
+            raise BackendError("the openai tagger needs httpx: pip install 'tagrouter[openai]'") from None
+        with self._lock:
+            if self._client is None:
+                limits = httpx.Limits(
+                    max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+                )
+                self._client = httpx.Client(timeout=self.timeout, limits=limits)
+            return self._client
+
+    def _complete(self, client: Any, headers: dict[str, str], query: str) -> str:
         import httpx
 
         body = {
@@ -88,7 +99,7 @@ class OpenAIChatGenerator:
         for attempt in range(self.retries + 1):
             wait = min(self.backoff * 2**attempt, MAX_BACKOFF_S)
             try:
-                response = client.post(self.url, json=body)
+                response = client.post(self.url, json=body, headers=headers)
             except httpx.TimeoutException:
                 problem = f"no answer within {self.timeout:g} s"
             except httpx.TransportError as exc:

@@ -139,3 +139,28 @@ def test_router_fitted_with_a_transformers_tagger_reloads_it_from_the_spec(scrip
 def test_a_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(BackendError, match="cannot load the tagging model"):
         TransformersGenerator(str(tmp_path / "nowhere")).generate(["hello"])
+
+
+def test_cli_fit_with_a_transformers_tagger(scripted_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from tagrouter.cli import app
+    from tagrouter.demo import EXAMPLES
+
+    spec = f"transformers:{scripted_dir}?device=cpu&batch_size=16&max_new_tokens=16&min_count=1"
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            str(EXAMPLES / "history.jsonl"),
+            "--catalog",
+            str(EXAMPLES / "catalog.yaml"),
+            "--out",
+            str(tmp_path / "router"),
+            "--tagger",
+            spec,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "saved router" in result.output and "2 tags" in result.output  # grammar, python
+    assert TagRouter.load(tmp_path / "router").route("Plan a trip to Rome").tags == ["grammar", "python"]

@@ -91,6 +91,7 @@ class GenerativeTagger:
         return [list(fresh[t] if t in fresh else self._known[t]) for t in texts]
 
     def tag(self, texts: Sequence[str]) -> list[list[str]]:
+        """Vocabulary tags of each text (aligned), or its normalised free-form tags without a vocabulary."""
         parsed = self.parsed_tags(texts)
         if self.vocabulary is not None:
             return self.vocabulary.align(parsed, self._embedder(), cutoff=self.cutoff)

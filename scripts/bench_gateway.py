@@ -177,6 +177,15 @@ async def _phase(
     }, feedback
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_healthy(url: str, process: subprocess.Popen, path: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -273,9 +282,22 @@ def main() -> None:
                     f"phase: {clients} clients via the gateway + {clients} direct, {args.duration:g} s",
                     flush=True,
                 )
+                cpu_before = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
                 result, feedback = asyncio.run(
                     _phase(clients, gateway_url, upstream_url, router.models[0], queries, args)
                 )
+                cpu_after = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
+                if (
+                    None not in cpu_before + cpu_after
+                ):  # CPU per call: independent of what else the machine runs
+                    gateway_calls = result["gateway"]["requests"] + result["feedback_accepted"]
+                    upstream_calls = result["gateway"]["requests"] + result["direct"]["requests"]
+                    result["gateway_cpu_ms_per_call"] = round(
+                        (cpu_after[0] - cpu_before[0]) * 1000 / gateway_calls, 2
+                    )
+                    result["upstream_cpu_ms_per_call"] = round(
+                        (cpu_after[1] - cpu_before[1]) * 1000 / upstream_calls, 2
+                    )
                 accepted |= feedback.accepted
                 phases.append(result)
                 print(json.dumps(result), flush=True)
@@ -290,6 +312,7 @@ def main() -> None:
             stored = {row[0] for row in db.execute("SELECT feedback_id FROM feedback")}
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "router_models": router.models,
         "queries": len(queries),
         "settings": {
@@ -309,6 +332,8 @@ def main() -> None:
             f"{phase['gateway']['errors']} errors, p50 {phase['gateway']['p50_ms']} ms, p99 {phase['gateway']['p99_ms']} ms"
             f" | direct p50 {phase['direct']['p50_ms']} ms, p99 {phase['direct']['p99_ms']} ms"
             f" | added p50 {phase['added_p50_ms']} ms, p99 {phase['added_p99_ms']} ms"
+            f" | CPU per call: gateway {phase.get('gateway_cpu_ms_per_call')} ms,"
+            f" upstream {phase.get('upstream_cpu_ms_per_call')} ms"
         )
     if args.out:
         atomic_write_json(args.out, summary)

@@ -143,6 +143,11 @@ def test_a_catalogue_model_name_passes_straight_through(gateway, upstreams) -> N
     raw, completion = ask(server, GREETING_QUERY, model="dear")
     assert completion.model == "dear" and upstreams[1]["dear"].calls == 1 and upstreams[1]["cheap"].calls == 0
     assert raw.headers["x-tagrouter-profile"] == "passthrough"
+    # no user text is needed when nothing is routed
+    system_only = client(server).chat.completions.create(
+        model="mid", messages=[{"role": "system", "content": "Hi"}]
+    )
+    assert system_only.model == "mid"
 
 
 def test_named_profiles_have_their_own_threshold(gateway) -> None:

@@ -134,8 +134,9 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def routing_text(messages: list[ChatMessage]) -> str:
-    """The text the router decides on: the last user message (its text parts, for multi-part content)."""
+def routing_text(messages: list[ChatMessage]) -> str | None:
+    """The text the router decides on: the last user message (its text parts, for multi-part content);
+    None when the last user message has no text, or there is none."""
     for message in reversed(messages):
         if message.role != "user":
             continue
@@ -146,10 +147,8 @@ def routing_text(messages: list[ChatMessage]) -> str:
                 for part in content
                 if part.get("type") == "text" and isinstance(part.get("text"), str)
             )
-        if content and content.strip():
-            return content
-        break
-    raise ApiError(400, "messages: the last user message must carry text to route on", param="messages")
+        return content if content and content.strip() else None
+    return None
 
 
 def _decision_headers(decision: Decision | None, model: str, request_id: str, profile: str) -> dict[str, str]:
@@ -242,6 +241,10 @@ class Gateway:
         query = routing_text(chat.messages)
         decision: Decision | None = None
         if requested in self.profiles:
+            if query is None:
+                raise ApiError(
+                    400, "messages: the last user message must carry text to route on", param="messages"
+                )
             profile = requested
             decision = (await self.decide(profile, [query], "chat"))[0]
             models = decision.ranking[: 1 + self.config.fallback_depth]
@@ -267,7 +270,8 @@ class Gateway:
             content = answer.body if answer.body is not None else await answer.response.read()
             answer.response.release()
             return Response(content, answer.status, headers, media_type="application/json")
-        self.writer.remember(request_id, query, answer.model)
+        if query is not None:  # so that feedback can cite the request id
+            self.writer.remember(request_id, query, answer.model)
         self.metrics.requests.labels(profile, answer.model, "ok").inc()
         if chat.stream:
             return self._stream(answer, request_id, headers, profile, decision)

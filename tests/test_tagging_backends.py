@@ -136,6 +136,9 @@ def test_parse_spec_forms():
     assert (spec.backend, spec.target) == ("transformers", "/models/tg")
     assert spec.options == {"device": "cuda", "batch_size": "64", "vocabulary": "/v"}
     assert spec.backend_spec() == "transformers:/models/tg?device=cuda&batch_size=64"
+    assert spec.identity() == "transformers:/models/tg"
+    same = parse_spec("openai:m@http://h/v1?timeout=5&prompt=taggenerator&concurrency=2&max_new_tokens=9")
+    assert same.identity() == "openai:m@http://h/v1?max_new_tokens=9&prompt=taggenerator"
 
 
 def test_generators_from_specs():
@@ -177,6 +180,8 @@ def test_tagger_and_teacher_specs(tmp_path, embedder):
         tagger_from_spec("keyphrase")
     with pytest.raises(SpecError, match="not a teacher"):
         teacher_from_spec("embedded")
+    with pytest.raises(SpecError, match="takes no options"):
+        teacher_from_spec("keyphrase?fast=1")
     with pytest.raises(SpecError, match="vocab build"):
         tagger_from_spec(f"{SPEC}?vocabulary={tmp_path}")
     with pytest.raises(ArtifactError, match="not a saved tagger"):

@@ -40,6 +40,10 @@ TAGGER_OPTIONS: dict[str, type] = {
     "cutoff": float,
     "max_tags": int,
 }
+#: Backend options that change how answers are obtained, not what they say (left out of :meth:`identity`).
+TRANSPORT_OPTIONS = frozenset(
+    {"device", "dtype", "batch_size", "concurrency", "timeout", "retries", "backoff", "api_key_env"}
+)
 #: The file that names the kind of a tagger saved in a folder (see :func:`save_tagger_folder`).
 TAGGER_FILE = "tagger.json"
 
@@ -58,8 +62,16 @@ class TaggerSpec:
 
     def backend_spec(self) -> str:
         """The spec of the backend alone (no vocabulary options): what a saved router stores."""
-        kept = {k: v for k, v in self.options.items() if k not in TAGGER_OPTIONS}
-        query = f"?{urlencode(kept)}" if kept else ""
+        return self._text({k: v for k, v in self.options.items() if k not in TAGGER_OPTIONS})
+
+    def identity(self) -> str:
+        """What determines the backend's answers (no vocabulary or transport options, options sorted): the
+        key under which a teacher's tags are cached."""
+        skipped = TAGGER_OPTIONS.keys() | TRANSPORT_OPTIONS
+        return self._text(dict(sorted((k, v) for k, v in self.options.items() if k not in skipped)))
+
+    def _text(self, options: dict[str, str]) -> str:
+        query = f"?{urlencode(options)}" if options else ""
         return f"{self.backend}:{self.target}{query}" if self.target else f"{self.backend}{query}"
 
 
@@ -132,6 +144,9 @@ def teacher_from_spec(spec: str, *, embedder: Embedder | None = None) -> Tagger:
     parsed = parse_spec(spec)
     if parsed.backend == "keyphrase":
         from tagrouter.tagging.teacher import KeyphraseTeacher
+
+        if parsed.target or parsed.options:
+            raise SpecError(f"teacher spec {spec!r}: 'keyphrase' takes no options")
 
         return KeyphraseTeacher(embedder=embedder)
     if parsed.backend == "embedded":

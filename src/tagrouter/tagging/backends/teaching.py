@@ -62,7 +62,7 @@ def build_from_teacher(
     """
     embedder = embedder or default_embedder()
     queries = list(dict.fromkeys(queries))
-    namespace = parse_spec(teacher_spec).backend_spec()
+    namespace = parse_spec(teacher_spec).identity()
     teacher = CachedTagger(
         teacher_from_spec(teacher_spec, embedder=embedder), cache or out / CACHE_FILE, namespace
     )

@@ -4,6 +4,7 @@ the teacher cache, vocabulary building from a teacher, and saving with a router.
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -297,3 +298,9 @@ def test_router_with_generative_tagger_saves_spec_and_vocabulary_not_weights(tmp
     assert [d.to_dict() for d in loaded.route_batch(queries)] == [
         d.to_dict() for d in router.route_batch(queries)
     ]
+
+
+def test_transformers_backend_without_torch_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    with pytest.raises(BackendError, match=r"pip install torch==2\.13\.0 'tagrouter\[transformers\]'"):
+        TransformersGenerator("/models/tg").generate(["hello"])

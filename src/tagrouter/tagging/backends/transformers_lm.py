@@ -54,9 +54,9 @@ class TransformersGenerator:
         return generator
 
     def generate(self, queries: Sequence[str]) -> list[str]:
+        tokenizer, model = self.load()
         import torch
 
-        tokenizer, model = self.load()
         prompts = [self.prompt_text(q) for q in queries]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         config = self._generation_config(model, tokenizer)

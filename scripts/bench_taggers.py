@@ -109,6 +109,8 @@ def bench_generator(
     for batch in BATCHES:
         if not cuda and rows and spent + rows[-1]["latency_s"] * 2 > cpu_budget:
             break  # the next CPU batch would overrun the budget
+        if cuda:
+            generator.generate(cycle(queries, batch))  # warm-up at this shape (kernel choice, allocations)
         row = measure(generator.generate, queries, batch, total=batch * (3 if cuda and batch < 64 else 1))
         rows.append(row)
         spent += row["latency_s"] * row["queries"] / batch

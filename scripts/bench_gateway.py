@@ -46,26 +46,27 @@ TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
 
 @dataclass
 class PathStats:
-    """Latencies (seconds) and errors of one path (gateway or direct) in one phase."""
+    """Latencies (seconds) of plain and streaming calls, and errors, of one path (gateway or direct)."""
 
     latencies: list[float] = field(default_factory=list)
+    stream_latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
     def summary(self, seconds: float) -> dict[str, Any]:
-        values = np.array(self.latencies) * 1000
-        percentiles = np.percentile(values, [50, 90, 99]) if len(values) else [float("nan")] * 3
-        return {
-            "requests": len(values),
-            "requests_per_s": round(len(values) / seconds, 1),
+        """Request rate over both kinds; percentiles of plain calls, and of whole streams (``stream_*``)."""
+        out: dict[str, Any] = {
+            "requests": len(self.latencies) + len(self.stream_latencies),
+            "requests_per_s": round((len(self.latencies) + len(self.stream_latencies)) / seconds, 1),
             "errors": sum(self.errors.values()),
             "error_kinds": self.errors,
-            "p50_ms": round(float(percentiles[0]), 2),
-            "p90_ms": round(float(percentiles[1]), 2),
-            "p99_ms": round(float(percentiles[2]), 2),
         }
+        for prefix, values in (("", self.latencies), ("stream_", self.stream_latencies)):
+            ms = np.percentile(np.array(values) * 1000, [50, 90, 99]) if values else [float("nan")] * 3
+            out |= {f"{prefix}p{p}_ms": round(float(v), 2) for p, v in zip((50, 90, 99), ms, strict=True)}
+        return out
 
 
 @dataclass
@@ -113,7 +114,7 @@ async def _worker(
         except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, KeyError) as exc:
             stats.error(type(exc).__name__)
             continue
-        stats.latencies.append(time.perf_counter() - start)
+        (stats.stream_latencies if body["stream"] else stats.latencies).append(time.perf_counter() - start)
         if feedback is not None and answer_id and rng.random() < args.feedback_share:
             number += 1
             feedback_id = f"{name}-{number}"
@@ -165,7 +166,11 @@ async def _phase(
         await asyncio.gather(*tasks)
         seconds = time.perf_counter() - start
     via, plain = gateway_stats.summary(seconds), direct_stats.summary(seconds)
-    added = {f"added_{p}_ms": round(via[f"{p}_ms"] - plain[f"{p}_ms"], 2) for p in ("p50", "p90", "p99")}
+    added = {
+        f"added_{kind}{p}_ms": round(via[f"{kind}{p}_ms"] - plain[f"{kind}{p}_ms"], 2)
+        for kind in ("", "stream_")
+        for p in ("p50", "p90", "p99")
+    }
     return {
         "clients": clients,
         "seconds": round(seconds, 1),
@@ -332,6 +337,7 @@ def main() -> None:
             f"{phase['gateway']['errors']} errors, p50 {phase['gateway']['p50_ms']} ms, p99 {phase['gateway']['p99_ms']} ms"
             f" | direct p50 {phase['direct']['p50_ms']} ms, p99 {phase['direct']['p99_ms']} ms"
             f" | added p50 {phase['added_p50_ms']} ms, p99 {phase['added_p99_ms']} ms"
+            f" (whole streams: p50 {phase['added_stream_p50_ms']} ms, p99 {phase['added_stream_p99_ms']} ms)"
             f" | CPU per call: gateway {phase.get('gateway_cpu_ms_per_call')} ms,"
             f" upstream {phase.get('upstream_cpu_ms_per_call')} ms"
         )

@@ -195,10 +195,10 @@ async def relay_stream(
 
     pending = b""
     try:
-        async for piece in answer.response.content.iter_any():
+        async for piece in answer.response.content.iter_any():  # whatever has arrived: one write per read
             *lines, pending = (pending + piece).split(b"\n")
-            for line in lines:
-                yield out(line)
+            if lines:
+                yield b"".join(out(line) for line in lines)
         if pending:
             yield out(pending)
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -1,6 +1,6 @@
 """RouterBench-style MLP router: a small multi-layer perceptron on the standardised query embedding with
 one sigmoid output per pool model (multi-label), predicting each model's acceptance. One hidden layer of
-32 ReLU units trained by L-BFGS (full batch, at most 50 iterations, fixed seed); the L2 penalty alpha is
+32 ReLU units trained by L-BFGS (full batch, at most 30 iterations, fixed seed); the L2 penalty alpha is
 chosen on a training-fold holdout. On ~650 queries a lightly penalised MLP overfits badly (worse Brier
 score than predicting the accept rates), hence the strong penalties of the grid."""
 
@@ -20,7 +20,7 @@ from tagrouter.evaluation.baselines.tuning import select
 
 ALPHA_GRID = (50.0, 200.0)
 HIDDEN = 32
-ITERATIONS = 50
+ITERATIONS = 30
 
 
 class MLPRouter:

@@ -91,6 +91,16 @@ def test_tagger_is_asked_for_with_the_training_queries_only():
     assert asked == [train.queries]
 
 
+def test_without_an_injected_tagger_the_default_one_is_fitted_on_the_training_queries():
+    train, test, topic = split()
+    router = KNNRouter("knn+tags", tags=True)
+    router.fit(train)
+    vocabulary = set(router.features._binarizer.classes_)
+    assert "cooking" in vocabulary or "question about cooking" in vocabulary
+    best = np.where(router.predict(test.queries, test.embeddings).argmax(axis=1) == 0, 1, 2)
+    assert np.array_equal(best, topic)
+
+
 def test_routellm_mf_runs_routellms_own_code():
     pytest.importorskip("routellm")
     from tagrouter.evaluation.baselines import RouteLLMMFRouter

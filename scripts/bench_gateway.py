@@ -153,7 +153,7 @@ async def _phase(
         for i in range(clients):
             tasks.append(
                 _worker(
-                    via_gateway, gateway, "tagrouter", queries, deadline, gateway_stats,
+                    via_gateway, gateway, args.model, queries, deadline, gateway_stats,
                     random.Random(f"g{clients}-{i}"), args, feedback, f"c{clients}-w{i}",
                 )
             )  # fmt: skip
@@ -180,6 +180,18 @@ async def _phase(
         "feedback_accepted": len(feedback.accepted),
         "feedback_failed": feedback.failed,
     }, feedback
+
+
+def _decision_seconds(gateway_url: str) -> tuple[float, float]:
+    """Sum and count of the gateway's own decision-time histogram (chat requests), from /metrics."""
+    with urllib.request.urlopen(gateway_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        for name in ("sum", "count"):
+            if line.startswith(f'tagrouter_decision_seconds_{name}{{endpoint="chat"}}'):
+                values[name] = float(line.split()[-1])
+    return values.get("sum", 0.0), values.get("count", 0.0)
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -238,6 +250,11 @@ def main() -> None:
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0, help="the upstream's answer time")
     parser.add_argument("--feedback-share", type=float, default=0.2, help="share of answers given feedback")
     parser.add_argument("--stream-share", type=float, default=0.2, help="share of streaming requests")
+    parser.add_argument(
+        "--model",
+        default="tagrouter",
+        help="'model' of gateway requests: a profile, or a catalogue model (no routing)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -287,11 +304,16 @@ def main() -> None:
                     f"phase: {clients} clients via the gateway + {clients} direct, {args.duration:g} s",
                     flush=True,
                 )
+                decisions_before = _decision_seconds(gateway_url)
                 cpu_before = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
                 result, feedback = asyncio.run(
                     _phase(clients, gateway_url, upstream_url, router.models[0], queries, args)
                 )
                 cpu_after = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
+                decided = [
+                    a - b for a, b in zip(_decision_seconds(gateway_url), decisions_before, strict=True)
+                ]
+                result["decision_ms_mean"] = round(decided[0] * 1000 / decided[1], 3) if decided[1] else None
                 if (
                     None not in cpu_before + cpu_after
                 ):  # CPU per call: independent of what else the machine runs
@@ -338,7 +360,7 @@ def main() -> None:
             f" | direct p50 {phase['direct']['p50_ms']} ms, p99 {phase['direct']['p99_ms']} ms"
             f" | added p50 {phase['added_p50_ms']} ms, p99 {phase['added_p99_ms']} ms"
             f" (whole streams: p50 {phase['added_stream_p50_ms']} ms, p99 {phase['added_stream_p99_ms']} ms)"
-            f" | CPU per call: gateway {phase.get('gateway_cpu_ms_per_call')} ms,"
+            f" | decision {phase['decision_ms_mean']} ms | CPU per call: gateway {phase.get('gateway_cpu_ms_per_call')} ms,"
             f" upstream {phase.get('upstream_cpu_ms_per_call')} ms"
         )
     if args.out:

@@ -22,12 +22,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
 from tagrouter.errors import DataError
 from tagrouter.router import Decision, TagRouter
+from tagrouter.server.batching import RouteBatcher
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.feedback import (
     Feedback,
@@ -172,6 +172,7 @@ class Gateway:
         self.config = config
         self.catalog = router.catalog
         self.profiles = ProfileSet(router, config)
+        self.batcher = RouteBatcher(self.profiles.route, in_threadpool=config.route_in_threadpool)
         self.metrics = GatewayMetrics()
         self.keys = [k.encode() for k in config.client_keys()]
         store = FeedbackStore(
@@ -201,10 +202,7 @@ class Gateway:
 
     async def decide(self, profile: str, queries: list[str], endpoint: str) -> list[Decision]:
         start = time.perf_counter()
-        if self.config.route_in_threadpool:
-            decisions = await run_in_threadpool(self.profiles.route, profile, queries)
-        else:
-            decisions = self.profiles.route(profile, queries)
+        decisions = await self.batcher.decide(profile, queries)
         self.metrics.decision_seconds.labels(endpoint).observe(time.perf_counter() - start)
         return decisions
 

@@ -1,0 +1,62 @@
+"""Routing micro-batches: requests of one event-loop turn share one route call per profile."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from tagrouter.server.batching import RouteBatcher  # noqa: E402
+
+
+class RecordingRoute:
+    """A route function that answers 'profile:query' and records each batch and its thread."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.batches: list[tuple[str, list[str]]] = []
+        self.threads: set[int] = set()
+        self.fail_on = fail_on
+
+    def __call__(self, profile: str, queries):
+        self.batches.append((profile, list(queries)))
+        self.threads.add(threading.get_ident())
+        if self.fail_on in queries:
+            raise ValueError(f"cannot route {self.fail_on}")
+        return [f"{profile}:{q}" for q in queries]
+
+
+@pytest.mark.parametrize("in_threadpool", [False, True])
+def test_concurrent_requests_share_one_batch_per_profile(in_threadpool: bool) -> None:
+    route = RecordingRoute()
+
+    async def scenario():
+        batcher = RouteBatcher(route, in_threadpool=in_threadpool)
+        together = await asyncio.gather(
+            batcher.decide("a", ["q1"]), batcher.decide("a", ["q2", "q3"]), batcher.decide("b", ["q4"])
+        )
+        alone = await batcher.decide("a", ["q5"])
+        return together, alone, threading.get_ident()
+
+    together, alone, loop_thread = asyncio.run(scenario())
+    assert together == [["a:q1"], ["a:q2", "a:q3"], ["b:q4"]]
+    assert alone == ["a:q5"]
+    assert route.batches == [("a", ["q1", "q2", "q3"]), ("b", ["q4"]), ("a", ["q5"])]
+    assert (loop_thread in route.threads) is not in_threadpool
+
+
+def test_a_failed_batch_fails_each_of_its_requests_and_not_later_ones() -> None:
+    route = RecordingRoute(fail_on="bad")
+
+    async def scenario():
+        batcher = RouteBatcher(route)
+        failed = await asyncio.gather(
+            batcher.decide("a", ["ok"]), batcher.decide("a", ["bad"]), return_exceptions=True
+        )
+        return failed, await batcher.decide("a", ["fine"])
+
+    failed, later = asyncio.run(scenario())
+    assert all(isinstance(r, ValueError) and "bad" in str(r) for r in failed)
+    assert later == ["a:fine"]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tagrouter.evaluation.base import RouterMethod
+from tagrouter.evaluation.baselines.easiness import EasinessRouter
 from tagrouter.evaluation.baselines.features import TaggerFor
 from tagrouter.evaluation.baselines.forc import FORCRouter
 from tagrouter.evaluation.baselines.knn import KNNRouter
@@ -55,6 +56,7 @@ BASELINES: dict[str, BaselineFactory] = {
     "forc": _factory(FORCRouter, "forc"),
     "forc-pool": _factory(FORCRouter, "forc-pool", context=False),
     "forc+tags": _factory(FORCRouter, "forc+tags", tagged=True),
+    "knn-easiness": _factory(EasinessRouter, "knn-easiness"),
 }
 OPTIONAL_BASELINES: dict[str, BaselineFactory] = (
     {"routellm-mf": _factory(RouteLLMMFRouter, "routellm-mf")} if ROUTELLM_AVAILABLE else {}
@@ -63,6 +65,7 @@ OPTIONAL_BASELINES: dict[str, BaselineFactory] = (
 __all__ = [
     "BASELINES",
     "BaselineFactory",
+    "EasinessRouter",
     "OPTIONAL_BASELINES",
     "FORCRouter",
     "KNNRouter",

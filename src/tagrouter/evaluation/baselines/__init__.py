@@ -5,7 +5,7 @@
 initial weights, random scores); ``tagger_for`` is used by the "+tags" variants only: called with a fold's
 training queries, it returns the tag function of a tagger fitted on those queries only (the harness passes
 its shared per-fold tagger; ``None``: each fit trains the default embedded tagger itself, which takes
-seconds). ``OPTIONAL_BASELINES`` holds ``routellm-mf`` (RouteLLM's own MF code, ~50 s a fit on one core)
+seconds). ``OPTIONAL_BASELINES`` holds ``routellm-mf`` (RouteLLM's own MF code, 12-50 s a fit on one core)
 where the optional ``routellm`` package can be imported; it is kept out of ``BASELINES`` so that
 installing ``routellm`` never stretches the default benchmark by hours.
 See docs/baselines.md for how each baseline is built and tuned.

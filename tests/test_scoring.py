@@ -50,7 +50,8 @@ def test_paper_scorer_idf_weights_rare_tags_up():
 
 def test_smoothed_scorer_formula_by_hand():
     table = small_table()
-    scorer = SmoothedScorer(prior_strength=2.0, difficulty=False)
+    # α = β = 1: the tag value is the smoothed rate itself
+    scorer = SmoothedScorer(prior_strength=2.0, difficulty=False, difficulty_weight=1.0, specific_weight=1.0)
     m1 = table.model_index["m1"]
     prior_m1 = (2 + 1) / (3 + 2)  # 2 of 3 records accepted, Laplace
     assert scorer.model_prior(table)[m1] == pytest.approx(prior_m1)

@@ -114,20 +114,29 @@ class PaperScorer:
 
 @dataclass(frozen=True)
 class SmoothedScorer:
-    """Estimated accept probability per model: per-tag accept rates shrunk toward a prior.
+    """Estimated accept probability per model: per-tag accept rates shrunk toward a prior, combined in
+    logit space.
 
-    For tag t and model m with ``a`` accepted (win or tie) of ``n`` judged answers:
+    For tag t and model m with ``a`` accepted (win or tie) of ``n`` judged answers, the smoothed rate is
     p(t, m) = (a + k · prior(t, m)) / (n + k), k = ``prior_strength``. The prior is the model's overall
-    accept rate; with ``difficulty=True`` it is moved, in logit space, by how much easier or harder tag t
-    is for *all* models in the history (one Newton step of a Rasch model, itself shrunk by
+    accept rate p_m; with ``difficulty=True`` it is moved, in logit space, by d_t: how much easier or harder
+    tag t is for *all* models in the history (one Newton step of a Rasch model, itself shrunk by
     ``difficulty_strength`` pseudo-observations). That uses the outcomes of every model in the history,
-    including models that are not routable, as a query-difficulty signal. A query's score for m is the mean
-    of p(t, m) over its tags; a query with no known tag gets the prior alone.
+    including models that are not routable, as a query-difficulty signal. The tag's value for m is
+
+        σ(logit p_m + α · d_t + β · (logit p(t, m) − logit prior(t, m)))
+
+    with α = ``difficulty_weight`` (the shared difficulty signal) and β = ``specific_weight`` (the
+    model-specific deviation, noisier: it rests on one model's answers only); α = β = 1 gives p(t, m)
+    itself. A query's score for m is the mean of its tags' values; a query with no known tag gets p_m.
+    Defaults are the best measured on the AlpacaEval benchmark (docs/results.md).
     """
 
     prior_strength: float = 20.0
     difficulty: bool = True
     difficulty_strength: float = 10.0
+    difficulty_weight: float = 2.0
+    specific_weight: float = 0.5
     kind: str = "smoothed"
 
     def model_prior(self, table: TagTable) -> np.ndarray:
@@ -138,11 +147,12 @@ class SmoothedScorer:
         p_model = self.model_prior(table)
         accepted = table.counts[:, :, WIN] + table.counts[:, :, TIE]
         judged = table.counts.sum(axis=2)
-        prior = np.broadcast_to(p_model, judged.shape)
-        if self.difficulty:
-            shift = self.tag_difficulty(table, p_model)
-            prior = _sigmoid(_logit(p_model)[None, :] + shift[:, None])
-        return (accepted + self.prior_strength * prior) / (judged + self.prior_strength)
+        shift = self.tag_difficulty(table, p_model) if self.difficulty else np.zeros(len(table.tags))
+        base = _logit(p_model)[None, :]
+        prior = _sigmoid(base + shift[:, None])
+        smoothed = (accepted + self.prior_strength * prior) / (judged + self.prior_strength)
+        specific = _logit(smoothed) - _logit(prior)
+        return _sigmoid(base + self.difficulty_weight * shift[:, None] + self.specific_weight * specific)
 
     def tag_difficulty(self, table: TagTable, p_model: np.ndarray) -> np.ndarray:
         """Logit shift per tag: Σ_m (a_tm − n_tm p_m) / (Σ_m n_tm p_m (1 − p_m) + strength)."""
@@ -166,6 +176,8 @@ class SmoothedScorer:
             "prior_strength": self.prior_strength,
             "difficulty": self.difficulty,
             "difficulty_strength": self.difficulty_strength,
+            "difficulty_weight": self.difficulty_weight,
+            "specific_weight": self.specific_weight,
         }
 
 
@@ -182,6 +194,9 @@ def scorer_from_config(config: dict[str, Any]) -> Scorer:
             tag_weighting=config.get("tag_weighting", "uniform"),
         )
     if kind == "smoothed":
+        # routers saved before the weights existed scored with α = β = 1
+        config.setdefault("difficulty_weight", 1.0)
+        config.setdefault("specific_weight", 1.0)
         return SmoothedScorer(**config)
     raise ValueError(f"unknown scorer kind {kind!r}; expected 'paper' or 'smoothed'")
 

@@ -33,7 +33,7 @@ class EmbeddedTagger:
 
     vocabulary: Vocabulary
     prototypes: np.ndarray
-    fine: int = 4
+    fine: int = 8
     embedder: Embedder | None = None
     kind = "embedded"
 
@@ -60,9 +60,9 @@ class EmbeddedTagger:
         *,
         teacher: Tagger | None = None,
         embedder: Embedder | None = None,
-        min_count: int = 3,
+        min_count: int = 2,
         merge_distance: float = 0.1,
-        fine: int = 4,
+        fine: int = 8,
         progress: Progress | None = None,
     ) -> EmbeddedTagger:
         """Distil a student from ``teacher``'s tags of ``queries`` (default teacher: the offline
@@ -93,9 +93,9 @@ class EmbeddedTagger:
         teacher_tags: Sequence[Sequence[str]],
         *,
         embedder: Embedder | None = None,
-        min_count: int = 3,
+        min_count: int = 2,
         merge_distance: float = 0.1,
-        fine: int = 4,
+        fine: int = 8,
     ) -> EmbeddedTagger:
         """Build the vocabulary from teacher tags and distil prototypes (the seed taxonomy is always kept)."""
         embedder = embedder or default_embedder()

@@ -1,0 +1,62 @@
+"""The smoothed scorer's logit-space weights: difficulty_weight (α) and specific_weight (β)."""
+
+import numpy as np
+import pytest
+
+from tagrouter.scoring import SmoothedScorer, TagTable, scorer_from_config
+
+
+def table() -> TagTable:
+    t = TagTable()
+    # tag 'hard': m1 loses 3 of 4, the context model c loses all 4; tag 'easy': everyone wins
+    t.add([["hard"]] * 4, ["m1"] * 4, ["loss", "loss", "loss", "win"])
+    t.add([["hard"]] * 4, ["c"] * 4, ["loss"] * 4)
+    t.add([["easy"]] * 4, ["m1"] * 4, ["win"] * 4)
+    t.add([["easy"]] * 4, ["c"] * 4, ["win"] * 4)
+    return t
+
+
+def logit(p):
+    return np.log(p / (1 - p))
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_tag_value_by_hand():
+    t = table()
+    scorer = SmoothedScorer(
+        prior_strength=4.0, difficulty_strength=1.0, difficulty_weight=2.0, specific_weight=0.5
+    )
+    m1, hard = t.model_index["m1"], t.tag_index["hard"]
+    p_m1 = (5 + 1) / (8 + 2)  # m1: 5 of 8 accepted, Laplace
+    p_c = (4 + 1) / (8 + 2)
+    # Newton step for 'hard': residual Σ (a − n p) = (1 − 4 p_m1) + (0 − 4 p_c); information Σ n p (1 − p) + 1
+    d = ((1 - 4 * p_m1) + (0 - 4 * p_c)) / (4 * p_m1 * (1 - p_m1) + 4 * p_c * (1 - p_c) + 1.0)
+    prior = sigmoid(logit(p_m1) + d)
+    smoothed = (1 + 4 * prior) / (4 + 4)
+    expected = sigmoid(logit(p_m1) + 2.0 * d + 0.5 * (logit(smoothed) - logit(prior)))
+    assert scorer.tag_values(t)[hard, m1] == pytest.approx(expected)
+
+
+def test_unit_weights_give_the_smoothed_rate_and_old_configs_load_with_them():
+    t = table()
+    unit = SmoothedScorer(difficulty_weight=1.0, specific_weight=1.0)
+    assert scorer_from_config({"kind": "smoothed", "prior_strength": 20.0}) == SmoothedScorer(
+        prior_strength=20.0, difficulty_weight=1.0, specific_weight=1.0
+    )
+    m1, hard = t.model_index["m1"], t.tag_index["hard"]
+    p_m1 = 0.6
+    d = unit.tag_difficulty(t, unit.model_prior(t))[hard]
+    prior = sigmoid(logit(p_m1) + d)
+    assert unit.tag_values(t)[hard, m1] == pytest.approx((1 + 20 * prior) / (4 + 20))
+
+
+def test_a_larger_difficulty_weight_spreads_hard_and_easy_further_apart():
+    t = table()
+    m1, hard, easy = t.model_index["m1"], t.tag_index["hard"], t.tag_index["easy"]
+    spread = [
+        np.diff(SmoothedScorer(difficulty_weight=a).tag_values(t)[[hard, easy], m1])[0] for a in (1.0, 2.0)
+    ]
+    assert 0 < spread[0] < spread[1]

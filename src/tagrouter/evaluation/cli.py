@@ -27,21 +27,38 @@ def bench_alpacaeval(
         list[str] | None, typer.Option("--setups", help="setups to run, e.g. pool:8 (default: all seven)")
     ] = None,
     routers: Annotated[
-        list[str] | None, typer.Option("--routers", help="routers to run, e.g. tagrouter,knn (default: all)")
+        list[str] | None,
+        typer.Option(
+            "--routers",
+            help="routers to run, e.g. tagrouter,knn; 'all' for every one (default: the fast set)",
+        ),
     ] = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated cross-validation seeds")] = "0,1,2,3,4",
     readme: Annotated[
         Path | None,
         typer.Option(help="README whose results block to rewrite; docs/results.md beside it is written too"),
     ] = None,
 ) -> None:
     """AlpacaEval 1.0 quality-cost benchmark: six pairs and the 8-model pool, 5 seeds × 5-fold CV."""
+    from tagrouter.errors import DataError
     from tagrouter.evaluation.plots import plot_setup
     from tagrouter.evaluation.report import results_markdown, update_readme
     from tagrouter.evaluation.runner import run_alpacaeval
     from tagrouter.fileio import atomic_write_text
 
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise DataError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    if not seed_list:
+        raise DataError("--seeds: give at least one seed")
     results = run_alpacaeval(
-        data, out, setups=_split(setups), routers=_split(routers), log=lambda line: typer.echo(line, err=True)
+        data,
+        out,
+        setups=_split(setups),
+        routers=_split(routers),
+        seeds=seed_list,
+        log=lambda line: typer.echo(line, err=True),
     )
     for name, setup in results["setups"].items():
         plot_setup(name, setup, out)

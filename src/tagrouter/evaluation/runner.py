@@ -43,6 +43,11 @@ Log = Callable[[str], None]
 def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, MethodFactory]:
     """Every benchmarked router by name: TagRouter's default (``tagrouter``), its variants, the baselines.
 
+    TagRouter variants: ``-paper`` (the paper's count scorer), ``-smoothed-noprior`` / ``-smoothed-prior``
+    (the smoothed scorer as first written, α = β = 1, without / with the difficulty prior), ``-v0`` (that
+    scorer with the first tagger: 4 teacher keyphrases, min_count 3, 4 fine tags); all but ``-v0`` use the
+    default tagger.
+
     Baselines get the benchmark seed and, for the "+tags" variants, the fold's tagger: the same student
     TagRouter uses, fitted on the fold's training queries only."""
 
@@ -55,14 +60,18 @@ def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, Meth
     def baseline(make: BaselineFactory) -> MethodFactory:
         return lambda setup, seed: make(seed=seed, tagger_for=fold_tagger)
 
+    original = {"difficulty_weight": 1.0, "specific_weight": 1.0}  # the scorer before tuning
     factories: dict[str, MethodFactory] = {
         "tagrouter": tagrouter("tagrouter"),
         "tagrouter-paper": tagrouter("tagrouter-paper", scorer=PaperScorer()),
         "tagrouter-smoothed-noprior": tagrouter(
-            "tagrouter-smoothed-noprior", scorer=SmoothedScorer(difficulty=False)
+            "tagrouter-smoothed-noprior", scorer=SmoothedScorer(difficulty=False, **original)
         ),
-        "tagrouter-smoothed-prior": tagrouter(
-            "tagrouter-smoothed-prior", scorer=SmoothedScorer(difficulty=True)
+        "tagrouter-smoothed-prior": tagrouter("tagrouter-smoothed-prior", scorer=SmoothedScorer(**original)),
+        "tagrouter-v0": tagrouter(
+            "tagrouter-v0",
+            scorer=SmoothedScorer(**original),
+            tagger_options={"teacher_keyphrases": 4, "min_count": 3, "fine": 4},
         ),
     }
     factories.update({name: baseline(make) for name, make in BASELINES.items()})

@@ -35,25 +35,33 @@ class SharedFits:
     """Caches shared by every TagRouter variant of a benchmark run (see the module docstring)."""
 
     embedder: Embedder = field(default_factory=default_embedder)
+    #: the default teacher's tags per query text
     teacher_tags: dict[str, list[str]] = field(default_factory=dict)
+    _other_teachers: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     _taggers: dict[tuple, MemoTagger] = field(default_factory=dict)
     _routers: dict[tuple, TagRouter] = field(default_factory=dict)
 
-    def teacher_tags_of(self, queries: Sequence[str]) -> list[list[str]]:
-        """The offline teacher's tags of each query, computed once per distinct text."""
-        missing = list(dict.fromkeys(q for q in queries if q not in self.teacher_tags))
+    def teacher_tags_of(self, queries: Sequence[str], keyphrases: int | None = None) -> list[list[str]]:
+        """The offline teacher's tags of each query (``keyphrases`` per query; default: the teacher's
+        default), computed once per distinct text."""
+        known = self.teacher_tags if keyphrases is None else self._other_teachers.setdefault(keyphrases, {})
+        missing = list(dict.fromkeys(q for q in queries if q not in known))
         if missing:
-            tags = KeyphraseTeacher(embedder=self.embedder).tag(missing)
-            self.teacher_tags.update(zip(missing, tags, strict=True))
-        return [self.teacher_tags[q] for q in queries]
+            options = {} if keyphrases is None else {"keyphrases": keyphrases}
+            tags = KeyphraseTeacher(embedder=self.embedder, **options).tag(missing)
+            known.update(zip(missing, tags, strict=True))
+        return [known[q] for q in queries]
 
     def tagger(self, queries: Sequence[str], options: dict[str, Any]) -> MemoTagger:
         """The student tagger distilled from the training queries' teacher tags (what ``TagRouter.fit``
-        builds by default when ``options`` is empty), remembering the tags it gave each text."""
+        builds by default when ``options`` is empty), remembering the tags it gave each text.
+        ``options``: those of :meth:`EmbeddedTagger.from_teacher_tags`, plus ``teacher_keyphrases``."""
         key = (_digest(queries), tuple(sorted(options.items())))
         if key not in self._taggers:
+            student_options = dict(options)
+            keyphrases = student_options.pop("teacher_keyphrases", None)
             student = EmbeddedTagger.from_teacher_tags(
-                queries, self.teacher_tags_of(queries), embedder=self.embedder, **options
+                queries, self.teacher_tags_of(queries, keyphrases), embedder=self.embedder, **student_options
             )
             self._taggers[key] = MemoTagger(student)
         return self._taggers[key]

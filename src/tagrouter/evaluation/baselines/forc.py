@@ -24,7 +24,8 @@ ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 class FORCRouter:
     """Multi-task ridge meta-model (see the module docstring); ``context`` adds the context models'
-    outcomes as extra tasks of the shared component."""
+    outcomes as extra tasks of the shared component. The fit is deterministic: ``seed`` is only accepted
+    for the baselines' common signature."""
 
     def __init__(
         self,

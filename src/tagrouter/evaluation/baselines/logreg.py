@@ -1,6 +1,6 @@
 """Logistic-regression router, the analogue of RouteLLM's BERT classifier on our offline embeddings: one
 L2-regularised logistic regression per pool model predicts its acceptance from the query embedding. The
-inverse regularisation C (shared by all models) is chosen by inner CV."""
+inverse regularisation C (shared by all models) is chosen on a training-fold holdout."""
 
 from __future__ import annotations
 

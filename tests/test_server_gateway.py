@@ -49,7 +49,12 @@ def upstreams():
 @pytest.fixture(autouse=True)
 def _healthy_upstreams(upstreams) -> None:
     for behaviour in upstreams[1].values():
-        behaviour.delay_s, behaviour.fail_status, behaviour.calls = 0.0, None, 0
+        behaviour.delay_s, behaviour.fail_status, behaviour.break_stream_after, behaviour.calls = (
+            0.0,
+            None,
+            None,
+            0,
+        )
         behaviour.seen_models.clear()
         behaviour.seen_auth.clear()
 
@@ -196,6 +201,22 @@ def test_falls_back_on_http_500_also_when_streaming(gateway, upstreams) -> None:
     )
     assert {c.model for c in chunks} == {"mid"}
     assert upstreams[1]["cheap"].calls == 2
+
+
+def test_an_upstream_failing_mid_stream_ends_the_stream_with_an_error_event(gateway, upstreams) -> None:
+    server = gateway()
+    upstreams[1]["cheap"].break_stream_after = 3
+    stream = client(server).chat.completions.create(
+        model="tagrouter", messages=[{"role": "user", "content": GREETING_QUERY}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError, match="failed mid-stream"):
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content if chunk.choices else None)
+    assert received[:3] == ["", "Hi", " Zoe,"]  # what came before the break was passed on
+    assert upstreams[1]["mid"].calls == 0  # no fallback once the client has bytes
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'tagrouter_upstream_errors_total{kind="stream",model="cheap"} 1.0' in metrics
 
 
 def test_fallback_depth_limits_the_models_tried_and_all_failing_is_an_openai_error(

@@ -25,6 +25,7 @@ class ReplayBehaviour:
 
     delay_s: float = 0.0
     fail_status: int | None = None
+    break_stream_after: int | None = None  # drop the connection after this many stream events
     calls: int = 0
     seen_models: list[str] = field(default_factory=list)
     seen_auth: list[str | None] = field(default_factory=list)
@@ -82,24 +83,31 @@ def create_replay_app(
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
             return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(
-            _chunks(base, text, usage if include_usage else None), media_type="text/event-stream"
-        )
+        events = _chunks(base, text, usage if include_usage else None, behaviour.break_stream_after)
+        return StreamingResponse(events, media_type="text/event-stream")
 
     return app
 
 
-async def _chunks(base: dict[str, Any], text: str, usage: dict[str, int] | None) -> AsyncIterator[str]:
+async def _chunks(
+    base: dict[str, Any], text: str, usage: dict[str, int] | None, break_after: int | None
+) -> AsyncIterator[str]:
+    for number, event in enumerate(_events(base, text, usage)):
+        if break_after is not None and number == break_after:
+            raise ConnectionAbortedError("the replay upstream breaks the stream on purpose")
+        yield event
+
+
+def _events(base: dict[str, Any], text: str, usage: dict[str, int] | None) -> list[str]:
     def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
         chunk = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
         return f"data: {json.dumps(chunk)}\n\n"
 
-    yield event({"role": "assistant", "content": ""})
     words = text.split(" ")
-    for i, word in enumerate(words):
-        yield event({"content": word if i == 0 else " " + word})
-    yield event({}, "stop")
+    events = [event({"role": "assistant", "content": ""})]
+    events += [event({"content": word if i == 0 else " " + word}) for i, word in enumerate(words)]
+    events.append(event({}, "stop"))
     if usage is not None:
-        yield event({}, usage=usage)
-    yield "data: [DONE]\n\n"
+        events.append(event({}, usage=usage))
+    return [*events, "data: [DONE]\n\n"]

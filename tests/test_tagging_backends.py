@@ -142,6 +142,16 @@ def test_parse_spec_forms():
     assert same.identity() == "openai:m@http://h/v1?max_new_tokens=9&prompt=taggenerator"
 
 
+def test_local_model_folders_become_absolute(tmp_path, monkeypatch):
+    (tmp_path / "tg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert (
+        parse_spec("transformers:tg?device=cpu").backend_spec()
+        == f"transformers:{tmp_path.resolve() / 'tg'}?device=cpu"
+    )
+    assert parse_spec("transformers:itpossible/TagGenerator").target == "itpossible/TagGenerator"  # a Hub id
+
+
 def test_generators_from_specs():
     tf = generator_from_spec("transformers:/models/tg?device=cpu&batch_size=4&max_new_tokens=16")
     assert isinstance(tf, TransformersGenerator)

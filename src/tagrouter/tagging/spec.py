@@ -87,7 +87,10 @@ def parse_spec(spec: str) -> TaggerSpec:
         options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError:
         raise SpecError(f"tagger spec {spec!r}: options must look like ?name=value&name=value") from None
-    return TaggerSpec(backend, target.strip(), options)
+    target = target.strip()
+    if backend == "transformers" and target and Path(target).expanduser().exists():
+        target = str(Path(target).expanduser().resolve())  # a saved router then loads from any folder
+    return TaggerSpec(backend, target, options)
 
 
 _FORMS = (

@@ -124,10 +124,10 @@ def test_report_and_readme_block(tmp_path):
     text = results_markdown(results)
     assert "| `tagrouter` |" in text and "pool_8.png" in text
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\n## Results\n{START}\nold\n{END}\n\nmore\n", encoding="utf-8")
+    readme.write_text(f"# Title\n\n## Results\n{START}\nOLD-BLOCK\n{END}\n\nmore\n", encoding="utf-8")
     update_readme(readme, results, "results/x")
     new = readme.read_text(encoding="utf-8")
-    assert "old" not in new and new.startswith("# Title") and new.endswith("\n\nmore\n")
+    assert "OLD-BLOCK" not in new and new.startswith("# Title") and new.endswith("\n\nmore\n")
     auc = results["setups"]["pool:8"]["routers"]["tagrouter"]["auc_mean"]
     assert f"{auc:.4f}" in new and "results/x/pool_8.png" in new
     readme.write_text("no markers\n", encoding="utf-8")
@@ -148,3 +148,37 @@ def test_tagrouter_method_on_one_real_fold_beats_the_mixture_line_on_an_easy_pai
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert saved["setups"].keys() == results["setups"].keys()
     assert list((tmp_path / ".cache").glob("embeddings-*.npy"))
+
+
+class WordTagger:
+    """Tags a query with its words (deterministic, offline)."""
+
+    def tag(self, texts):
+        return [sorted(set(t.split())) for t in texts]
+
+
+def test_fold_table_equals_the_table_tagrouter_fit_builds_from_the_records():
+    from tagrouter.catalog import Catalog, ModelCard
+    from tagrouter.evaluation.base import FoldData
+    from tagrouter.evaluation.tagrouter_method import fold_table, history_records
+    from tagrouter.router import TagRouter
+
+    rng = np.random.default_rng(0)
+    queries = [f"write code {i % 3}" if i % 2 else f"poem about {i % 4}" for i in range(12)]
+    queries = [f"{q} n{i}" for i, q in enumerate(queries)]
+    outcomes = rng.integers(0, 3, size=(12, 2))
+    train = FoldData(
+        queries=queries,
+        embeddings=np.zeros((12, 2)),
+        accepted=outcomes != 2,
+        context_accepted=rng.random((12, 3)) < 0.5,
+        costs=np.ones((12, 2)),
+        models=["a", "b"],
+        outcomes=outcomes,
+    )
+    catalog = Catalog(models=[ModelCard(name=m, input_usd_per_1m=1, output_usd_per_1m=1) for m in "ab"])
+    fitted = TagRouter.fit(history_records(train), catalog, tagger=WordTagger()).table
+    fast = fold_table(WordTagger().tag(queries), train)
+    assert fast.equals(fitted)
+    assert fast.model_counts[fast.model_index["context:2"]].sum() == 12
+    assert fast.counts[fast.tag_index["poem"], fast.model_index["a"]].sum() == 6

@@ -126,7 +126,10 @@ def plot_name(setup_name: str) -> str:
 def readme_block(results: dict[str, Any], plot_dir: str) -> str:
     """The README's results section: summary table, the pool's plot, per-setup tables in short."""
     body = [
-        f"Reproduce with `{COMMAND} --readme README.md` (full tables and plots: `docs/results.md`).",
+        "## Results (AlpacaEval 1.0)",
+        f"Reproduce with `{COMMAND} --readme README.md` (full tables and plots: `docs/results.md`). "
+        "Every router is fitted on training folds only; 5 seeds × 5-fold cross-validation; AUC of the "
+        "accept-rate vs normalised-cost hull (DESIGN.md §4).",
         summary_table(results),
     ]
     if "pool:8" in results["setups"]:

@@ -35,6 +35,7 @@ from tagrouter.evaluation.protocol import (
 from tagrouter.evaluation.tagrouter_method import SharedFits, TagRouterMethod
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json
 from tagrouter.scoring import PaperScorer, SmoothedScorer
+from tagrouter.tagging.teacher import KeyphraseTeacher
 
 Log = Callable[[str], None]
 
@@ -78,11 +79,29 @@ def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, Meth
     return factories
 
 
+#: Routers of a run without ``routers``: what fits the 10-minute budget on 2 cores. The others (the slow
+#: learned baselines and ``tagrouter-v0``) run with ``--routers`` (see docs/results.md).
+DEFAULT_ROUTERS = (
+    "tagrouter",
+    "tagrouter-paper",
+    "tagrouter-smoothed-noprior",
+    "tagrouter-smoothed-prior",
+    "random",
+    "knn",
+    "knn-prior",
+    "knn+tags",
+    "sw-ranking",
+)
+
+
 def select_routers(
     factories: dict[str, MethodFactory], names: Sequence[str] | None
 ) -> dict[str, MethodFactory]:
-    """The routers named in ``names`` (all when empty), with a clear error for an unknown name."""
+    """The routers named in ``names`` (``all``: every one; empty: :data:`DEFAULT_ROUTERS`), with a clear
+    error for an unknown name."""
     if not names:
+        names = [n for n in DEFAULT_ROUTERS if n in factories]
+    if list(names) == ["all"]:
         return factories
     unknown = [n for n in names if n not in factories]
     if unknown:
@@ -117,7 +136,8 @@ def cached_embeddings(cache: Path, texts: Sequence[str], embedder: Embedder) -> 
 
 def cached_teacher_tags(cache: Path, texts: Sequence[str], shared: SharedFits) -> None:
     """Fill ``shared``'s teacher tags of ``texts`` from ``cache``, or compute and write them."""
-    path = cache / f"teacher-tags-{_key(texts, shared.embedder.name, 'keyphrase-teacher')}.json"
+    teacher = f"keyphrase-teacher:{KeyphraseTeacher.keyphrases}:{KeyphraseTeacher.redundancy}"  # its defaults
+    path = cache / f"teacher-tags-{_key(texts, shared.embedder.name, teacher)}.json"
     if path.is_file():
         tags = json.loads(path.read_text(encoding="utf-8"))
         if len(tags) == len(texts):

@@ -1,13 +1,15 @@
 """TagRouter as a benchmarked :class:`~tagrouter.evaluation.base.RouterMethod`.
 
-``fit`` turns the training fold into history records — the pool models' win/tie/loss outcomes, plus the
-context models' outcomes (accepted -> ``win``, rejected -> ``loss``; named ``context:K``) as the extra
-signal DESIGN.md §3 allows — and calls :meth:`TagRouter.fit` with the pool's catalogue. ``predict`` is
-:meth:`TagRouter.score_batch`.
+``fit`` builds the router that :meth:`TagRouter.fit` gives for the training fold's history records
+(:func:`history_records`: the pool models' win/tie/loss outcomes, plus the context models' outcomes —
+accepted -> ``win``, rejected -> ``loss``, named ``context:K`` — as the extra signal DESIGN.md §3 allows)
+and the pool's catalogue. ``predict`` is :meth:`TagRouter.score_batch`.
 
 Speed: the tagger depends only on the training queries, and the offline teacher is deterministic per query,
 so :class:`SharedFits` caches the teacher's tags per query text, one student tagger per training set and one
-fitted tag table per (training set, setup); variants that differ only in the scorer share the table.
+fitted tag table per (training set, setup); variants that differ only in the scorer share the table. The
+table is counted straight from the fold's arrays (:func:`fold_table`), tested equal to the one
+``TagRouter.fit`` builds from :func:`history_records`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.evaluation.base import FoldData
 from tagrouter.records import OUTCOMES, HistoryRecord
 from tagrouter.router import TagRouter
-from tagrouter.scoring import Scorer
+from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger
 from tagrouter.tagging.teacher import KeyphraseTeacher
@@ -67,7 +69,9 @@ class SharedFits:
         return self._taggers[key]
 
     def router(self, train: FoldData, catalog: Catalog, options: dict[str, Any]) -> TagRouter:
-        """``TagRouter.fit`` on the training fold's records with default scorer and decider."""
+        """The router ``TagRouter.fit(history_records(train), catalog, tagger=...)`` builds, with default
+        scorer, its table counted straight from the fold's arrays (:func:`fold_table`: the same table,
+        tested, without building some 30,000 record objects per fit)."""
         key = (
             _digest(train.queries),
             tuple(train.models),
@@ -77,8 +81,30 @@ class SharedFits:
         )
         if key not in self._routers:
             tagger = self.tagger(train.queries, options)
-            self._routers[key] = TagRouter.fit(history_records(train), catalog, tagger=tagger)
+            self._routers[key] = TagRouter(tagger, fold_table(tagger.tag(train.queries), train), catalog)
         return self._routers[key]
+
+
+def fold_table(tag_lists: Sequence[Sequence[str]], train: FoldData) -> TagTable:
+    """The tag table of :func:`history_records` (``train``'s pool and context outcomes) for queries
+    tagged ``tag_lists``: counts[t, m, r] = number of queries with tag t where model m's outcome is r."""
+    tags = list(dict.fromkeys(t for row in tag_lists for t in row))
+    index = {t: i for i, t in enumerate(tags)}
+    incidence = np.zeros((len(tag_lists), len(tags)))
+    for i, row in enumerate(tag_lists):
+        incidence[i, [index[t] for t in row]] = 1.0
+    codes = np.hstack([_outcome_codes(train), np.where(train.context_accepted, 0, 2)])
+    one_hot = (codes[:, :, None] == np.arange(len(OUTCOMES))).astype(float)
+    counts = (incidence.T @ one_hot.reshape(len(tag_lists), -1)).reshape(len(tags), codes.shape[1], -1)
+    return TagTable(tags=tags, models=_model_names(train), counts=counts, model_counts=one_hot.sum(axis=0))
+
+
+def _outcome_codes(train: FoldData) -> np.ndarray:
+    return train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
+
+
+def _model_names(train: FoldData) -> list[str]:
+    return [*train.models, *(f"context:{k}" for k in range(train.context_accepted.shape[1]))]
 
 
 @dataclass
@@ -97,8 +123,8 @@ class MemoTagger:
 
 def history_records(train: FoldData) -> list[HistoryRecord]:
     """History records of a training fold: pool models with their outcomes, context models as win/loss."""
-    outcomes = train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
-    context_names = [f"context:{k}" for k in range(train.context_accepted.shape[1])]
+    outcomes = _outcome_codes(train)
+    context_names = _model_names(train)[len(train.models) :]
     records = []
     for i, query in enumerate(train.queries):
         qid = str(i)
@@ -108,9 +134,7 @@ def history_records(train: FoldData) -> list[HistoryRecord]:
             )
         for k, model in enumerate(context_names):
             outcome = "win" if train.context_accepted[i, k] else "loss"
-            records.append(
-                HistoryRecord.model_construct(query_id=qid, query=query, model=model, outcome=outcome)
-            )
+            records.append(HistoryRecord(query_id=qid, query=query, model=model, outcome=outcome))
     return records
 
 

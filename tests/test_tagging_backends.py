@@ -193,6 +193,8 @@ def test_tagger_and_teacher_specs(tmp_path, embedder):
         teacher_from_spec("embedded")
     with pytest.raises(SpecError, match="takes no options"):
         teacher_from_spec("keyphrase?fast=1")
+    with pytest.raises(SpecError, match="takes no options"):
+        tagger_from_spec("embedded?min_count=2", queries=CODE)
     with pytest.raises(SpecError, match="vocab build"):
         tagger_from_spec(f"{SPEC}?vocabulary={tmp_path}")
     with pytest.raises(ArtifactError, match="not a saved tagger"):

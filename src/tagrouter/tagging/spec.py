@@ -171,6 +171,8 @@ def tagger_from_spec(
     """
     parsed = parse_spec(spec)
     if parsed.backend == "embedded":
+        if parsed.options:
+            raise SpecError(f"tagger spec {spec!r}: 'embedded' takes no options")
         if parsed.target:
             return load_tagger_folder(Path(parsed.target), kind="embedded")
         if queries is None:

@@ -125,7 +125,8 @@ async def _worker(
                     json={"request_id": answer_id, "outcome": outcome, "feedback_id": feedback_id},
                 ) as response:
                     response.raise_for_status()
-                    feedback.accepted.add(feedback_id)
+                    if (await response.json())["status"] in ("recorded", "duplicate"):
+                        feedback.accepted.add(feedback_id)
             except (aiohttp.ClientError, TimeoutError):
                 feedback.failed += 1
 
@@ -141,11 +142,13 @@ async def _phase(
     timeout = aiohttp.ClientTimeout(total=60)
     gateway_stats, direct_stats, feedback = PathStats(), PathStats(), Feedbacks()
     headers = {"authorization": f"Bearer {KEY}"}
+    # No pool limit: each client holds at most one connection at a time, while a capped pool (aiohttp gives a
+    # freed slot to whoever asks first) left some clients waiting for a whole phase.
     async with (
         aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=clients), timeout=timeout, headers=headers
+            connector=aiohttp.TCPConnector(limit=0), timeout=timeout, headers=headers
         ) as via_gateway,
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), timeout=timeout) as direct,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as direct,
     ):
         start = time.perf_counter()
         deadline = start + args.duration
@@ -230,10 +233,11 @@ def serve_upstream(port: int, delay_ms: float) -> None:
     """Run the replaying upstream in this process (the benchmark starts itself with --serve-upstream)."""
     import uvicorn
 
+    from tagrouter.server.cli import UVICORN_LOOP
     from tagrouter.server.replay import ReplayBehaviour, create_replay_app
 
     app = create_replay_app("upstream", behaviour=ReplayBehaviour(delay_s=delay_ms / 1000))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop=UVICORN_LOOP)
 
 
 def main() -> None:

@@ -9,6 +9,11 @@ import typer
 
 from tagrouter.errors import TagRouterError
 
+#: The standard asyncio event loop, even where uvloop is installed: under overload uvloop left new
+#: connections waiting in the listen backlog for seconds (scripts/bench_gateway.py), and it has open
+#: reports of mixed-up responses under heavy load.
+UVICORN_LOOP = "asyncio"
+
 
 def serve(
     router_dir: Annotated[Path, typer.Argument(help="A saved router (from 'tagrouter fit').")],
@@ -38,4 +43,11 @@ def serve(
 
     settings = load_gateway_config(config) if config else GatewayConfig()
     app = create_app(TagRouter.load(router_dir), settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_shutdown_s)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=graceful_shutdown_s,
+        loop=UVICORN_LOOP,
+    )

@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from tagrouter.server.cli import UVICORN_LOOP
+
 
 class ThreadedServer:
     """``with ThreadedServer(app) as server: ... server.url ...``; leaving the block shuts it down gracefully."""
@@ -22,6 +24,7 @@ class ThreadedServer:
             "log_level": "warning",
             "lifespan": "on",
             "timeout_graceful_shutdown": 30,
+            "loop": UVICORN_LOOP,
             **uvicorn_options,
         }
         self.server = uvicorn.Server(uvicorn.Config(app, **options))

@@ -233,6 +233,12 @@ def test_fallback_depth_limits_the_models_tried_and_all_failing_is_an_openai_err
         "cheap: HTTP 503" in caught.value.body["message"] and "mid: HTTP 500" in caught.value.body["message"]
     )
     assert upstreams[1]["dear"].calls == 0  # depth 1: the first choice and one more
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'tagrouter_fallbacks_total{model="cheap"} 1.0' in metrics
+    assert (
+        'tagrouter_fallbacks_total{model="mid"}' not in metrics
+    )  # the last one tried: nothing to fall back to
+    assert 'tagrouter_upstream_errors_total{kind="status",model="mid"} 1.0' in metrics
 
 
 def test_an_upstream_4xx_is_the_request_fault_and_is_passed_back(gateway, upstreams) -> None:

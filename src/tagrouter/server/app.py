@@ -206,9 +206,10 @@ class Gateway:
         self.metrics.decision_seconds.labels(endpoint).observe(time.perf_counter() - start)
         return decisions
 
-    def _failed(self, failure: Failure) -> None:
+    def _failed(self, failure: Failure, falls_back: bool) -> None:
         self.metrics.upstream_errors.labels(failure.model, failure.kind).inc()
-        self.metrics.fallbacks.labels(failure.model).inc()
+        if falls_back:
+            self.metrics.fallbacks.labels(failure.model).inc()
 
     def account(
         self, profile: str, decision: Decision | None, model: str, usage: dict[str, Any] | None

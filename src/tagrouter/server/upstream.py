@@ -66,7 +66,8 @@ class AllUpstreamsFailed(Exception):
         super().__init__(f"all upstream models failed ({tried})")
 
 
-OnFailure = Callable[[Failure], None]
+#: Called for each failed attempt with the failure and whether another model will be tried.
+OnFailure = Callable[[Failure, bool], None]
 
 
 class Upstreams:
@@ -104,7 +105,7 @@ class Upstreams:
         the answer is returned once its headers are in, for the caller to relay and release.
         """
         failures: list[Failure] = []
-        for model in models:
+        for number, model in enumerate(models, start=1):
             if model not in self.endpoints:
                 outcome: Answer | Failure = Failure(model, "config", "no endpoint configured")
             else:
@@ -114,7 +115,7 @@ class Upstreams:
                 return outcome
             log.warning("upstream %s failed (%s): %s", outcome.model, outcome.kind, outcome.detail)
             failures.append(outcome)
-            on_failure(outcome)
+            on_failure(outcome, number < len(models))
         raise AllUpstreamsFailed(failures)
 
     async def _attempt(self, model: str, body: dict[str, Any], stream: bool) -> Answer | Failure:

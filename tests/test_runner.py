@@ -182,3 +182,26 @@ def test_fold_table_equals_the_table_tagrouter_fit_builds_from_the_records():
     assert fast.equals(fitted)
     assert fast.model_counts[fast.model_index["context:2"]].sum() == 12
     assert fast.counts[fast.tag_index["poem"], fast.model_index["a"]].sum() == 6
+
+
+@pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
+def test_cli_writes_results_tables_plots_and_the_readme_block(tmp_path):
+    from typer.testing import CliRunner
+
+    from tagrouter.cli import app
+
+    out = tmp_path / "out"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n{START}\n{END}\n", encoding="utf-8")
+    args = ["bench", "alpacaeval", "--data", str(DATA), "--out", str(out), "--setups", "pool:8"]
+    result = CliRunner().invoke(app, [*args, "--routers", "random", "--seeds", "0", "--readme", str(readme)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert saved["protocol"]["seeds"] == [0]
+    assert "--routers random --seeds 0" in saved["protocol"]["command"]
+    assert (out / "pool_8.png").stat().st_size > 1000
+    assert "| `random` |" in (out / "results.md").read_text(encoding="utf-8")
+    assert "| `random` |" in readme.read_text(encoding="utf-8")
+    assert "| `random` |" in (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
+    bad = CliRunner().invoke(app, [*args, "--routers", "nope"])
+    assert bad.exit_code != 0 and "unknown router" in str(bad.exception or bad.output)

@@ -38,6 +38,12 @@ def bench_alpacaeval(
         Path | None,
         typer.Option(help="README whose results block to rewrite; docs/results.md beside it is written too"),
     ] = None,
+    also: Annotated[
+        Path | None,
+        typer.Option(
+            help="results.json of another run (e.g. every router, one seed) to summarise in the docs"
+        ),
+    ] = None,
 ) -> None:
     """AlpacaEval 1.0 quality-cost benchmark: six pairs and the 8-model pool, 5 seeds × 5-fold CV."""
     from tagrouter.errors import DataError
@@ -52,6 +58,15 @@ def bench_alpacaeval(
         raise DataError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
     if not seed_list:
         raise DataError("--seeds: give at least one seed")
+    other = _read_results(also) if also is not None else None
+    command = f"tagrouter bench alpacaeval --data {data} --out {out}"
+    for flag, value in (("--setups", setups), ("--routers", routers)):
+        if value:
+            command += f" {flag} {','.join(_split(value) or [])}"
+    if seed_list != [0, 1, 2, 3, 4]:
+        command += f" --seeds {','.join(map(str, seed_list))}"
+    if readme is not None:
+        command += f" --readme {readme}" + (f" --also {also}" if also is not None else "")
     results = run_alpacaeval(
         data,
         out,
@@ -59,14 +74,32 @@ def bench_alpacaeval(
         routers=_split(routers),
         seeds=seed_list,
         log=lambda line: typer.echo(line, err=True),
+        command=command,
     )
     for name, setup in results["setups"].items():
         plot_setup(name, setup, out)
-    atomic_write_text(out / "results.md", results_markdown(results))
+    atomic_write_text(out / "results.md", results_markdown(results, also=other))
     written = [out / "results.json", out / "results.md"]
     if readme is not None:
         docs = readme.parent / "docs" / "results.md"
-        atomic_write_text(docs, results_markdown(results, plot_dir=os.path.relpath(out, docs.parent)))
+        atomic_write_text(
+            docs, results_markdown(results, plot_dir=os.path.relpath(out, docs.parent), also=other)
+        )
         update_readme(readme, results, os.path.relpath(out, readme.parent))
         written += [docs, readme]
     typer.echo(f"wrote {', '.join(map(str, written))} and {len(results['setups'])} plot(s) in {out}")
+
+
+def _read_results(path: Path) -> dict:
+    """A results.json written by this command, with a clear error otherwise."""
+    import json
+
+    from tagrouter.errors import DataError
+
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read results ({exc})", path=path) from None
+    if not isinstance(results, dict) or "setups" not in results or "protocol" not in results:
+        raise DataError("not a results.json of 'tagrouter bench alpacaeval'", path=path)
+    return results

@@ -98,12 +98,15 @@ def summary_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(results: dict[str, Any], *, plot_dir: str = ".", heading: str = "#") -> str:
-    """The full results document: protocol, summary, one section per setup with its plot."""
+def results_markdown(
+    results: dict[str, Any], *, plot_dir: str = ".", heading: str = "#", also: dict[str, Any] | None = None
+) -> str:
+    """The full results document: protocol, summary, one section per setup with its plot; ``also``, the
+    results of another run (e.g. every router on one seed), adds its summary table."""
     p = results["protocol"]
     parts = [
         f"{heading} Results: AlpacaEval 1.0 ({p['queries']} queries)",
-        f"Reproduce with `{COMMAND}` (run time here: {p.get('runtime_s', '?')} s). "
+        f"Reproduce with `{p.get('command', COMMAND)}` (run time here: {p.get('runtime_s', '?')} s). "
         f"{p['folds']}-fold cross-validation, seeds {', '.join(map(str, p['seeds']))}: every router is fitted "
         "on the training folds only and scored on pooled out-of-fold predictions; numbers are means over "
         f"seeds. Each curve has {p['points_per_curve']} operating points. Pairs: {p['pair_sweep']}. Pool: "
@@ -112,6 +115,15 @@ def results_markdown(results: dict[str, Any], *, plot_dir: str = ".", heading: s
         f"{heading}# Summary",
         summary_table(results),
     ]
+    if also is not None:
+        q = also["protocol"]
+        parts += [
+            f"{heading}# Every router, seed(s) {', '.join(map(str, q['seeds']))}",
+            "The slower learned baselines do not fit the 10-minute budget of the run above with five seeds; "
+            f"this table runs every router on fewer seeds: `{q.get('command', '?')}` "
+            f"({q.get('runtime_s', '?')} s here).",
+            summary_table(also),
+        ]
     for name, setup in results["setups"].items():
         parts += [f"{heading}# {name}", setup_table(setup)]
         parts.append(f"![{name}]({plot_dir}/{plot_name(name)})")
@@ -127,7 +139,8 @@ def readme_block(results: dict[str, Any], plot_dir: str) -> str:
     """The README's results section: summary table, the pool's plot, per-setup tables in short."""
     body = [
         "## Results (AlpacaEval 1.0)",
-        f"Reproduce with `{COMMAND} --readme README.md` (full tables and plots: `docs/results.md`). "
+        f"Reproduce with `{results['protocol'].get('command', COMMAND)}` (full tables and plots: "
+        "`docs/results.md`). "
         "Every router is fitted on training folds only; 5 seeds × 5-fold cross-validation; AUC of the "
         "accept-rate vs normalised-cost hull (DESIGN.md §4).",
         summary_table(results),

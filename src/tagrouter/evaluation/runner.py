@@ -223,8 +223,10 @@ def run_alpacaeval(
     routers: Sequence[str] | None = None,
     seeds: Sequence[int] = SEEDS,
     log: Log | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and write ``OUT/results.json``; returns the results (see :func:`evaluate_setup`)."""
+    """Run the benchmark and write ``OUT/results.json``; returns the results (see :func:`evaluate_setup`).
+    ``command``: the command line that reproduces the run, recorded in the results."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     data = load_alpacaeval(data_dir)
@@ -251,6 +253,7 @@ def run_alpacaeval(
             "whose expected cost is at most E_0 - k/40 (E_0 - E_cheapest)",
             "theta": "cheapest setting (pair: any share; pool: the 41-step grid) whose in-sample training accept rate reaches the best single model's",
             "routers": list(chosen_routers),
+            "command": command,
         },
         "setups": {},
     }

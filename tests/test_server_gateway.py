@@ -384,15 +384,17 @@ def test_enough_feedback_changes_routing_and_survives_a_restart(gateway, tmp_pat
     for number, query in enumerate(GREETINGS * 2):
         response = _feedback(server, query=query, model="cheap", outcome="loss", feedback_id=f"g{number}")
         assert response.json()["status"] == "recorded"
-    assert ask(server, GREETING_QUERY)[1].model == "mid"  # learned online, no restart
+    _, answered = ask(server, GREETING_QUERY)
+    assert answered.model == "mid"  # learned online, no restart
     server.stop()
 
     restarted = gateway()  # same feedback database
     assert httpx.get(restarted.url + "/healthz").json()["feedback_records"] == 2 * len(GREETINGS)
     assert ask(restarted, GREETING_QUERY)[1].model == "mid"
-    assert _feedback(restarted, query=GREETINGS[0], model="cheap", outcome="loss", feedback_id="g0").json()[
-        "status"
-    ] == ("duplicate")
+    again = _feedback(restarted, query=GREETINGS[0], model="cheap", outcome="loss", feedback_id="g0")
+    assert again.json()["status"] == "duplicate"
+    by_id = _feedback(restarted, request_id=answered.id, outcome="win")  # request ids are remembered too
+    assert by_id.json()["status"] == "recorded" and by_id.json()["model"] == "mid"
 
 
 def test_graceful_shutdown_loses_no_accepted_feedback(gateway, tmp_path: Path) -> None:

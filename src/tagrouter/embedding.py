@@ -10,6 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tagrouter.arrays import segment_sums
+
 
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors, one row per text."""
@@ -45,22 +47,28 @@ class WordLlamaEmbedder:
             chain.from_iterable(e.ids for e in encodings), dtype=np.intp, count=int(lengths.sum())
         )
         np.clip(ids, 0, self._table.shape[0] - 1, out=ids)
-        filled = lengths > 0
-        if filled.any():
-            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[filled]
-            sums = np.add.reduceat(self._table[ids], starts, axis=0)
-            out[filled] = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
+        sums = segment_sums(self._table[ids], lengths)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        np.divide(sums, norms, out=out, where=norms > 0)
         return out
 
 
 @lru_cache(maxsize=4)
 def _load_wordllama(dim: int):
+    import logging
     from pathlib import Path
 
-    import wordllama
-    from wordllama import WordLlama
+    # WordLlama calls logging.basicConfig(level=INFO) on import, which would turn on the INFO logs of every
+    # library in the host application: keep the root logger as it was.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import wordllama
+        from wordllama import WordLlama
 
-    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True, dim=dim)
+        return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True, dim=dim)
+    finally:
+        root.handlers[:], root.level = handlers, level
 
 
 def _unpadded(tokenizer):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix
 
+from tagrouter.arrays import segment_sums
 from tagrouter.catalog import Catalog
 from tagrouter.deciding import Calibration, Decider, Rule, calibrate
 from tagrouter.errors import DataError
@@ -23,6 +25,20 @@ DEFAULT_OUTPUT_TOKENS = 300.0
 CHARS_PER_TOKEN = 4.0
 
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class _RoutingState:
+    """Everything routing reads, replaced as a whole by ``update`` so that concurrent routing always sees
+    one consistent version."""
+
+    models: list[str]
+    tag_index: dict[str, int]
+    values: np.ndarray  # (tags × routable models)
+    empty: np.ndarray  # scores of a query with no known tag
+    mean: bool  # probabilities average over tags, paper scores add up
+    input_price: np.ndarray  # dollars per input token
+    output_cost: np.ndarray  # dollars of a mean-length answer
 
 
 @dataclass(frozen=True)
@@ -112,25 +128,32 @@ class TagRouter:
         return cls(tagger, table, catalog, scorer or SmoothedScorer(), decider, token_stats)
 
     def update(self, records: Sequence[HistoryRecord], progress: Progress | None = None) -> None:
-        """Add judged records: the table becomes exactly the one a fit on all records (same tagger) gives."""
+        """Add judged records: the table becomes exactly the one a fit on all records (same tagger) gives.
+
+        The new table is built aside and swapped in at once, so routing in other threads meanwhile uses
+        the previous version, never a half-updated one.
+        """
         if records:
-            _add_records(self.table, self.output_token_stats, self.tagger, records, progress)
+            table, token_stats = copy.deepcopy(self.table), copy.deepcopy(self.output_token_stats)
+            _add_records(table, token_stats, self.tagger, records, progress)
+            self.table, self.output_token_stats = table, token_stats
             self._refresh()
 
     def _refresh(self) -> None:
         """Recompute what routing reads on every query: tag values of routable models and their prices."""
-        self._models = self.catalog.names
-        columns = [self.table.model_index[m] for m in self._models]
-        self._values = self.scorer.tag_values(self.table)[:, columns]
-        self._mean = isinstance(self.scorer, SmoothedScorer)  # probabilities average, paper scores add up
-        if self._mean:
-            self._empty = self.scorer.model_prior(self.table)[columns]
-        else:
-            self._empty = np.zeros(len(columns))
-        cards = [self.catalog[m] for m in self._models]
-        self._input_price = np.array([c.input_usd_per_1m for c in cards]) / 1e6
-        self._output_cost = (
-            np.array([c.output_usd_per_1m * self.mean_output_tokens(c.name) for c in cards]) / 1e6
+        models = self.catalog.names
+        columns = [self.table.model_index[m] for m in models]
+        mean = isinstance(self.scorer, SmoothedScorer)
+        cards = [self.catalog[m] for m in models]
+        self._state = _RoutingState(
+            models=models,
+            tag_index=self.table.tag_index,
+            values=self.scorer.tag_values(self.table)[:, columns],
+            empty=self.scorer.model_prior(self.table)[columns] if mean else np.zeros(len(columns)),
+            mean=mean,
+            input_price=np.array([c.input_usd_per_1m for c in cards]) / 1e6,
+            output_cost=np.array([c.output_usd_per_1m * self.mean_output_tokens(c.name) for c in cards])
+            / 1e6,
         )
 
     def mean_output_tokens(self, model: str) -> float:
@@ -142,35 +165,26 @@ class TagRouter:
     @property
     def models(self) -> list[str]:
         """The routable models, in catalogue order (the columns of :meth:`score_batch`)."""
-        return list(self._models)
+        return list(self._state.models)
 
     def expected_costs(self, queries: Sequence[str]) -> np.ndarray:
         """Expected dollars per (query, model): estimated input tokens × input price + the model's mean
         output tokens in the history × output price."""
-        input_tokens = np.array([len(q) / CHARS_PER_TOKEN for q in queries])
-        return input_tokens[:, None] * self._input_price[None, :] + self._output_cost[None, :]
+        return _expected_costs(self._state, queries)
 
     def score_batch(self, queries: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
         """Tags of each query and the (n × models) score matrix."""
-        tag_lists = self.tagger.tag(list(queries))
-        rows = self.table.tag_rows(tag_lists)
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
-        weights = np.repeat(1.0 / np.maximum(lengths, 1), lengths) if self._mean else np.ones(lengths.sum())
-        indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.intp)
-        indptr = np.concatenate(([0], np.cumsum(lengths)))
-        tag_matrix = csr_matrix((weights, indices, indptr), shape=(len(rows), self._values.shape[0]))
-        scores = np.asarray(tag_matrix @ self._values)
-        scores[lengths == 0] = self._empty
-        return tag_lists, scores
+        return _score(self._state, self.tagger.tag(list(queries)))
 
     def route_batch(self, queries: Sequence[str]) -> list[Decision]:
         """Decide for many queries in one call (much faster per query than calling :meth:`route`)."""
         if isinstance(queries, str):
             raise TypeError("route_batch takes a list of queries; use route() for one query")
-        tag_lists, scores = self.score_batch(queries)
-        costs = self.expected_costs(queries)
-        ranking = self.decider.rank(scores, costs)
-        models = self._models
+        state, decider = self._state, self.decider
+        tag_lists, scores = _score(state, self.tagger.tag(list(queries)))
+        costs = _expected_costs(state, queries)
+        ranking = decider.rank(scores, costs)
+        models = state.models
         decisions = []
         for i, query in enumerate(queries):
             order = [models[j] for j in ranking[i]]
@@ -182,9 +196,9 @@ class TagRouter:
                     scores=dict(zip(models, scores[i].tolist(), strict=True)),
                     expected_costs=dict(zip(models, costs[i].tolist(), strict=True)),
                     ranking=order,
-                    rule=self.decider.rule,
-                    knob=self.decider.knob,
-                    reason=self._reason(order[0], scores[i], costs[i]),
+                    rule=decider.rule,
+                    knob=decider.knob,
+                    reason=_reason(models, decider, ranking[i][0], scores[i], costs[i]),
                 )
             )
         return decisions
@@ -192,22 +206,6 @@ class TagRouter:
     def route(self, query: str) -> Decision:
         """Decide for one query."""
         return self.route_batch([query])[0]
-
-    def _reason(self, chosen: str, scores: np.ndarray, costs: np.ndarray) -> str:
-        j = self._models.index(chosen)
-        best = int(scores.argmax())
-        rule, knob = self.decider.rule, self.decider.knob
-        if best == j:
-            return f"{chosen} has the best score ({scores[j]:.3f})"
-        if rule == "utility":
-            return (
-                f"{chosen} scores {scores[j]:.3f} vs {scores[best]:.3f} for {self._models[best]}, "
-                f"but costs ${costs[j]:.6f} vs ${costs[best]:.6f}: best score − {knob:g} × cost"
-            )
-        return (
-            f"{chosen} scores {scores[j]:.3f}, within θ={knob:g} of the best "
-            f"({self._models[best]}, {scores[best]:.3f}), and is cheaper"
-        )
 
     # ---- calibration ----------------------------------------------------------------------------------
     def calibrate(
@@ -221,7 +219,7 @@ class TagRouter:
         """Set the decider's knob so that, on ``queries``, ``strong_share`` of traffic goes to
         ``strong_model`` (default: the dearest) or the mean expected cost per query is ``mean_cost``."""
         _, scores = self.score_batch(queries)
-        strong_index = self._models.index(strong_model) if strong_model else None
+        strong_index = self._state.models.index(strong_model) if strong_model else None
         result = calibrate(
             scores,
             self.expected_costs(queries),
@@ -252,6 +250,41 @@ class TagRouter:
         from tagrouter.artifact import load_router
 
         return load_router(Path(folder))
+
+
+def _score(state: _RoutingState, tag_lists: list[list[str]]) -> tuple[list[list[str]], np.ndarray]:
+    """Scores of tagged queries: the mean (smoothed) or sum (paper) of their known tags' values."""
+    index = state.tag_index
+    rows = [[index[t] for t in tags if t in index] for tags in tag_lists]
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.intp, count=int(lengths.sum()))
+    scores = segment_sums(state.values[flat], lengths)
+    if state.mean:
+        scores /= np.maximum(lengths, 1)[:, None]
+    scores[lengths == 0] = state.empty
+    return tag_lists, scores
+
+
+def _expected_costs(state: _RoutingState, queries: Sequence[str]) -> np.ndarray:
+    input_tokens = np.fromiter((len(q) / CHARS_PER_TOKEN for q in queries), dtype=float, count=len(queries))
+    return input_tokens[:, None] * state.input_price[None, :] + state.output_cost[None, :]
+
+
+def _reason(models: list[str], decider: Decider, chosen: int, scores: np.ndarray, costs: np.ndarray) -> str:
+    """One line saying why model ``chosen`` won."""
+    best = int(scores.argmax())
+    name, knob = models[chosen], decider.knob
+    if best == chosen:
+        return f"{name} has the best score ({scores[chosen]:.3f})"
+    if decider.rule == "utility":
+        return (
+            f"{name} scores {scores[chosen]:.3f} vs {scores[best]:.3f} for {models[best]}, "
+            f"but costs ${costs[chosen]:.6f} vs ${costs[best]:.6f}: best score − {knob:g} × cost"
+        )
+    return (
+        f"{name} scores {scores[chosen]:.3f}, within θ={knob:g} of the best "
+        f"({models[best]}, {scores[best]:.3f}), and is cheaper"
+    )
 
 
 def _unique_queries(records: Sequence[HistoryRecord]) -> dict[str, str]:

@@ -27,7 +27,11 @@ def sigmoid(x):
 def test_tag_value_by_hand():
     t = table()
     scorer = SmoothedScorer(
-        prior_strength=4.0, difficulty_strength=1.0, difficulty_weight=2.0, specific_weight=0.5
+        prior_strength=4.0,
+        difficulty_strength=1.0,
+        difficulty_weight=2.0,
+        specific_weight=0.5,
+        discrimination=False,
     )
     m1, hard = t.model_index["m1"], t.tag_index["hard"]
     p_m1 = (5 + 1) / (8 + 2)  # m1: 5 of 8 accepted, Laplace
@@ -42,10 +46,11 @@ def test_tag_value_by_hand():
 
 def test_unit_weights_give_the_smoothed_rate_and_old_configs_load_with_them():
     t = table()
-    unit = SmoothedScorer(difficulty_weight=1.0, specific_weight=1.0)
+    unit = SmoothedScorer(difficulty_weight=1.0, specific_weight=1.0, discrimination=False)
     assert scorer_from_config({"kind": "smoothed", "prior_strength": 20.0}) == SmoothedScorer(
-        prior_strength=20.0, difficulty_weight=1.0, specific_weight=1.0
+        prior_strength=20.0, difficulty_weight=1.0, specific_weight=1.0, discrimination=False
     )
+    assert scorer_from_config(SmoothedScorer().config()) == SmoothedScorer()
     m1, hard = t.model_index["m1"], t.tag_index["hard"]
     p_m1 = 0.6
     d = unit.tag_difficulty(t, unit.model_prior(t))[hard]
@@ -60,3 +65,25 @@ def test_a_larger_difficulty_weight_spreads_hard_and_easy_further_apart():
         np.diff(SmoothedScorer(difficulty_weight=a).tag_values(t)[[hard, easy], m1])[0] for a in (1.0, 2.0)
     ]
     assert 0 < spread[0] < spread[1]
+
+
+def test_discrimination_slope_by_hand_and_its_effect():
+    t = table()
+    scorer = SmoothedScorer(prior_strength=4.0, difficulty_strength=1.0)
+    p = scorer.model_prior(t)
+    d = scorer.tag_difficulty(t, p)
+    m1 = t.model_index["m1"]
+    # m1's smoothed deviation per tag: logit((a + 4 prior) / (4 + 4)) − logit p_m1, prior = σ(logit p_m1 + d_t)
+    accepted = {"hard": 1, "easy": 4}
+    num, den = 1.0, 1.0
+    for tag, a in accepted.items():
+        dt = d[t.tag_index[tag]]
+        prior = sigmoid(logit(p[m1]) + dt)
+        y = logit((a + 4 * prior) / 8) - logit(p[m1])
+        num, den = num + 4 * y * dt, den + 4 * dt**2
+    slopes = scorer.discrimination_slopes(t, p, d)
+    assert slopes[m1] == pytest.approx(num / den)
+    # the context model c follows the difficulty more steeply than m1 (it loses every hard answer)
+    assert slopes[t.model_index["c"]] > slopes[m1]
+    flat = SmoothedScorer(prior_strength=4.0, difficulty_strength=1.0, discrimination=False)
+    assert flat.discrimination_slopes(t, p, d).tolist() == [1.0, 1.0]

@@ -128,7 +128,8 @@ class SmoothedScorer:
 
     with α = ``difficulty_weight`` (the shared difficulty signal) and β = ``specific_weight`` (the
     model-specific deviation, noisier: it rests on one model's answers only); α = β = 1 gives p(t, m)
-    itself. A query's score for m is the mean of its tags' values; a query with no known tag gets p_m.
+    itself. With ``discrimination``, d_t is scaled per model by how strongly that model follows it
+    (:meth:`discrimination_slopes`), in the prior and in the value. A query's score for m is the mean of its tags' values; a query with no known tag gets p_m.
     Defaults are the best measured on the AlpacaEval benchmark (docs/results.md).
     """
 
@@ -137,6 +138,7 @@ class SmoothedScorer:
     difficulty_strength: float = 10.0
     difficulty_weight: float = 2.0
     specific_weight: float = 0.5
+    discrimination: bool = True
     kind: str = "smoothed"
 
     def model_prior(self, table: TagTable) -> np.ndarray:
@@ -149,10 +151,27 @@ class SmoothedScorer:
         judged = table.counts.sum(axis=2)
         shift = self.tag_difficulty(table, p_model) if self.difficulty else np.zeros(len(table.tags))
         base = _logit(p_model)[None, :]
-        prior = _sigmoid(base + shift[:, None])
+        slope = self.discrimination_slopes(table, p_model, shift)
+        prior = _sigmoid(base + slope[None, :] * shift[:, None])
         smoothed = (accepted + self.prior_strength * prior) / (judged + self.prior_strength)
         specific = _logit(smoothed) - _logit(prior)
-        return _sigmoid(base + self.difficulty_weight * shift[:, None] + self.specific_weight * specific)
+        return _sigmoid(
+            base + self.difficulty_weight * slope[None, :] * shift[:, None] + self.specific_weight * specific
+        )
+
+    def discrimination_slopes(self, table: TagTable, p_model: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """Per model, how strongly its accept rate follows the tag difficulty (1 without ``discrimination``):
+        the weighted least-squares slope of its smoothed per-tag logit deviation on d_t, pulled toward 1 by
+        one unit of weight (a two-parameter IRT model's discrimination)."""
+        if not self.discrimination or not self.difficulty:
+            return np.ones(len(table.models))
+        accepted = table.counts[:, :, WIN] + table.counts[:, :, TIE]
+        judged = table.counts.sum(axis=2)
+        base = _logit(p_model)[None, :]
+        prior = _sigmoid(base + shift[:, None])
+        deviation = _logit((accepted + self.prior_strength * prior) / (judged + self.prior_strength)) - base
+        numerator = (judged * deviation * shift[:, None]).sum(axis=0) + 1.0
+        return numerator / ((judged * shift[:, None] ** 2).sum(axis=0) + 1.0)
 
     def tag_difficulty(self, table: TagTable, p_model: np.ndarray) -> np.ndarray:
         """Logit shift per tag: Σ_m (a_tm − n_tm p_m) / (Σ_m n_tm p_m (1 − p_m) + strength)."""
@@ -178,6 +197,7 @@ class SmoothedScorer:
             "difficulty_strength": self.difficulty_strength,
             "difficulty_weight": self.difficulty_weight,
             "specific_weight": self.specific_weight,
+            "discrimination": self.discrimination,
         }
 
 
@@ -194,9 +214,10 @@ def scorer_from_config(config: dict[str, Any]) -> Scorer:
             tag_weighting=config.get("tag_weighting", "uniform"),
         )
     if kind == "smoothed":
-        # routers saved before the weights existed scored with α = β = 1
+        # routers saved before these options existed scored with α = β = 1 and no discrimination
         config.setdefault("difficulty_weight", 1.0)
         config.setdefault("specific_weight", 1.0)
+        config.setdefault("discrimination", False)
         return SmoothedScorer(**config)
     raise ValueError(f"unknown scorer kind {kind!r}; expected 'paper' or 'smoothed'")
 

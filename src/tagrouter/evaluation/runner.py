@@ -45,7 +45,8 @@ def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, Meth
     """Every benchmarked router by name: TagRouter's default (``tagrouter``), its variants, the baselines.
 
     TagRouter variants: ``-paper`` (the paper's count scorer), ``-smoothed-noprior`` / ``-smoothed-prior``
-    (the smoothed scorer as first written, α = β = 1, without / with the difficulty prior), ``-v0`` (that
+    (the smoothed scorer as first written, α = β = 1, without / with the difficulty prior), ``-rasch`` (the
+    default without per-model discrimination), ``-v0`` (that
     scorer with the first tagger: 4 teacher keyphrases, min_count 3, 4 fine tags); all but ``-v0`` use the
     default tagger.
 
@@ -61,7 +62,8 @@ def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, Meth
     def baseline(make: BaselineFactory) -> MethodFactory:
         return lambda setup, seed: make(seed=seed, tagger_for=fold_tagger)
 
-    original = {"difficulty_weight": 1.0, "specific_weight": 1.0}  # the scorer before tuning
+    # the scorer before tuning
+    original = {"difficulty_weight": 1.0, "specific_weight": 1.0, "discrimination": False}
     factories: dict[str, MethodFactory] = {
         "tagrouter": tagrouter("tagrouter"),
         "tagrouter-paper": tagrouter("tagrouter-paper", scorer=PaperScorer()),
@@ -69,6 +71,7 @@ def router_factories(data: AlpacaEvalData, shared: SharedFits) -> dict[str, Meth
             "tagrouter-smoothed-noprior", scorer=SmoothedScorer(difficulty=False, **original)
         ),
         "tagrouter-smoothed-prior": tagrouter("tagrouter-smoothed-prior", scorer=SmoothedScorer(**original)),
+        "tagrouter-rasch": tagrouter("tagrouter-rasch", scorer=SmoothedScorer(discrimination=False)),
         "tagrouter-v0": tagrouter(
             "tagrouter-v0",
             scorer=SmoothedScorer(**original),
@@ -86,6 +89,7 @@ DEFAULT_ROUTERS = (
     "tagrouter-paper",
     "tagrouter-smoothed-noprior",
     "tagrouter-smoothed-prior",
+    "tagrouter-rasch",
     "random",
     "knn",
     "knn-prior",

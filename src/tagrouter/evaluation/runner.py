@@ -35,6 +35,7 @@ from tagrouter.evaluation.protocol import (
 from tagrouter.evaluation.tagrouter_method import SharedFits, TagRouterMethod
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json
 from tagrouter.scoring import PaperScorer, SmoothedScorer
+from tagrouter.tagging.taxonomy import seed_tags
 from tagrouter.tagging.teacher import KeyphraseTeacher
 
 Log = Callable[[str], None]
@@ -140,8 +141,10 @@ def cached_embeddings(cache: Path, texts: Sequence[str], embedder: Embedder) -> 
 
 def cached_teacher_tags(cache: Path, texts: Sequence[str], shared: SharedFits) -> None:
     """Fill ``shared``'s teacher tags of ``texts`` from ``cache``, or compute and write them."""
-    teacher = f"keyphrase-teacher:{KeyphraseTeacher.keyphrases}:{KeyphraseTeacher.redundancy}"  # its defaults
-    path = cache / f"teacher-tags-{_key(texts, shared.embedder.name, teacher)}.json"
+    # the teacher's defaults and its seed taxonomy decide its tags
+    teacher = f"keyphrase-teacher:{KeyphraseTeacher.keyphrases}:{KeyphraseTeacher.redundancy}"
+    taxonomy = json.dumps(seed_tags(), sort_keys=True)
+    path = cache / f"teacher-tags-{_key(texts, shared.embedder.name, teacher, taxonomy)}.json"
     if path.is_file():
         tags = json.loads(path.read_text(encoding="utf-8"))
         if len(tags) == len(texts):

@@ -203,5 +203,20 @@ def test_cli_writes_results_tables_plots_and_the_readme_block(tmp_path):
     assert "| `random` |" in (out / "results.md").read_text(encoding="utf-8")
     assert "| `random` |" in readme.read_text(encoding="utf-8")
     assert "| `random` |" in (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
+    again = [
+        *args,
+        "--routers",
+        "random",
+        "--seeds",
+        "1",
+        "--readme",
+        str(readme),
+        "--also",
+        str(out / "results.json"),
+    ]
+    result = CliRunner().invoke(app, again)
+    assert result.exit_code == 0, result.output
+    assert "Every router, seed(s) 0" in readme.read_text(encoding="utf-8")
+    assert "Every router, seed(s) 0" in (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
     bad = CliRunner().invoke(app, [*args, "--routers", "nope"])
     assert bad.exit_code != 0 and "unknown router" in str(bad.exception or bad.output)

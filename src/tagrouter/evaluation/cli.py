@@ -85,7 +85,7 @@ def bench_alpacaeval(
         atomic_write_text(
             docs, results_markdown(results, plot_dir=os.path.relpath(out, docs.parent), also=other)
         )
-        update_readme(readme, results, os.path.relpath(out, readme.parent))
+        update_readme(readme, results, os.path.relpath(out, readme.parent), also=other)
         written += [docs, readme]
     typer.echo(f"wrote {', '.join(map(str, written))} and {len(results['setups'])} plot(s) in {out}")
 

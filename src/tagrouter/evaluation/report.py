@@ -144,14 +144,7 @@ def results_markdown(
     ]
     parts += [f"{heading}# TagRouter variants and how the default was chosen", VARIANTS_NOTE]
     if also is not None:
-        q = also["protocol"]
-        parts += [
-            f"{heading}# Every router, seed(s) {', '.join(map(str, q['seeds']))}",
-            "The slower learned baselines do not fit the 10-minute budget of the run above with five seeds; "
-            f"this table runs every router on fewer seeds: `{q.get('command', '?')}` "
-            f"({q.get('runtime_s', '?')} s here).",
-            summary_table(also),
-        ]
+        parts += _also_section(also, f"{heading}#")
     for name, setup in results["setups"].items():
         parts += [f"{heading}# {name}", setup_table(setup)]
         parts.append(f"![{name}]({plot_dir}/{plot_name(name)})")
@@ -163,22 +156,41 @@ def plot_name(setup_name: str) -> str:
     return setup_name.replace(":", "_").replace(">", "_to_") + ".png"
 
 
-def readme_block(results: dict[str, Any], plot_dir: str) -> str:
-    """The README's results section: summary table, the pool's plot, per-setup tables in short."""
+def _also_section(also: dict[str, Any], heading: str) -> list[str]:
+    q = also["protocol"]
+    return [
+        f"{heading} Every router, seed(s) {', '.join(map(str, q['seeds']))}",
+        "The slower learned baselines do not fit the 10-minute budget with five seeds; this table runs every "
+        f"router on fewer seeds: `{q.get('command', '?')}` ({q.get('runtime_s', '?')} s here).",
+        summary_table(also),
+    ]
+
+
+def readme_block(results: dict[str, Any], plot_dir: str, also: dict[str, Any] | None = None) -> str:
+    """The README's results section: summary table(s), the pool's table and plot."""
+    seeds = results["protocol"]["seeds"]
     body = [
         "## Results (AlpacaEval 1.0)",
         f"Reproduce with `{results['protocol'].get('command', COMMAND)}` (full tables and plots: "
         "`docs/results.md`). "
-        "Every router is fitted on training folds only; 5 seeds × 5-fold cross-validation; AUC of the "
-        "accept-rate vs normalised-cost hull (DESIGN.md §4).",
+        f"Every router is fitted on training folds only; {len(seeds)} seed(s) × 5-fold cross-validation; AUC "
+        "of the accept-rate vs normalised-cost hull (DESIGN.md §4).",
         summary_table(results),
     ]
+    if also is not None:
+        body += _also_section(also, "###")
     if "pool:8" in results["setups"]:
-        body += [setup_table(results["setups"]["pool:8"]), f"![pool:8]({plot_dir}/{plot_name('pool:8')})"]
+        body += [
+            "### pool:8",
+            setup_table(results["setups"]["pool:8"]),
+            f"![pool:8]({plot_dir}/{plot_name('pool:8')})",
+        ]
     return "\n\n".join(body)
 
 
-def update_readme(readme: str | Path, results: dict[str, Any], plot_dir: str) -> None:
+def update_readme(
+    readme: str | Path, results: dict[str, Any], plot_dir: str, also: dict[str, Any] | None = None
+) -> None:
     """Rewrite the block between the results markers of ``readme`` (atomically)."""
     readme = Path(readme)
     if not readme.is_file():
@@ -188,4 +200,4 @@ def update_readme(readme: str | Path, results: dict[str, Any], plot_dir: str) ->
         raise DataError(f"no '{START}' ... '{END}' block to update", path=readme)
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    atomic_write_text(readme, f"{before}{START}\n{readme_block(results, plot_dir)}\n{END}{after}")
+    atomic_write_text(readme, f"{before}{START}\n{readme_block(results, plot_dir, also)}\n{END}{after}")

@@ -19,6 +19,9 @@ from tagrouter.tagging.vocabulary import Vocabulary, build_vocabulary
         ("1984", None),
         ("a very long tag with far too many words", None),
         ("?!", None),
+        ("I'd like", "like"),
+        ("the user's request", "user request"),
+        ("don't know", "know"),
     ],
 )
 def test_normalize_tag(raw, expected):
@@ -82,4 +85,6 @@ def test_real_embedder_merges_plural_variants_and_candidates():
     )
     assert "recipe" in vocab.tags and "recipes" not in vocab.tags
     assert "python function" in candidate_phrases("Write a Python function, please")
+    assert not any("x" in p.split() for p in candidate_phrases("Solve x + x = 4 for x in C"))
+    assert "c" not in candidate_phrases("Solve x + x = 4 for x in C")  # too short alone
     assert all(not p.startswith("a ") for p in candidate_phrases("Write a Python function"))

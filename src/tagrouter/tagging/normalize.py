@@ -20,6 +20,7 @@ _STOPWORDS = ENGLISH_STOP_WORDS | {
     "does",
     "did",
 }
+_CONTRACTION = re.compile(r"n['’]t\b|(?<=\w)['’](?:s|d|ll|re|ve|m)\b")  # "don't", "I'd", "user's"
 _NON_WORD = re.compile(r"[^\w+#.\- ]+")  # \w: letters and digits of every script
 _SPACES = re.compile(r"\s+")
 _EDGE_PUNCT = re.compile(r"^[\s.\-]+|[\s.\-]+$")
@@ -42,12 +43,13 @@ def singular(word: str) -> str:
 def normalize_tag(raw: str, *, max_words: int = 4) -> str | None:
     """Normalise one tag; ``None`` when nothing meaningful is left.
 
-    Lower-cases, turns ``_`` and ``/`` into spaces, removes quotes and other punctuation (keeping ``+ # . -``
+    Lower-cases, turns ``_`` and ``/`` into spaces, drops contractions ("I'd" -> "i", "user's" -> "user"),
+    removes quotes and other punctuation (keeping ``+ # . -``
     inside words, for 'c++', 'c#', 'node.js'), trims stop words at both ends, singularises the last word
     and rejects tags longer than ``max_words`` words or made only of digits.
     """
     text = raw.lower().replace("_", " ").replace("/", " ")
-    text = _NON_WORD.sub(" ", text)
+    text = _NON_WORD.sub(" ", _CONTRACTION.sub("", text))
     words = [_EDGE_PUNCT.sub("", w) for w in _SPACES.split(text)]
     words = [w for w in words if w]
     while words and words[0] in _STOPWORDS:

@@ -28,7 +28,8 @@ _WORDS = re.compile(r"[A-Za-z][A-Za-z0-9+#'\-]*")
 
 
 def candidate_phrases(text: str, max_words: int = 3) -> list[str]:
-    """Normalised 1–3-word phrases of ``text`` that neither start nor end with a stop word."""
+    """Normalised 1–3-word phrases of ``text`` that neither start nor end with a stop word, and hold no
+    one-letter word (a variable name such as 'x') but the language names 'c' and 'r'."""
     found: dict[str, None] = {}
     for segment in _SEGMENTS.split(text.lower()):
         words = _WORDS.findall(segment)
@@ -36,6 +37,8 @@ def candidate_phrases(text: str, max_words: int = 3) -> list[str]:
             for i in range(len(words) - n + 1):
                 gram = words[i : i + n]
                 if is_stopword(gram[0]) or is_stopword(gram[-1]) or (n == 1 and len(gram[0]) < 3):
+                    continue
+                if any(len(w) == 1 and w not in ("c", "r") for w in gram):
                     continue
                 tag = normalize_tag(" ".join(gram))
                 if tag:

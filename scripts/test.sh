@@ -13,6 +13,6 @@ VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" || echo "warning: torch==2.13.0 not installed; transformers tests will skip" >&2
 "$VENV/bin/python" -m pip install --quiet -e ".[dev,transformers]"
 
-"$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check .
+"$VENV/bin/ruff" check src tests scripts
+"$VENV/bin/ruff" format --check src tests scripts
 "$VENV/bin/python" -m pytest -q "$@"

@@ -434,3 +434,34 @@ def test_graceful_shutdown_loses_no_accepted_feedback(gateway, tmp_path: Path) -
     with sqlite3.connect(tmp_path / "feedback.sqlite3") as connection:
         stored = {row[0] for row in connection.execute("SELECT feedback_id FROM feedback")}
     assert len(accepted) >= 50 and set(accepted) <= stored
+
+
+def test_decision_headers_quote_tags_and_models_and_format_scores() -> None:
+    from tagrouter.router import Decision
+    from tagrouter.server.app import _decision_headers
+
+    decision = Decision(
+        query="q",
+        model="mid",
+        tags=["coding", "c, c++", "résumé", "write a python"],
+        scores={"cheap": 0.25, "mid/v2": 0.123456},
+        expected_costs={"cheap": 0.0, "mid/v2": 0.0},
+        ranking=["mid/v2", "cheap"],
+        rule="within",
+        knob=0.1,
+        reason="",
+    )
+    for _ in range(2):  # the second call reads the cached quoting
+        headers = _decision_headers(decision, "mid/v2", "chatcmpl-tr-1", "tagrouter")
+        assert headers == {
+            "x-tagrouter-model": "mid/v2",
+            "x-tagrouter-request-id": "chatcmpl-tr-1",
+            "x-tagrouter-profile": "tagrouter",
+            "x-tagrouter-tags": "coding,c%2C c%2B%2B,r%C3%A9sum%C3%A9,write a python",
+            "x-tagrouter-scores": "cheap=0.2500,mid%2Fv2=0.1235",
+        }
+    assert _decision_headers(None, "cheap", "chatcmpl-tr-2", "passthrough") == {
+        "x-tagrouter-model": "cheap",
+        "x-tagrouter-request-id": "chatcmpl-tr-2",
+        "x-tagrouter-profile": "passthrough",
+    }

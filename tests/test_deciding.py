@@ -65,3 +65,15 @@ def test_calibration_hits_mean_cost():
     assert abs(result.mean_cost - 4.0) <= 9.0 / 500 + 1e-9  # within one query's largest cost step
     with pytest.raises(ValueError, match="exactly one target"):
         calibrate(scores, costs, "utility")
+
+
+def test_calibration_never_exceeds_a_budget():
+    rng = np.random.default_rng(3)
+    scores = rng.random((300, 3))
+    costs = np.array([1.0, 3.0, 10.0])
+    for budget in (1.5, 2.0, 5.0, 9.0):
+        result = calibrate(scores, costs, "utility", mean_cost=budget)
+        assert result.mean_cost <= budget
+        assert budget - result.mean_cost <= 9.0 / 300 + 1e-9
+    cheapest = calibrate(scores, costs, "utility", mean_cost=0.5)  # below what any choice costs
+    assert cheapest.mean_cost == pytest.approx(1.0)

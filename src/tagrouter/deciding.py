@@ -111,7 +111,8 @@ def calibrate(
     (default: the dearest), or that makes the mean cost per query ``mean_cost`` dollars.
 
     Both quantities only fall as the knob rises, so a bisection finds the smallest knob at which the value
-    is at or below the target; the neighbour on the other side of the step is taken if it is closer. The
+    is at or below the target: a cost budget or traffic cap is never exceeded on the calibration queries
+    (unless even the cheapest choice exceeds it, then that choice is returned). The
     result is exact up to one query's share (a step of 1/n) for ``strong_share``.
     """
     if (strong_share is None) == (mean_cost is None):
@@ -144,7 +145,7 @@ def calibrate(
                 hi = mid
             else:
                 lo = mid
-    knob = hi if abs(value(hi) - target) <= abs(value(lo) - target) else lo
+    knob = hi  # the value at hi is at or below the target, unless even the cheapest setting exceeds it
     share, cost = measure(knob)
     return Calibration(
         knob=knob,

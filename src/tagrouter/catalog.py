@@ -8,7 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tagrouter.errors import DataError
-from tagrouter.fileio import atomic_write_text
+from tagrouter.fileio import atomic_write_text, read_yaml_mapping
 
 
 class Endpoint(BaseModel):
@@ -75,14 +75,8 @@ class Catalog(BaseModel):
 
 def load_catalog(path: str | Path) -> Catalog:
     """Read and validate a YAML catalogue; errors name the file and the field at fault."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("catalogue file not found", path=path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DataError(f"not valid YAML: {exc}", path=path) from None
-    if not isinstance(raw, dict) or "models" not in raw:
+    raw = read_yaml_mapping(path, "catalogue")
+    if "models" not in raw:
         raise DataError("expected a mapping with a 'models' list", path=path, field="models")
     try:
         return Catalog.model_validate(raw)

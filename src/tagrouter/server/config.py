@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tagrouter.catalog import Endpoint
 from tagrouter.deciding import Rule
 from tagrouter.errors import DataError
+from tagrouter.fileio import read_yaml_mapping
 
 #: The profile a request gets with ``model: tagrouter`` (or when the config names no other default).
 DEFAULT_PROFILE = "tagrouter"
@@ -124,16 +124,7 @@ class GatewayConfig(BaseModel):
 def load_gateway_config(path: str | Path) -> GatewayConfig:
     """Read and validate a YAML gateway config; errors name the file and the field at fault."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("gateway config file not found", path=path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DataError(f"not valid YAML: {exc}", path=path) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise DataError("expected a mapping of settings at the top level", path=path)
+    raw = read_yaml_mapping(path, "gateway config")
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:

@@ -220,3 +220,46 @@ def test_cli_writes_results_tables_plots_and_the_readme_block(tmp_path):
     assert "Every router, seed(s) 0" in (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
     bad = CliRunner().invoke(app, [*args, "--routers", "nope"])
     assert bad.exit_code != 0 and "unknown router" in str(bad.exception or bad.output)
+
+
+class KeywordGenerator:
+    """A stand-in tagging LLM: the query's first long words as a JSON list; counts the queries asked."""
+
+    asked: list[str] = []
+
+    def generate(self, queries):
+        KeywordGenerator.asked += list(queries)
+        return [json.dumps([w.lower() for w in q.split() if len(w) > 6][:3]) for q in queries]
+
+
+@pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
+def test_bench_runs_with_a_generative_tagger_spec_fitted_per_training_set(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import tagrouter.tagging.spec as spec_module
+    from tagrouter.cli import app
+
+    monkeypatch.setattr(spec_module, "generator_from_spec", lambda parsed: KeywordGenerator())
+    KeywordGenerator.asked = []
+    spec = "openai:keywords@http://127.0.0.1:9/v1?min_count=4"
+    args = ["bench", "alpacaeval", "--data", str(DATA), "--setups", "pair:vicuna-13b>gpt-3.5-turbo-0301"]
+    args += ["--routers", "tagrouter,knn+tags", "--seeds", "0", "--tagger", spec]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    # one generation per distinct query over the five training sets, no teacher tags computed
+    assert len(KeywordGenerator.asked) == len(set(KeywordGenerator.asked)) == 805
+    assert not list((tmp_path / "a" / ".cache").glob("teacher-tags-*"))
+    saved = json.loads((tmp_path / "a" / "results.json").read_text(encoding="utf-8"))
+    assert saved["protocol"]["tagger"] == spec
+    assert f"--tagger '{spec}'" in saved["protocol"]["command"]
+    setup = saved["setups"]["pair:vicuna-13b>gpt-3.5-turbo-0301"]
+    assert setup["routers"]["tagrouter"]["auc_mean"] > setup["mixture"]["auc"]
+    # two worker processes give the same numbers
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "b" / "results.json").read_text(encoding="utf-8"))
+    other = again["setups"]["pair:vicuna-13b>gpt-3.5-turbo-0301"]["routers"]
+    for router in ("tagrouter", "knn+tags"):
+        assert other[router]["auc_mean"] == pytest.approx(setup["routers"][router]["auc_mean"], abs=1e-12)
+    bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c"), "--tagger", "keyphrase"])
+    assert bad.exit_code != 0 and "teacher only" in str(bad.exception or bad.output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -30,10 +31,21 @@ def bench_alpacaeval(
         list[str] | None,
         typer.Option(
             "--routers",
-            help="routers to run, e.g. tagrouter,knn; 'all' for every one (default: the fast set)",
+            help="routers to run, e.g. tagrouter,knn (default: every one)",
         ),
     ] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated cross-validation seeds")] = "0,1,2,3,4",
+    tagger: Annotated[
+        str,
+        typer.Option(
+            help="tagger spec of TagRouter and the +tags baselines, fitted on each training set "
+            "(see docs/taggers.md), e.g. embedded:DIR or 'transformers:PATH?device=cuda'",
+        ),
+    ] = "embedded",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="processes that run setups and seeds side by side (default: one per CPU core)"),
+    ] = None,
     readme: Annotated[
         Path | None,
         typer.Option(help="README whose results block to rewrite; docs/results.md beside it is written too"),
@@ -65,6 +77,8 @@ def bench_alpacaeval(
             command += f" {flag} {','.join(_split(value) or [])}"
     if seed_list != [0, 1, 2, 3, 4]:
         command += f" --seeds {','.join(map(str, seed_list))}"
+    if tagger != "embedded":
+        command += f" --tagger {shlex.quote(tagger)}"
     if readme is not None:
         command += f" --readme {readme}" + (f" --also {also}" if also is not None else "")
     results = run_alpacaeval(
@@ -75,6 +89,8 @@ def bench_alpacaeval(
         seeds=seed_list,
         log=lambda line: typer.echo(line, err=True),
         command=command,
+        tagger=tagger,
+        workers=workers,
     )
     for name, setup in results["setups"].items():
         plot_setup(name, setup, out)

@@ -29,6 +29,7 @@ from tagrouter.router import TagRouter
 from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger
+from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec, tagger_from_spec
 from tagrouter.tagging.teacher import KeyphraseTeacher
 
 
@@ -37,11 +38,41 @@ class SharedFits:
     """Caches shared by every TagRouter variant of a benchmark run (see the module docstring)."""
 
     embedder: Embedder = field(default_factory=default_embedder)
+    #: the tagger spec of the default tagger (``tagger(queries, {})``): ``embedded`` (None: the same) is
+    #: the student of the offline teacher, built here from the cached teacher tags; any other spec of
+    #: :func:`~tagrouter.tagging.spec.tagger_from_spec` is fitted on each training set
+    spec: str | None = None
     #: the default teacher's tags per query text
     teacher_tags: dict[str, list[str]] = field(default_factory=dict)
     _other_teachers: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     _taggers: dict[tuple, MemoTagger] = field(default_factory=dict)
     _routers: dict[tuple, TagRouter] = field(default_factory=dict)
+    _base: Tagger | None = None
+
+    def __post_init__(self) -> None:
+        if self.spec is not None:
+            parsed = parse_spec(self.spec)
+            if parsed.backend == "embedded" and not parsed.target and not parsed.options:
+                self.spec = None  # the default, on its fast cached path
+            elif parsed.backend == "keyphrase":
+                raise SpecError(
+                    "'keyphrase' is a teacher only; a router needs 'embedded' or a generative backend"
+                )
+
+    @property
+    def parallel_fits(self) -> bool:
+        """Whether training sets may be fitted in separate processes (False for a spec whose fits share
+        generated tags, so that each query is generated once)."""
+        return self.spec is None
+
+    def prime(self, queries: Sequence[str], options: dict[str, Any], tags: dict[str, list[str]]) -> None:
+        """Install the tags that :meth:`tagger` ``(queries, options)`` gives each text (computed elsewhere,
+        e.g. in a worker process); texts not in ``tags`` are tagged by a fresh fit when asked."""
+        key = (_digest(queries), tuple(sorted(options.items())))
+        if key in self._taggers:
+            self._taggers[key].memo.update(tags)
+        else:
+            self._taggers[key] = MemoTagger(_LazyTagger(self, list(queries), dict(options)), dict(tags))
 
     def teacher_tags_of(self, queries: Sequence[str], keyphrases: int | None = None) -> list[list[str]]:
         """The offline teacher's tags of each query (``keyphrases`` per query; default: the teacher's
@@ -55,18 +86,42 @@ class SharedFits:
         return [known[q] for q in queries]
 
     def tagger(self, queries: Sequence[str], options: dict[str, Any]) -> MemoTagger:
-        """The student tagger distilled from the training queries' teacher tags (what ``TagRouter.fit``
-        builds by default when ``options`` is empty), remembering the tags it gave each text.
-        ``options``: those of :meth:`EmbeddedTagger.from_teacher_tags`, plus ``teacher_keyphrases``."""
+        """The tagger fitted on the training ``queries``, remembering the tags it gave each text. With
+        ``options`` empty: the run's tagger (:attr:`spec`; by default the student distilled from the
+        training queries' teacher tags, what ``TagRouter.fit`` builds by default). Otherwise the embedded
+        student with ``options``: those of :meth:`EmbeddedTagger.from_teacher_tags`, plus
+        ``teacher_keyphrases``."""
         key = (_digest(queries), tuple(sorted(options.items())))
         if key not in self._taggers:
-            student_options = dict(options)
-            keyphrases = student_options.pop("teacher_keyphrases", None)
-            student = EmbeddedTagger.from_teacher_tags(
-                queries, self.teacher_tags_of(queries, keyphrases), embedder=self.embedder, **student_options
-            )
-            self._taggers[key] = MemoTagger(student)
+            self._taggers[key] = MemoTagger(self._fit_tagger(queries, options))
         return self._taggers[key]
+
+    def _fit_tagger(self, queries: Sequence[str], options: dict[str, Any]) -> Tagger:
+        if self.spec is not None and not options:
+            return self._spec_tagger(queries)
+        student_options = dict(options)
+        keyphrases = student_options.pop("teacher_keyphrases", None)
+        return EmbeddedTagger.from_teacher_tags(
+            queries, self.teacher_tags_of(queries, keyphrases), embedder=self.embedder, **student_options
+        )
+
+    def _spec_tagger(self, queries: Sequence[str]) -> Tagger:
+        """The spec's tagger for one training set: a fixed tagger (``embedded:DIR``, a generative backend
+        with ``vocabulary=DIR``) as it is; a generative backend gets a vocabulary fitted on ``queries``
+        (``fitted``: the copies share the generated tags, so each query is generated once)."""
+        assert self.spec is not None
+        parsed = parse_spec(self.spec)
+        if self._base is None:
+            self._base = tagger_from_spec(self.spec, embedder=self.embedder)
+        fitted = getattr(self._base, "fitted", None)
+        if fitted is None or "vocabulary" in parsed.options:
+            return self._base
+        options = {
+            k: TAGGER_OPTIONS[k](parsed.options[k])
+            for k in ("min_count", "merge_distance")
+            if k in parsed.options
+        }
+        return fitted(list(queries), **options)
 
     def router(self, train: FoldData, catalog: Catalog, options: dict[str, Any]) -> TagRouter:
         """The router ``TagRouter.fit(history_records(train), catalog, tagger=...)`` builds, with default
@@ -105,6 +160,21 @@ def _outcome_codes(train: FoldData) -> np.ndarray:
 
 def _model_names(train: FoldData) -> list[str]:
     return [*train.models, *(f"context:{k}" for k in range(train.context_accepted.shape[1]))]
+
+
+@dataclass
+class _LazyTagger:
+    """Fits the tagger of a primed training set only if a text outside its primed tags is asked for."""
+
+    shared: SharedFits
+    queries: list[str]
+    options: dict[str, Any]
+    inner: Tagger | None = None
+
+    def tag(self, texts: Sequence[str]) -> list[list[str]]:
+        if self.inner is None:
+            self.inner = self.shared._fit_tagger(self.queries, self.options)
+        return self.inner.tag(texts)
 
 
 @dataclass

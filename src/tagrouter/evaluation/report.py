@@ -130,8 +130,10 @@ prototype similarity (softmax with temperature 0.02 / 0.05 / 0.1: pair AUC 0.900
 similarity⁴: 0.9023), weighting the task-type and domain tags ×0.5 / ×2 (0.9027 / 0.9029), weighting tags
 by their size n (n^0.5, n^0.25, n^−0.5, 1 − e^(−n/5): 0.9025–0.9031), averaging in logit space (0.9032,
 pool 0.9687), 6 or 10 fine tags (0.9031 / 0.9029), mixing in the tag scores of the 5 / 10 / 20 nearest
-training queries (0.9028–0.9030, pool 0.9680–0.9694), difficulty prior strength 5 / 20 and α = 2.5
-(0.9029–0.9032). The equal-weight mean of the default stays."""
+training queries (0.9028–0.9030, pool 0.9680–0.9694), tags naming the 5 / 10 / 20 nearest training
+queries, each such tag carrying that one query's outcomes of every history model (0.9025–0.9033, pool
+0.9685–0.9699, PAUC 0.0109–0.0122), difficulty prior strength 5 / 20, α = 2.5, β = 0.6 / 0.75 and prior
+strength 15 / 30 (0.9029–0.9032, PAUC 0.0111–0.0122). The equal-weight mean of the default stays."""
 
 
 def results_markdown(

@@ -5,18 +5,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tagrouter.arrays import segment_sums
 from tagrouter.catalog import Catalog
 from tagrouter.deciding import Calibration, Decider, Rule, calibrate
 from tagrouter.errors import DataError
 from tagrouter.records import HistoryRecord
-from tagrouter.scoring import Scorer, SmoothedScorer, TagTable
+from tagrouter.scoring import Scorer, SmoothedScorer, TagTable, aggregate
 from tagrouter.tagging.base import Tagger
 
 #: Output tokens assumed for a model with no token counts in the history.
@@ -143,14 +141,13 @@ class TagRouter:
         """Recompute what routing reads on every query: tag values of routable models and their prices."""
         models = self.catalog.names
         columns = [self.table.model_index[m] for m in models]
-        mean = isinstance(self.scorer, SmoothedScorer)
         cards = [self.catalog[m] for m in models]
         self._state = _RoutingState(
             models=models,
             tag_index=self.table.tag_index,
             values=self.scorer.tag_values(self.table)[:, columns],
-            empty=self.scorer.model_prior(self.table)[columns] if mean else np.zeros(len(columns)),
-            mean=mean,
+            empty=self.scorer.empty_scores(self.table)[columns],
+            mean=self.scorer.averages,
             input_price=np.array([c.input_usd_per_1m for c in cards]) / 1e6,
             output_cost=np.array([c.output_usd_per_1m * self.mean_output_tokens(c.name) for c in cards])
             / 1e6,
@@ -253,16 +250,10 @@ class TagRouter:
 
 
 def _score(state: _RoutingState, tag_lists: list[list[str]]) -> tuple[list[list[str]], np.ndarray]:
-    """Scores of tagged queries: the mean (smoothed) or sum (paper) of their known tags' values."""
+    """Scores of tagged queries from the routing state's tag values (see :func:`scoring.aggregate`)."""
     index = state.tag_index
     rows = [[index[t] for t in tags if t in index] for tags in tag_lists]
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
-    flat = np.fromiter(chain.from_iterable(rows), dtype=np.intp, count=int(lengths.sum()))
-    scores = segment_sums(state.values[flat], lengths)
-    if state.mean:
-        scores /= np.maximum(lengths, 1)[:, None]
-    scores[lengths == 0] = state.empty
-    return tag_lists, scores
+    return tag_lists, aggregate(state.values, rows, mean=state.mean, empty=state.empty)
 
 
 def _expected_costs(state: _RoutingState, queries: Sequence[str]) -> np.ndarray:

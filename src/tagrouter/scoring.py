@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from itertools import chain
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from tagrouter.arrays import segment_sums
 from tagrouter.records import OUTCOMES
 
 WIN, TIE, LOSS = 0, 1, 2
@@ -84,8 +86,30 @@ class TagTable:
         )
 
 
+class TagScorer:
+    """What every scorer shares: per (tag, model) values from the table (``tag_values``), and a query's
+    scores as the mean (``averages``) or sum of its known tags' values."""
+
+    averages: ClassVar[bool]
+
+    def tag_values(self, table: TagTable) -> np.ndarray:
+        raise NotImplementedError
+
+    def empty_scores(self, table: TagTable) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, table: TagTable, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """Scores (queries × table models) of the queries carrying ``tag_lists``."""
+        return aggregate(
+            self.tag_values(table),
+            table.tag_rows(tag_lists),
+            mean=self.averages,
+            empty=self.empty_scores(table),
+        )
+
+
 @dataclass(frozen=True)
-class PaperScorer:
+class PaperScorer(TagScorer):
     """The paper's TagScorer: score(m, q) = Σ_{t ∈ tags(q)} w_t · Σ_r s_r · count[t, m, r].
 
     ``rewards`` = (s_win, s_tie, s_loss): the paper reports s_tie ≈ 0.15 best with s_win = 1 and does not
@@ -96,6 +120,7 @@ class PaperScorer:
     rewards: tuple[float, float, float] = (1.0, 0.15, -1.0)
     tag_weighting: Literal["uniform", "idf"] = "uniform"
     kind: str = "paper"
+    averages: ClassVar[bool] = False
 
     def tag_values(self, table: TagTable) -> np.ndarray:
         """Per (tag, model) value Σ_r s_r · count[t, m, r], times the tag weight."""
@@ -105,15 +130,16 @@ class PaperScorer:
             values = values * np.log1p(per_tag.sum() / np.maximum(per_tag, 1.0))[:, None]
         return values
 
-    def score(self, table: TagTable, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
-        return _sum_rows(self.tag_values(table), table.tag_rows(tag_lists), mean=False)
+    def empty_scores(self, table: TagTable) -> np.ndarray:
+        """Scores of a query with no known tag: nothing to add up."""
+        return np.zeros(len(table.models))
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "rewards": list(self.rewards), "tag_weighting": self.tag_weighting}
 
 
 @dataclass(frozen=True)
-class SmoothedScorer:
+class SmoothedScorer(TagScorer):
     """Estimated accept probability per model: per-tag accept rates shrunk toward a prior, combined in
     logit space.
 
@@ -140,6 +166,7 @@ class SmoothedScorer:
     specific_weight: float = 0.5
     discrimination: bool = True
     kind: str = "smoothed"
+    averages: ClassVar[bool] = True
 
     def model_prior(self, table: TagTable) -> np.ndarray:
         accepted = table.model_counts[:, WIN] + table.model_counts[:, TIE]
@@ -181,13 +208,9 @@ class SmoothedScorer:
         information = (judged * p_model * (1 - p_model)).sum(axis=1)
         return residual / (information + self.difficulty_strength)
 
-    def score(self, table: TagTable, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
-        values = self.tag_values(table)
-        scores = _sum_rows(values, table.tag_rows(tag_lists), mean=True)
-        empty = np.array([len(t) == 0 for t in table.tag_rows(tag_lists)])
-        if empty.any():
-            scores[empty] = self.model_prior(table)
-        return scores
+    def empty_scores(self, table: TagTable) -> np.ndarray:
+        """Scores of a query with no known tag: each model's overall accept rate."""
+        return self.model_prior(table)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -222,12 +245,18 @@ def scorer_from_config(config: dict[str, Any]) -> Scorer:
     raise ValueError(f"unknown scorer kind {kind!r}; expected 'paper' or 'smoothed'")
 
 
-def _sum_rows(values: np.ndarray, rows: list[np.ndarray], *, mean: bool) -> np.ndarray:
-    out = np.zeros((len(rows), values.shape[1]))
-    for i, r in enumerate(rows):
-        if len(r):
-            out[i] = values[r].mean(axis=0) if mean else values[r].sum(axis=0)
-    return out
+def aggregate(
+    values: np.ndarray, rows: Sequence[Sequence[int]], *, mean: bool, empty: np.ndarray
+) -> np.ndarray:
+    """A query's scores from its tags' rows of ``values`` (tags × models): their mean (``mean=True``) or
+    sum; a query with no known tag gets ``empty``. Used by the scorers and the router alike."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.intp, count=int(lengths.sum()))
+    scores = segment_sums(values[flat], lengths)
+    if mean:
+        scores /= np.maximum(lengths, 1)[:, None]
+    scores[lengths == 0] = empty
+    return scores
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -75,3 +75,20 @@ def tiny_data(tmp_path):
         "cheap,open,x,y,0.2,0.4,\ndear,api,x,y,10,30,\nnoprice,api,,,,,\n"
     )
     return folder
+
+
+def fit_example(out: Path, *options: str):
+    """Run ``tagrouter fit`` on the shipped example history and catalogue; returns the CLI result."""
+    from typer.testing import CliRunner
+
+    from tagrouter.cli import app
+
+    args = [
+        "fit",
+        str(EXAMPLES / "history.jsonl"),
+        "--catalog",
+        str(EXAMPLES / "catalog.yaml"),
+        "--out",
+        str(out),
+    ]
+    return CliRunner().invoke(app, [*args, *options])

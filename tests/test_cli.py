@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import fit_example
 from typer.testing import CliRunner
 
 from tagrouter.cli import app
@@ -15,21 +16,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def router_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "router"
-    result = runner.invoke(
-        app,
-        [
-            "fit",
-            str(EXAMPLES / "history.jsonl"),
-            "--catalog",
-            str(EXAMPLES / "catalog.yaml"),
-            "--out",
-            str(out),
-            "--rule",
-            "within",
-            "--knob",
-            "0.02",
-        ],
-    )
+    result = fit_example(out, "--rule", "within", "--knob", "0.02")
     assert result.exit_code == 0, result.output
     assert "saved router" in result.output
     return out

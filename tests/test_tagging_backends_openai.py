@@ -17,6 +17,7 @@ pytest.importorskip("httpx", reason="the openai extra (httpx) is not installed")
 fastapi = pytest.importorskip("fastapi", reason="the server extra (fastapi, uvicorn) runs the fake endpoint")
 uvicorn = pytest.importorskip("uvicorn", reason="the server extra (fastapi, uvicorn) runs the fake endpoint")
 
+from conftest import fit_example  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from tagrouter.cli import app  # noqa: E402
@@ -226,39 +227,14 @@ def test_vocab_build_with_an_openai_teacher_caches_every_query(server, tmp_path)
     assert sum(server.calls.values()) == calls  # the rerun cost nothing
     vocabulary = json.loads((tmp_path / "v" / "vocabulary.json").read_text())
     assert {"coding", "writing"} <= set(vocabulary["tags"])
-    fitted = runner.invoke(
-        app,
-        [
-            "fit",
-            history,
-            "--catalog",
-            str(EXAMPLES / "catalog.yaml"),
-            "--out",
-            str(tmp_path / "r"),
-            "--tagger",
-            f"embedded:{tmp_path / 'v' / 'student'}",
-        ],
-    )
+    fitted = fit_example(tmp_path / "r", "--tagger", f"embedded:{tmp_path / 'v' / 'student'}")
     assert fitted.exit_code == 0, fitted.output
     assert sum(server.calls.values()) == calls  # the student tags offline
 
 
 def test_fit_with_an_openai_tagger_saves_and_routes(server, tmp_path):
-    history = str(EXAMPLES / "history.jsonl")
     spec = f"openai:tagger@{server.url}/v1?min_count=2&cutoff=0.6"
-    result = runner.invoke(
-        app,
-        [
-            "fit",
-            history,
-            "--catalog",
-            str(EXAMPLES / "catalog.yaml"),
-            "--out",
-            str(tmp_path / "r"),
-            "--tagger",
-            spec,
-        ],
-    )
+    result = fit_example(tmp_path / "r", "--tagger", spec)
     assert result.exit_code == 0, result.output
     router = TagRouter.load(tmp_path / "r")
     assert isinstance(router.tagger, GenerativeTagger)

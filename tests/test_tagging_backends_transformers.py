@@ -9,6 +9,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="the transformers tagger needs torch (pip install torch==2.13.0)")
 pytest.importorskip("transformers", reason="the transformers extra is not installed")
 
+from conftest import fit_example  # noqa: E402
+
 from tagrouter import Catalog, HistoryRecord, ModelCard, TagRouter  # noqa: E402
 from tagrouter.embedding import default_embedder  # noqa: E402
 from tagrouter.tagging.backends.generative import TAGGENERATOR_PROMPT, BackendError, GenerativeTagger  # noqa: E402
@@ -142,25 +144,8 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 
 
 def test_cli_fit_with_a_transformers_tagger(scripted_dir, tmp_path):
-    from typer.testing import CliRunner
-
-    from tagrouter.cli import app
-    from tagrouter.demo import EXAMPLES
-
     spec = f"transformers:{scripted_dir}?device=cpu&batch_size=16&max_new_tokens=16&min_count=1"
-    result = CliRunner().invoke(
-        app,
-        [
-            "fit",
-            str(EXAMPLES / "history.jsonl"),
-            "--catalog",
-            str(EXAMPLES / "catalog.yaml"),
-            "--out",
-            str(tmp_path / "router"),
-            "--tagger",
-            spec,
-        ],
-    )
+    result = fit_example(tmp_path / "router", "--tagger", spec)
     assert result.exit_code == 0, result.output
     assert "saved router" in result.output and "2 tags" in result.output  # grammar, python
     assert TagRouter.load(tmp_path / "router").route("Plan a trip to Rome").tags == ["grammar", "python"]

@@ -7,7 +7,7 @@ from conftest import fit_example
 from typer.testing import CliRunner
 
 from tagrouter.cli import app
-from tagrouter.demo import EXAMPLES
+from tagrouter.cli.demo import EXAMPLES
 from tagrouter.router import TagRouter
 
 runner = CliRunner()

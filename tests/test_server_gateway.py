@@ -22,8 +22,8 @@ from server_support import CODE_QUERY, GREETING_QUERY, GREETINGS, MODELS, UPSTRE
 from tagrouter import TagRouter  # noqa: E402
 from tagrouter.server.app import create_app  # noqa: E402
 from tagrouter.server.config import GatewayConfig  # noqa: E402
-from tagrouter.server.replay import ReplayBehaviour, create_replay_app  # noqa: E402
-from tagrouter.server.threaded import ThreadedServer  # noqa: E402
+from tagrouter.testing.replay import ReplayBehaviour, create_replay_app  # noqa: E402
+from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 ANSWERS = {
     CODE_QUERY: "def invert(d): return {v: k for k, v in d.items()}",

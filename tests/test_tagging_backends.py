@@ -17,10 +17,10 @@ from tagrouter.tagging.backends.openai_chat import OpenAIChatGenerator
 from tagrouter.tagging.backends.teaching import build_from_teacher
 from tagrouter.tagging.backends.transformers_lm import TransformersGenerator
 from tagrouter.tagging.embedded import EmbeddedTagger
+from tagrouter.tagging.saving import load_tagger_folder
 from tagrouter.tagging.spec import (
     SpecError,
     generator_from_spec,
-    load_tagger_folder,
     parse_spec,
     tagger_from_spec,
     teacher_from_spec,

@@ -32,7 +32,7 @@ from tagrouter.deciding import Decider
 from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json
 from tagrouter.scoring import TagTable, scorer_from_config
-from tagrouter.tagging.base import load_tagger, save_tagger
+from tagrouter.tagging.saving import load_tagger, save_tagger
 
 if TYPE_CHECKING:
     from tagrouter.router import TagRouter

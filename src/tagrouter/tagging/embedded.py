@@ -19,7 +19,7 @@ import numpy as np
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes
-from tagrouter.tagging.base import Tagger, register_tagger
+from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.taxonomy import DOMAINS, TASK_TYPES
 from tagrouter.tagging.vocabulary import Vocabulary, _npy_bytes, build_vocabulary
@@ -153,5 +153,4 @@ def _normalised(names: Iterable[str]) -> set[str]:
     return {n for n in map(normalize_tag, names) if n}
 
 
-register_tagger(EmbeddedTagger.kind, EmbeddedTagger.load)
 __all__ = ["EmbeddedTagger"]

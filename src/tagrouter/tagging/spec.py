@@ -18,7 +18,6 @@ tags of the history), ``min_count``, ``merge_distance``, ``cutoff`` (alignment, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from tagrouter.embedding import Embedder
-from tagrouter.errors import ArtifactError, TagRouterError
-from tagrouter.tagging.base import Tagger, load_tagger, save_tagger
+from tagrouter.errors import TagRouterError
+from tagrouter.tagging.base import Tagger
+from tagrouter.tagging.saving import load_tagger_folder
 from tagrouter.tagging.vocabulary import Vocabulary
 
 Progress = Callable[[str, int, int], None]
@@ -44,8 +44,6 @@ TAGGER_OPTIONS: dict[str, type] = {
 TRANSPORT_OPTIONS = frozenset(
     {"device", "dtype", "batch_size", "concurrency", "timeout", "retries", "backoff", "api_key_env"}
 )
-#: The file that names the kind of a tagger saved in a folder (see :func:`save_tagger_folder`).
-TAGGER_FILE = "tagger.json"
 
 
 class SpecError(TagRouterError, ValueError):
@@ -222,34 +220,11 @@ def _load_vocabulary(folder: Path) -> Vocabulary:
     return vocabulary
 
 
-def save_tagger_folder(tagger: Tagger, folder: Path) -> None:
-    """Save ``tagger`` on its own into ``folder`` (its files plus :data:`TAGGER_FILE` naming its kind)."""
-    from tagrouter.fileio import atomic_write_json
-
-    atomic_write_json(folder / TAGGER_FILE, save_tagger(tagger, folder))
-
-
-def load_tagger_folder(folder: Path, kind: str | None = None) -> Tagger:
-    """Load a tagger saved by :func:`save_tagger_folder` (of ``kind``, when given)."""
-    path = folder / TAGGER_FILE
-    try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{folder}: not a saved tagger (no {TAGGER_FILE})") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: damaged ({exc})") from None
-    if kind is not None and entry.get("kind") != kind:
-        raise ArtifactError(f"{folder}: holds a {entry.get('kind')!r} tagger, not {kind!r}")
-    return load_tagger(folder, entry)
-
-
 __all__ = [
     "SpecError",
     "TaggerSpec",
     "generator_from_spec",
-    "load_tagger_folder",
     "parse_spec",
-    "save_tagger_folder",
     "tagger_from_spec",
     "teacher_from_spec",
 ]

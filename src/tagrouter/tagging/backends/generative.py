@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import ArtifactError, TagRouterError
-from tagrouter.tagging.base import register_tagger
 from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.parsing import parse_tags
 from tagrouter.tagging.vocabulary import DEFAULT_ALIGN_CUTOFF, Vocabulary, build_vocabulary
@@ -164,5 +163,4 @@ class GenerativeTagger:
         return cls(generator_from_spec(spec), spec, vocabulary, cutoff=cutoff, max_tags=max_tags)
 
 
-register_tagger(GenerativeTagger.kind, GenerativeTagger.load)
 __all__ = ["BackendError", "GenerativeTagger", "TextGenerator", "chat_messages"]

@@ -22,7 +22,8 @@ from tagrouter.errors import DataError
 from tagrouter.fileio import atomic_write_json
 from tagrouter.tagging.backends.cache import CachedTagger
 from tagrouter.tagging.normalize import normalize_tag
-from tagrouter.tagging.spec import parse_spec, save_tagger_folder, teacher_from_spec
+from tagrouter.tagging.saving import save_tagger_folder
+from tagrouter.tagging.spec import parse_spec, teacher_from_spec
 from tagrouter.tagging.vocabulary import Vocabulary, build_vocabulary
 
 Progress = Callable[[str, int, int], None]

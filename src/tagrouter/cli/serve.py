@@ -8,11 +8,7 @@ from typing import Annotated
 import typer
 
 from tagrouter.errors import TagRouterError
-
-#: The standard asyncio event loop, even where uvloop is installed: under overload uvloop left new
-#: connections waiting in the listen backlog for seconds (scripts/bench_gateway.py), and it has open
-#: reports of mixed-up responses under heavy load.
-UVICORN_LOOP = "asyncio"
+from tagrouter.server import UVICORN_LOOP
 
 
 def serve(

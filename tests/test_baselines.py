@@ -123,7 +123,7 @@ def test_without_tags_noise_embeddings_give_no_routing_signal():
 
 def test_plain_knn_is_the_neighbour_accept_rate():
     train, _, _ = split()
-    router = KNNRouter(k=20)
+    router = KNNRouter(ks=(20,))
     router.fit(train)
     probe = train.embeddings[:1]
     similarity = train.embeddings @ probe[0]
@@ -134,7 +134,7 @@ def test_plain_knn_is_the_neighbour_accept_rate():
 
 def test_knn_prior_shrinks_toward_the_overall_rate():
     train, test, _ = split()
-    plain, shrunk = KNNRouter(k=10), KNNRouter(k=10, prior=1e6)
+    plain, shrunk = KNNRouter(ks=(10,)), KNNRouter(ks=(10,), priors=(1e6,))
     plain.fit(train)
     shrunk.fit(train)
     overall = (train.accepted.sum(axis=0) + 0.5) / (len(train.queries) + 1)

@@ -8,10 +8,10 @@ from tagrouter.evaluation.base import FoldData
 from tagrouter.evaluation.protocol import (
     Benchmark,
     Setup,
-    all_setups,
     apply_knob,
     choose_knob,
     fold_ids,
+    make_setups,
     out_of_fold,
     pair_choices,
     pool_choices,
@@ -29,7 +29,7 @@ def synthetic_bench(n: int = 50, seed: int = 0) -> Benchmark:
     return Benchmark([f"query {i}" for i in range(n)], embeddings, ["a", "b", "c"], outcomes, costs)
 
 
-PAIR = Setup("pair:a>b", "pair", ("a", "b"))
+PAIR = Setup("pair:a>b", "pair", ("a", "b"), context=("c",))
 
 
 class Memoriser:
@@ -54,13 +54,30 @@ def test_folds_follow_the_design_formula():
     assert sorted(np.bincount(folds).tolist()) == [161] * 5
 
 
-def test_setups_are_the_six_pairs_and_the_pool():
-    names = [s.name for s in all_setups()]
-    assert names[0] == "pair:llama-2-7b-chat-hf>gpt4" and names[-1] == "pool:8"
-    assert len(names) == 7
-    assert select_setups(["pool:8"])[0].models[-1] == "gpt4"
+def test_setups_are_the_pairs_then_the_pool_with_every_other_model_as_context():
+    setups = make_setups(["a", "b", "c", "x", "y"], pool=["a", "b", "c"], pairs=[("a", "x")])
+    assert [(s.name, s.kind, s.models, s.context) for s in setups] == [
+        ("pair:a>x", "pair", ("a", "x"), ("y",)),
+        ("pool:3", "pool", ("a", "b", "c"), ("x", "y")),
+    ]
+    # a two-model pool is its pair
+    assert [s.name for s in make_setups(["a", "b", "z"], pool=["a", "b"])] == ["pair:a>b"]
+    assert select_setups(setups, ["pool:3"])[0].models == ("a", "b", "c")
     with pytest.raises(DataError, match="unknown setup"):
-        select_setups(["pool:9"])
+        select_setups(setups, ["pool:9"])
+
+
+def test_a_setup_keeps_the_queries_all_its_models_were_judged_on():
+    bench = synthetic_bench(n=20)
+    bench.known[3, 0] = False  # model a not judged on query 3
+    bench.known[4, 2] = False  # context model c not judged on query 4
+    restricted = bench.for_setup(PAIR)
+    assert len(restricted.queries) == 19 and "query 3" not in restricted.queries
+    data = restricted.fold_data(PAIR, np.arange(19))
+    assert data.context_known is not None and data.context_known.sum() == 18
+    assert not data.context_accepted[restricted.queries.index("query 4"), 0]  # unknown, not a loss to count
+    with pytest.raises(DataError, match="only 9 queries"):
+        bench.restricted(np.arange(11, 20)).for_setup(PAIR)
 
 
 def test_no_test_outcome_reaches_fit():
@@ -82,7 +99,6 @@ def test_fold_data_offers_pool_and_context_columns_only():
     bench = synthetic_bench()
     data = bench.fold_data(PAIR, np.array([0, 1, 2]))
     assert data.models == ["a", "b"]
-    assert bench.context_models(PAIR) == ["c"]
     assert np.array_equal(data.accepted, bench.outcomes[:3, :2] != 2)
     assert np.array_equal(data.context_accepted[:, 0], bench.outcomes[:3, 2] != 2)
     assert data.costs.tolist() == [[1.0, 10.0]] * 3

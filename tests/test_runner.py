@@ -8,7 +8,7 @@ import pytest
 
 from tagrouter.errors import DataError
 from tagrouter.evaluation.protocol import Benchmark, Setup
-from tagrouter.evaluation.report import END, START, results_markdown, update_readme
+from tagrouter.evaluation.report import END, START, results_markdown, suite_block, update_readme
 from tagrouter.evaluation.runner import evaluate_setup
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_eval"
@@ -105,119 +105,76 @@ class FirstCoordinate3:
 
 def test_report_and_readme_block(tmp_path):
     bench = hard_easy_bench()
-    setup = Setup("pool:8", "pool", ("a", "c", "b"))
+    setup = Setup("pool:3", "pool", ("a", "c", "b"))
+    factories = {"tagrouter": lambda *_: FirstCoordinate3(), "other": lambda *_: Constant3()}
+    summary = evaluate_setup(bench, setup, factories, seeds=[0, 1])
     results = {
-        "protocol": {
-            "queries": 100,
-            "folds": 5,
-            "seeds": [0],
-            "points_per_curve": 41,
-            "pair_sweep": "p",
-            "pool_sweep": "q",
-            "theta": "t",
-            "context_models": "none",
-        },
-        "setups": {
-            "pool:8": evaluate_setup(bench, setup, {"tagrouter": lambda *_: FirstCoordinate3()}, seeds=[0])
-        },
+        "protocol": {"seeds": [0, 1], "command": "tagrouter eval h.jsonl --catalog c.yaml --out o"},
+        "data": {"queries": 100, "pool": ["a", "c", "b"], "context_models": [], "notes": ["a note"]},
+        "setups": {"pool:3": summary},
     }
-    text = results_markdown(results)
-    assert "| `tagrouter` |" in text and "pool_8.png" in text
+    assert summary["lead"]["best_other"]["against"] == "other"
+    assert summary["lead"]["mixture"]["verdict"] == "ahead"
+    text = results_markdown(results, title="toy")
+    assert "| `tagrouter` |" in text and "pool_3.png" in text and "a note" in text
+    assert "`tagrouter` vs `other`" in text and "ahead beyond noise" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n## Results\n{START}\nOLD-BLOCK\n{END}\n\nmore\n", encoding="utf-8")
-    update_readme(readme, results, "results/x")
+    block = suite_block(
+        {"toy": results}, command="tagrouter bench suite", runtime_s=12.0, skipped=["x (absent)"]
+    )
+    update_readme(readme, block)
     new = readme.read_text(encoding="utf-8")
     assert "OLD-BLOCK" not in new and new.startswith("# Title") and new.endswith("\n\nmore\n")
-    auc = results["setups"]["pool:8"]["routers"]["tagrouter"]["auc_mean"]
-    assert f"{auc:.4f}" in new and "results/x/pool_8.png" in new
+    auc = summary["routers"]["tagrouter"]["auc_mean"]
+    assert f"| toy | pool:3 | 100 | {auc:.4f}" in new and "Skipped: x (absent)." in new
     readme.write_text("no markers\n", encoding="utf-8")
     with pytest.raises(DataError, match="results:start"):
-        update_readme(readme, results, "x")
+        update_readme(readme, block)
+
+
+class Constant3:
+    name = "constant-3"
+
+    def fit(self, train) -> None:
+        pass
+
+    def predict(self, queries, embeddings):
+        return np.tile([0.5, 0.6, 0.7], (len(queries), 1))
 
 
 @pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
 def test_tagrouter_method_on_one_real_fold_beats_the_mixture_line_on_an_easy_pair(tmp_path):
-    from tagrouter.evaluation.runner import run_alpacaeval
+    from tagrouter.evaluation.suite import by_name, run_dataset
 
-    results = run_alpacaeval(
-        DATA, tmp_path, setups=["pair:llama-2-7b-chat-hf>gpt4"], routers=["tagrouter"], seeds=[0]
+    name = "pair:llama-2-7b-chat-hf>gpt4"
+    results = run_dataset(
+        by_name("alpacaeval"), DATA, tmp_path, command="test", seeds=[0], routers=["tagrouter"], setups=[name]
     )
-    setup = results["setups"]["pair:llama-2-7b-chat-hf>gpt4"]
+    setup = results["setups"][name]
     assert setup["mixture"]["auc"] == pytest.approx((0.7142857 + 0.9602484) / 2, abs=1e-6)
     assert setup["routers"]["tagrouter"]["auc_mean"] > setup["mixture"]["auc"]
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert saved["setups"].keys() == results["setups"].keys()
+    assert len(saved["data"]["context_models"]) > 30  # every judged model outside the pool and the pairs
     assert list((tmp_path / ".cache").glob("embeddings-*.npy"))
-
-
-class WordTagger:
-    """Tags a query with its words (deterministic, offline)."""
-
-    def tag(self, texts):
-        return [sorted(set(t.split())) for t in texts]
-
-
-def test_fold_table_equals_the_table_tagrouter_fit_builds_from_the_records():
-    from tagrouter.catalog import Catalog, ModelCard
-    from tagrouter.evaluation.base import FoldData
-    from tagrouter.evaluation.tagrouter_method import fold_table, history_records
-    from tagrouter.router import TagRouter
-
-    rng = np.random.default_rng(0)
-    queries = [f"write code {i % 3}" if i % 2 else f"poem about {i % 4}" for i in range(12)]
-    queries = [f"{q} n{i}" for i, q in enumerate(queries)]
-    outcomes = rng.integers(0, 3, size=(12, 2))
-    train = FoldData(
-        queries=queries,
-        embeddings=np.zeros((12, 2)),
-        accepted=outcomes != 2,
-        context_accepted=rng.random((12, 3)) < 0.5,
-        costs=np.ones((12, 2)),
-        models=["a", "b"],
-        outcomes=outcomes,
-    )
-    catalog = Catalog(models=[ModelCard(name=m, input_usd_per_1m=1, output_usd_per_1m=1) for m in "ab"])
-    fitted = TagRouter.fit(history_records(train), catalog, tagger=WordTagger()).table
-    fast = fold_table(WordTagger().tag(queries), train)
-    assert fast.equals(fitted)
-    assert fast.model_counts[fast.model_index["context:2"]].sum() == 12
-    assert fast.counts[fast.tag_index["poem"], fast.model_index["a"]].sum() == 6
+    assert (tmp_path / "history.jsonl").is_file() and (tmp_path / "catalog.yaml").is_file()
 
 
 @pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
-def test_cli_writes_results_tables_plots_and_the_readme_block(tmp_path):
+def test_cli_writes_results_tables_and_plots(tmp_path):
     from typer.testing import CliRunner
 
     from tagrouter.cli import app
 
     out = tmp_path / "out"
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n{START}\n{END}\n", encoding="utf-8")
     args = ["bench", "alpacaeval", "--data", str(DATA), "--out", str(out), "--setups", "pool:8"]
-    result = CliRunner().invoke(app, [*args, "--routers", "random", "--seeds", "0", "--readme", str(readme)])
+    result = CliRunner().invoke(app, [*args, "--routers", "random", "--seeds", "0"])
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert saved["protocol"]["seeds"] == [0]
-    assert "--routers random --seeds 0" in saved["protocol"]["command"]
     assert (out / "pool_8.png").stat().st_size > 1000
     assert "| `random` |" in (out / "results.md").read_text(encoding="utf-8")
-    assert "| `random` |" in readme.read_text(encoding="utf-8")
-    assert "| `random` |" in (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
-    again = [
-        *args,
-        "--routers",
-        "random",
-        "--seeds",
-        "1",
-        "--readme",
-        str(readme),
-        "--also",
-        str(out / "results.json"),
-    ]
-    result = CliRunner().invoke(app, again)
-    assert result.exit_code == 0, result.output
-    assert "Every router, seed(s) 0" in readme.read_text(encoding="utf-8")
-    assert "Every router, seed(s) 0" in (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
     bad = CliRunner().invoke(app, [*args, "--routers", "nope"])
     assert bad.exit_code != 0 and "unknown router" in str(bad.exception or bad.output)
 

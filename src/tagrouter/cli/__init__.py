@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tagrouter.cli import bench, data, demo, routing, serve, speed, vocab
+from tagrouter.cli import bench, data, demo, evaluate, routing, serve, speed, vocab
 from tagrouter.errors import TagRouterError
 
 app = typer.Typer(
@@ -28,8 +28,12 @@ app.add_typer(vocab_app, name="vocab")
 for command in (routing.fit, routing.route, routing.tag, routing.calibrate, routing.inspect, demo.demo):
     app.command()(command)
 app.command("serve")(serve.serve)
+app.command("eval")(evaluate.evaluate)
 data_app.command("alpacaeval")(data.data_alpacaeval)
+for name in ("dcrouter", "mmlu", "gsm8k", "mt_bench"):
+    data_app.command(name)(getattr(data, f"data_{name}"))
 bench_app.command("alpacaeval")(bench.bench_alpacaeval)
+bench_app.command("suite")(bench.bench_suite)
 bench_app.command("speed")(speed.bench_speed)
 vocab_app.command("build")(vocab.vocab_build)
 
@@ -41,4 +45,3 @@ def main() -> None:
     except TagRouterError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-

@@ -1,25 +1,23 @@
-"""``tagrouter bench alpacaeval``: run the quality benchmark and write results, tables and plots."""
+"""``tagrouter bench alpacaeval`` and ``tagrouter bench suite``: the project's benchmark data sets through
+``tagrouter eval``'s code."""
 
 from __future__ import annotations
 
 import os
-import shlex
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tagrouter.cli.common import progress_bar
+from tagrouter.cli.evaluate import parse_seeds, split_list, this_command
 from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    """Accept repeated options and comma-separated lists alike."""
-    if not values:
-        return None
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+from tagrouter.evaluation.datasets.common import DATA_ROOT
 
 
 def bench_alpacaeval(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="the alpaca_eval data folder")] = DEFAULT_DATA,
     out: Annotated[Path, typer.Option(help="folder for results.json, results.md and the plots")] = Path(
         "results/alpacaeval1"
@@ -29,10 +27,7 @@ def bench_alpacaeval(
     ] = None,
     routers: Annotated[
         list[str] | None,
-        typer.Option(
-            "--routers",
-            help="routers to run, e.g. tagrouter,knn (default: every one)",
-        ),
+        typer.Option("--routers", help="routers to run, e.g. tagrouter,knn (default: all, variants too)"),
     ] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated cross-validation seeds")] = "0,1,2,3,4",
     tagger: Annotated[
@@ -46,76 +41,95 @@ def bench_alpacaeval(
         int | None,
         typer.Option(help="processes that run setups and seeds side by side (default: one per CPU core)"),
     ] = None,
+) -> None:
+    """AlpacaEval 1.0: six pairs and the 8-model pool (other judged models as context), every router."""
+    from tagrouter.evaluation.suite import by_name, run_dataset
+
+    with progress_bar() as progress:
+        results = run_dataset(
+            by_name("alpacaeval"),
+            data,
+            out,
+            command=this_command(ctx),
+            seeds=parse_seeds(seeds),
+            routers=split_list(routers) or ["all"],
+            setups=split_list(setups),
+            tagger=tagger,
+            workers=workers,
+            progress=progress,
+        )
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['setups'])} plot(s)")
+
+
+def bench_suite(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="the shared data folder")] = DATA_ROOT,
+    out: Annotated[Path, typer.Option(help="folder for one sub-folder of results per data set")] = Path(
+        "results/suite"
+    ),
+    seeds: Annotated[str, typer.Option(help="comma-separated cross-validation seeds")] = "0,1,2,3,4",
+    routers: Annotated[
+        list[str] | None,
+        typer.Option("--routers", help="routers to run (default: tagrouter and every baseline)"),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="data sets to run (default: every one present)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="processes that run setups and seeds side by side (default: one per CPU core)"),
+    ] = None,
     readme: Annotated[
         Path | None,
         typer.Option(help="README whose results block to rewrite; docs/results.md beside it is written too"),
     ] = None,
-    also: Annotated[
-        Path | None,
-        typer.Option(
-            help="results.json of another run (e.g. every router, one seed) to summarise in the docs"
-        ),
-    ] = None,
 ) -> None:
-    """AlpacaEval 1.0 quality-cost benchmark: six pairs and the 8-model pool, 5 seeds × 5-fold CV."""
+    """Every data set of the suite present in --data through the same evaluation; one summary table."""
     from tagrouter.errors import DataError
-    from tagrouter.evaluation.plots import plot_setup
-    from tagrouter.evaluation.report import results_markdown, update_readme
-    from tagrouter.evaluation.runner import run_alpacaeval
+    from tagrouter.evaluation.report import suite_block, suite_markdown, update_readme
+    from tagrouter.evaluation.suite import DATASETS, run_dataset
     from tagrouter.fileio import atomic_write_text
 
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise DataError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
-    if not seed_list:
-        raise DataError("--seeds: give at least one seed")
-    other = _read_results(also) if also is not None else None
-    command = f"tagrouter bench alpacaeval --data {data} --out {out}"
-    for flag, value in (("--setups", setups), ("--routers", routers)):
-        if value:
-            command += f" {flag} {','.join(_split(value) or [])}"
-    if seed_list != [0, 1, 2, 3, 4]:
-        command += f" --seeds {','.join(map(str, seed_list))}"
-    if tagger != "embedded":
-        command += f" --tagger {shlex.quote(tagger)}"
-    if readme is not None:
-        command += f" --readme {readme}" + (f" --also {also}" if also is not None else "")
-    results = run_alpacaeval(
-        data,
-        out,
-        setups=_split(setups),
-        routers=_split(routers),
-        seeds=seed_list,
-        log=lambda line: typer.echo(line, err=True),
-        command=command,
-        tagger=tagger,
-        workers=workers,
-    )
-    for name, setup in results["setups"].items():
-        plot_setup(name, setup, out)
-    atomic_write_text(out / "results.md", results_markdown(results, also=other))
-    written = [out / "results.json", out / "results.md"]
+    started = time.perf_counter()
+    names = split_list(only)
+    unknown = [n for n in names or [] if n not in {d.name for d in DATASETS}]
+    if unknown:
+        raise DataError(
+            f"--only: unknown data set(s) {', '.join(unknown)}; choose from: "
+            + ", ".join(d.name for d in DATASETS)
+        )
+    runs, skipped = {}, []
+    for entry in DATASETS:
+        if names and entry.name not in names:
+            continue
+        if not entry.present(data):
+            skipped.append(f"{entry.name} (no {data / entry.folder / entry.marker})")
+            typer.echo(f"skipped {entry.name}: {data / entry.folder / entry.marker} not found", err=True)
+            continue
+        typer.echo(f"{entry.name} ...", err=True)
+        with progress_bar() as progress:
+            runs[entry.name] = run_dataset(
+                entry,
+                data / entry.folder,
+                out / entry.name,
+                command=this_command(ctx),
+                seeds=parse_seeds(seeds),
+                routers=split_list(routers),
+                workers=workers,
+                progress=progress,
+            )
+    runtime = time.perf_counter() - started
+    command = this_command(ctx)
+    block = suite_block(runs, command=command, runtime_s=runtime, skipped=skipped)
+    atomic_write_text(out / "summary.md", block + "\n")
+    written = [out / "summary.md"]
     if readme is not None:
         docs = readme.parent / "docs" / "results.md"
+        plot_dirs = {name: os.path.relpath(out / name, docs.parent) for name in runs}
         atomic_write_text(
-            docs, results_markdown(results, plot_dir=os.path.relpath(out, docs.parent), also=other)
+            docs,
+            suite_markdown(runs, command=command, runtime_s=runtime, skipped=skipped, plot_dirs=plot_dirs),
         )
-        update_readme(readme, results, os.path.relpath(out, readme.parent), also=other)
+        update_readme(readme, block)
         written += [docs, readme]
-    typer.echo(f"wrote {', '.join(map(str, written))} and {len(results['setups'])} plot(s) in {out}")
-
-
-def _read_results(path: Path) -> dict:
-    """A results.json written by this command, with a clear error otherwise."""
-    import json
-
-    from tagrouter.errors import DataError
-
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read results ({exc})", path=path) from None
-    if not isinstance(results, dict) or "setups" not in results or "protocol" not in results:
-        raise DataError("not a results.json of 'tagrouter bench alpacaeval'", path=path)
-    return results
+    typer.echo(f"{len(runs)} data set(s) in {runtime:.0f} s; wrote {', '.join(map(str, written))}")

@@ -18,23 +18,30 @@ err = Console(stderr=True)
 
 @contextmanager
 def progress_bar() -> Iterator:
-    """A rich progress bar on stderr; yields a ``progress(stage, done, total)`` callback."""
-    with Progress(
+    """A rich progress bar on stderr, shown from the first update on (a command that fails before it
+    reports progress prints nothing but its error); yields a ``progress(stage, done, total)`` callback."""
+    bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
+    )
+    tasks: dict[str, int] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+    def update(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def read_queries(file: Path) -> list[str]:

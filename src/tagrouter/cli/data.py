@@ -9,6 +9,7 @@ import typer
 
 from tagrouter.errors import DataError
 from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
+from tagrouter.evaluation.datasets.common import DATA_ROOT, Converted
 
 
 def data_alpacaeval(
@@ -58,3 +59,59 @@ def context_models(spec: str, available: list[str], pool: list[str]) -> list[str
     if unknown:
         raise DataError(f"unknown context model(s) {', '.join(unknown)}", field="context")
     return [m for m in chosen if m not in pool]
+
+
+def _write(converted: Converted, out: Path) -> None:
+    history, catalog = converted.write(out)
+    queries = len({r.query_id for r in converted.records})
+    typer.echo(
+        f"wrote {len(converted.records)} records ({queries} queries, {len(converted.catalog.names)} models) "
+        f"to {history} and the catalogue to {catalog}"
+    )
+    for note in converted.notes:
+        typer.echo(f"note: {note}")
+
+
+def data_dcrouter(
+    out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
+    data: Annotated[Path, typer.Option(help="The llmrouter_dcrouter data folder.")] = DATA_ROOT
+    / "llmrouter_dcrouter",
+) -> None:
+    """LLMRouter's DCRouter data: 9 models on ~6,000 distinct prompts of 14 task types (correctness)."""
+    from tagrouter.evaluation.datasets.dcrouter import convert_dcrouter
+
+    _write(convert_dcrouter(data), out)
+
+
+def data_mmlu(
+    out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
+    data: Annotated[Path, typer.Option(help="The routellm data folder.")] = DATA_ROOT / "routellm",
+    sample: Annotated[
+        int | None, typer.Option(help="Keep a seeded random sample of this many questions.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+) -> None:
+    """RouteLLM's MMLU: Mixtral-8x7B vs gpt-4-1106-preview, correctness."""
+    from tagrouter.evaluation.datasets.routellm import convert_mmlu
+
+    _write(convert_mmlu(data, sample=sample, seed=seed), out)
+
+
+def data_gsm8k(
+    out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
+    data: Annotated[Path, typer.Option(help="The routellm data folder.")] = DATA_ROOT / "routellm",
+) -> None:
+    """RouteLLM's GSM8K: Mixtral-8x7B vs gpt-4-1106-preview, correctness."""
+    from tagrouter.evaluation.datasets.routellm import convert_gsm8k
+
+    _write(convert_gsm8k(data), out)
+
+
+def data_mt_bench(
+    out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
+    data: Annotated[Path, typer.Option(help="The routellm data folder.")] = DATA_ROOT / "routellm",
+) -> None:
+    """RouteLLM's MT-bench: both turns as queries, accept = GPT-4 score >= 8."""
+    from tagrouter.evaluation.datasets.routellm import convert_mt_bench
+
+    _write(convert_mt_bench(data), out)

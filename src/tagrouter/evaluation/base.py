@@ -1,9 +1,5 @@
 """The interface every benchmarked router implements, TagRouter and baselines alike.
 
-Note (2026-11-27, harness owner): ``FoldData`` gained an optional field ``outcomes`` (win/tie/loss codes of
-the pool models, for methods that weigh ties, e.g. the paper's scorer); it defaults to None, so existing
-code is unaffected. ``accepted`` stays the field every method should use.
-
 A router method sees only training-fold data in ``fit`` and returns, in ``predict``, one score per
 (test query, pool model); the runner turns those scores into operating points with the same sweep for
 every method, so methods differ only in what they predict.
@@ -24,8 +20,10 @@ class FoldData:
     - ``queries``: query texts (n)
     - ``embeddings``: L2-normalised query embeddings from the default embedder (n × d)
     - ``accepted``: accepted (win or tie) per query and *pool* model (n × M), bool
-    - ``context_accepted``: the same for the other AlpacaEval models, not routable (n × K), bool; the
-      same matrix is offered to every method that can use it
+    - ``context_accepted``: the same for the context models of the history (judged but not routable,
+      n × K), bool; the same matrix is offered to every method that can use it
+    - ``context_known``: whether each context cell was judged at all (n × K), bool; an unjudged cell is
+      unknown (its ``context_accepted`` is False and means nothing); None: every cell is known
     - ``costs``: dollars per query and pool model (n × M)
     - ``models``: the M pool model names, in column order
     - ``outcomes``: optional outcome codes per query and pool model (n × M): 0 win, 1 tie, 2 loss;
@@ -39,6 +37,14 @@ class FoldData:
     costs: np.ndarray
     models: list[str]
     outcomes: np.ndarray | None = None
+    context_known: np.ndarray | None = None
+
+    @property
+    def context_mask(self) -> np.ndarray:
+        """``context_known``, or all True when every context cell is known."""
+        if self.context_known is None:
+            return np.ones(self.context_accepted.shape, dtype=bool)
+        return self.context_known
 
     def subset(self, rows: np.ndarray) -> FoldData:
         return FoldData(
@@ -49,6 +55,7 @@ class FoldData:
             costs=self.costs[rows],
             models=self.models,
             outcomes=None if self.outcomes is None else self.outcomes[rows],
+            context_known=None if self.context_known is None else self.context_known[rows],
         )
 
 

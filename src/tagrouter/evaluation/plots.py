@@ -12,8 +12,9 @@ from tagrouter.evaluation.report import plot_name
 from tagrouter.fileio import atomic_write_bytes
 
 
-def plot_setup(name: str, setup: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``out_dir/<setup>.png``; cost axis in dollars over the queries (log scale for the pool)."""
+def plot_setup(name: str, setup: dict[str, Any], out_dir: Path, title: str) -> Path:
+    """Write ``out_dir/<setup>.png``; cost axis in dollars over the queries (log scale for the pool);
+    ``title``: the data set's name."""
     try:
         import matplotlib
     except ImportError:
@@ -41,8 +42,8 @@ def plot_setup(name: str, setup: dict[str, Any], out_dir: Path) -> Path:
     if setup["kind"] == "pool":
         ax.set_xscale("log")
     ax.set_xlabel("total cost over the queries (US$)")
-    ax.set_ylabel("accept rate (win or tie vs text_davinci_003)")
-    ax.set_title(f"AlpacaEval 1.0 — {name} (out-of-fold, mean of 5 seeds)", fontsize=9)
+    ax.set_ylabel("accept rate (win or tie)")
+    ax.set_title(f"{title} — {name} (out-of-fold, mean over seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

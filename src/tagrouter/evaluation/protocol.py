@@ -1,10 +1,12 @@
-"""The benchmark protocol (DESIGN.md §3-§4): setups, folds, out-of-fold predictions and operating points.
+"""The evaluation protocol: setups, folds, out-of-fold predictions and operating points.
 
-- Folds: ``fold[i] = default_rng(seed).permutation(n)[i] % 5``; every method is fitted on the four training
-  folds and predicts the fifth, so each query gets exactly one out-of-fold score row per seed.
+- A setup is a pool (the catalogue's models) or a pair (weak, strong). Its queries are those on which every
+  model of the setup was judged; its context models are every other model of the history outside the pool
+  and the setup: their outcomes on the training queries are offered to every method (never routed to).
+- Folds: ``fold[i] = default_rng(seed).permutation(n)[i] % 5`` over the setup's n queries; every method is
+  fitted on the four training folds and predicts the fifth, so each query gets exactly one out-of-fold
+  score row per seed.
 - A method's ``fit`` sees the training rows only; ``predict`` sees query texts and embeddings only.
-- Context models (not routable): every model of the data set outside the 8-model pool and the setup, so a
-  setup offers the same context to every method.
 - Operating points, 41 per curve: a pair sends the top share q = k/40 of queries, ranked by
   score(strong) − score(weak), to the strong model; a pool takes argmax(score − λ · cost) with cost = each
   model's mean dollars per query over the training folds, λ_0 = 0 and λ_k (k = 1..40) the least λ whose
@@ -18,7 +20,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -26,43 +28,48 @@ import numpy as np
 from tagrouter.deciding import choose
 from tagrouter.errors import DataError
 from tagrouter.evaluation.base import FoldData, RouterMethod
-from tagrouter.evaluation.datasets.alpacaeval import POOL_8, AlpacaEvalData
 
 N_FOLDS = 5
 N_POINTS = 41
 SEEDS = (0, 1, 2, 3, 4)
-#: (weak, strong) pairs of DESIGN.md §3.
-PAIRS = (
-    ("llama-2-7b-chat-hf", "gpt4"),
-    ("gpt-3.5-turbo-1106", "gpt4_1106_preview"),
-    ("zephyr-7b-beta", "claude-2"),
-    ("tulu-2-dpo-70b", "gpt4_1106_preview"),
-    ("vicuna-13b", "gpt-3.5-turbo-0301"),
-    ("llama-2-13b-chat-hf", "llama-2-70b-chat-hf"),
-)
-_OUTCOME_CODE = {"win": 0, "tie": 1, "loss": 2}
+#: a setup needs at least this many queries (two per fold for training and test)
+MIN_QUERIES = 2 * N_FOLDS
 
 
 @dataclass(frozen=True)
 class Setup:
-    """A routing problem: a pair (models = (weak, strong)) or a pool."""
+    """A routing problem: a pair (models = (weak, strong)) or a pool; ``context``: the models whose
+    outcomes are offered as extra signal."""
 
     name: str
     kind: Literal["pair", "pool"]
     models: tuple[str, ...]
+    context: tuple[str, ...] = ()
 
 
-def all_setups() -> list[Setup]:
-    """The six pairs, then the 8-model pool, named ``pair:WEAK>STRONG`` and ``pool:8``."""
-    pairs = [Setup(f"pair:{w}>{s}", "pair", (w, s)) for w, s in PAIRS]
-    return [*pairs, Setup("pool:8", "pool", POOL_8)]
+def make_setups(
+    models: Sequence[str], pool: Sequence[str], pairs: Sequence[tuple[str, str]] = ()
+) -> list[Setup]:
+    """The pairs (``pair:WEAK>STRONG``), then the pool (``pool:N``; a two-model pool is the pair of its
+    models, cheaper first as listed). Context: every model of ``models`` outside the pool and the setup."""
+    routable = set(pool)
+
+    def context(setup_models: Sequence[str]) -> tuple[str, ...]:
+        return tuple(m for m in models if m not in routable and m not in setup_models)
+
+    setups = [Setup(f"pair:{w}>{s}", "pair", (w, s), context((w, s))) for w, s in pairs]
+    if len(pool) == 2:
+        if tuple(pool) not in pairs:
+            setups.append(Setup(f"pair:{pool[0]}>{pool[1]}", "pair", tuple(pool), context(pool)))
+    else:
+        setups.append(Setup(f"pool:{len(pool)}", "pool", tuple(pool), context(pool)))
+    return setups
 
 
-def select_setups(names: Sequence[str] | None) -> list[Setup]:
+def select_setups(setups: Sequence[Setup], names: Sequence[str] | None) -> list[Setup]:
     """The setups named in ``names`` (all when empty), with a clear error for an unknown name."""
-    setups = all_setups()
     if not names:
-        return setups
+        return list(setups)
     known = {s.name: s for s in setups}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -75,47 +82,68 @@ def fold_ids(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % N_FOLDS
 
 
+_OUTCOME_CODE = {"win": 0, "tie": 1, "loss": 2}
+
+
 @dataclass
 class Benchmark:
-    """Every query's text, embedding, outcome code and cost for every model of the data set."""
+    """Every query's text, embedding, outcome code and cost for every model of the history.
+
+    ``outcomes``: n × K codes (0 win, 1 tie, 2 loss); ``known``: whether the model was judged on the query
+    (None: every cell); ``costs``: n × K dollars (NaN where unknown: a context model without a price)."""
 
     queries: list[str]
     embeddings: np.ndarray
     models: list[str]
-    outcomes: np.ndarray  # n × K codes: 0 win, 1 tie, 2 loss
-    costs: np.ndarray  # n × K dollars
+    outcomes: np.ndarray
+    costs: np.ndarray
+    known: np.ndarray | None = None
+    index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.index = {m: i for i, m in enumerate(self.models)}
-
-    @classmethod
-    def from_alpacaeval(cls, data: AlpacaEvalData, embeddings: np.ndarray) -> Benchmark:
-        """Arrays from the loaded data; ``embeddings`` are the instructions' in index order."""
-        ids = sorted(data.instructions)
-        models = data.models
-        data.check_models(models)
-        missing = [m for m in models if len(data.outcomes[m]) != len(ids)]
-        if missing:
-            raise DataError(f"model(s) {', '.join(missing)} lack verdicts on some instructions")
-        outcomes = np.array([[_OUTCOME_CODE[data.outcomes[m][i]] for m in models] for i in ids])
-        costs = np.array([[data.cost(m, i) for m in models] for i in ids])
-        return cls([data.instructions[i] for i in ids], embeddings, models, outcomes, costs)
+        if self.known is None:
+            self.known = np.ones(self.outcomes.shape, dtype=bool)
 
     @property
     def accepted(self) -> np.ndarray:
-        return self.outcomes != 2
+        return (self.outcomes != 2) & self.known
 
     def columns(self, models: Sequence[str]) -> list[int]:
         return [self.index[m] for m in models]
 
-    def context_models(self, setup: Setup) -> list[str]:
-        """Models whose outcomes are offered as extra signal: all but the pool and the setup's."""
-        routable = set(POOL_8) | set(setup.models)
-        return [m for m in self.models if m not in routable]
+    def complete_rows(self, setup: Setup) -> np.ndarray:
+        """The queries on which every model of ``setup`` was judged."""
+        return np.flatnonzero(self.known[:, self.columns(setup.models)].all(axis=1))
+
+    def restricted(self, rows: np.ndarray) -> Benchmark:
+        """The benchmark of ``rows`` only (in order)."""
+        return Benchmark(
+            [self.queries[i] for i in rows],
+            self.embeddings[rows],
+            self.models,
+            self.outcomes[rows],
+            self.costs[rows],
+            self.known[rows],
+        )
+
+    def for_setup(self, setup: Setup) -> Benchmark:
+        """The benchmark of ``setup``: its complete queries only (see :meth:`complete_rows`)."""
+        rows = self.complete_rows(setup)
+        if len(rows) < MIN_QUERIES:
+            raise DataError(
+                f"setup {setup.name}: only {len(rows)} queries have outcomes of all its models; "
+                f"need at least {MIN_QUERIES}"
+            )
+        costs = self.costs[np.ix_(rows, self.columns(setup.models))]
+        if not np.isfinite(costs).all():
+            raise DataError(f"setup {setup.name}: some answers have no cost and no price to compute one")
+        return self if len(rows) == len(self.queries) else self.restricted(rows)
 
     def fold_data(self, setup: Setup, rows: np.ndarray) -> FoldData:
         """What a method may see of ``rows`` for ``setup`` (outcomes included: training rows only)."""
-        pool, context = self.columns(setup.models), self.columns(self.context_models(setup))
+        pool, context = self.columns(setup.models), self.columns(setup.context)
+        context_known = self.known[np.ix_(rows, context)]
         return FoldData(
             queries=[self.queries[i] for i in rows],
             embeddings=self.embeddings[rows],
@@ -124,6 +152,7 @@ class Benchmark:
             costs=self.costs[np.ix_(rows, pool)],
             models=list(setup.models),
             outcomes=self.outcomes[np.ix_(rows, pool)],
+            context_known=None if context_known.all() else context_known,
         )
 
 
@@ -247,22 +276,40 @@ class OutOfFold:
 MethodFactory = Callable[[Setup, int], RouterMethod]
 
 
+@dataclass(frozen=True)
+class FoldRun:
+    """One method fitted on one training split: its test rows, their scores, the expected costs (training
+    means) and the knob θ chosen on the training rows."""
+
+    test_rows: np.ndarray
+    scores: np.ndarray
+    expected_costs: np.ndarray
+    knob: float
+
+
+def fold_run(bench: Benchmark, setup: Setup, factory: MethodFactory, seed: int, fold: int) -> FoldRun:
+    """Fit a fresh method on every fold of ``seed`` but ``fold`` and score ``fold`` (the test rows)."""
+    m = len(setup.models)
+    folds = fold_ids(len(bench.queries), seed)
+    train_rows, test_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    train = bench.fold_data(setup, train_rows)
+    method = factory(setup, seed)
+    method.fit(train)
+    test_scores = _checked(method, [bench.queries[i] for i in test_rows], bench.embeddings[test_rows], m)
+    train_scores = _checked(method, train.queries, train.embeddings, m)
+    expected = np.broadcast_to(train.costs.mean(axis=0), test_scores.shape)
+    return FoldRun(test_rows, test_scores, expected, choose_knob(setup, train_scores, train))
+
+
 def out_of_fold(bench: Benchmark, setup: Setup, factory: MethodFactory, seed: int) -> OutOfFold:
     """Fit a fresh method on each training split and predict its test fold (see the module docstring)."""
     n, m = len(bench.queries), len(setup.models)
-    folds = fold_ids(n, seed)
     scores, expected, theta_choice = np.empty((n, m)), np.empty((n, m)), np.empty(n, dtype=np.intp)
     for fold in range(N_FOLDS):
-        train_rows, test_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        train = bench.fold_data(setup, train_rows)
-        method = factory(setup, seed)
-        method.fit(train)
-        test_scores = _checked(method, [bench.queries[i] for i in test_rows], bench.embeddings[test_rows], m)
-        train_scores = _checked(method, train.queries, train.embeddings, m)
-        scores[test_rows] = test_scores
-        expected[test_rows] = train.costs.mean(axis=0)
-        knob = choose_knob(setup, train_scores, train)
-        theta_choice[test_rows] = apply_knob(setup, test_scores, expected[test_rows], knob)
+        run = fold_run(bench, setup, factory, seed, fold)
+        scores[run.test_rows] = run.scores
+        expected[run.test_rows] = run.expected_costs
+        theta_choice[run.test_rows] = apply_knob(setup, run.scores, run.expected_costs, run.knob)
     return OutOfFold(scores, expected, theta_choice)
 
 

@@ -1,5 +1,6 @@
-"""Markdown tables from ``results.json``: ``results.md``, ``docs/results.md`` and the README's results block
-(between ``<!-- results:start -->`` and ``<!-- results:end -->``)."""
+"""Markdown from ``results.json``: a run's ``results.md`` (every setup's table, TagRouter's lead, plots),
+and the suite's summary (one row per data set's setup) for the README block between ``START`` and
+``END`` and for ``docs/results.md``. Every figure comes from the results; nothing is written by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +11,32 @@ from tagrouter.errors import DataError
 from tagrouter.fileio import atomic_write_text
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-COMMAND = "tagrouter bench alpacaeval --data ../shared/data/alpaca_eval --out results/alpacaeval1"
+
+PROTOCOL_TEXT = (
+    "How to read these numbers. Each setup (the pool of routable models, or a weak → strong pair) is "
+    "evaluated by 5-fold cross-validation, repeated for each seed with a different random split: every "
+    "router learns from four fifths of the queries (the pool's outcomes and, where the history has them, "
+    "the outcomes of other judged models, which are never routed to) and chooses models for the fifth it "
+    "has not seen; the choices of all five folds are pooled. Sweeping each router's cost knob gives 41 "
+    "operating points (total cost, accept rate); for a pair, point k sends the top k/40 of the queries, "
+    "ranked by the router, to the strong model; for a pool, the knob λ of argmax(score − λ · expected "
+    "cost) is stepped so that the expected cost falls in equal steps from the router's best-score choice "
+    "to the cheapest model. Cost is normalised so that 0 is the cheapest single model and 1 the most "
+    "accepted one, and the curve is the upper convex hull of the points (mixing two operating points at "
+    "random is always possible). **AUC** is the area under that curve over [0, 1] (higher is better); "
+    "the **mixture** is the same area for the single models alone (always one model, or a random mix of "
+    "two): a router that does not beat it has learnt nothing useful. **APGR** (pairs) rescales AUC so "
+    "that the weak model is 0 and the strong one 1 (a random mix scores 0.5). **PAUC** is the area above "
+    "the best single model's accept rate, **uplift** the relative accept-rate gain at the best model's "
+    "cost, **cost saving** the share of the best model's cost saved at its accept rate ('not reached' "
+    "when the curve never gets there). **AR / $ at θ**: the accept rate and cost at the one operating "
+    "point each router would pick, chosen on the training folds only (the cheapest setting that reaches "
+    "the best single model's training accept rate). The **oracle** sends each query to the cheapest "
+    "model that was accepted: the limit of routing on this data. **Lead**: TagRouter's AUC minus that of "
+    "the best other router and of the mixture, with a 95% interval over seeds (paired: same folds) and a "
+    "95% paired bootstrap interval over queries (1,000 resamples of the pooled out-of-fold choices); "
+    "*beyond noise* only when both intervals exclude zero."
+)
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -22,7 +48,7 @@ def _pct(value: float | None) -> str:
 
 
 def setup_table(setup: dict[str, Any]) -> str:
-    """One setup's routers (best AUC first) with the mixture and the oracle for reference."""
+    """One setup's routers (best AUC first) with the mixture, the single models and the oracle."""
     pair = setup["kind"] == "pair"
     head = (
         "| router | AUC (mean ± std) | "
@@ -41,7 +67,7 @@ def setup_table(setup: dict[str, Any]) -> str:
             _pct(r["uplift_mean"]),
             "not reached" if r["cost_saving_mean"] is None else f"{100 * r['cost_saving_mean']:.1f}%",
             f"{r['ar']:.3f}",
-            f"{r['cost']:.2f}",
+            _dollars(r["cost"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     mix = setup["mixture"]
@@ -53,114 +79,114 @@ def setup_table(setup: dict[str, Any]) -> str:
     lines.append("| " + " | ".join(cells) + " |")
     oracle = setup["oracle"]
     lines.append(
-        "\nSingle models: "
-        + ", ".join(f"{m} AR {s['ar']:.3f} at ${s['cost']:.2f}" for m, s in setup["singles"].items())
-        + f". Oracle: AR {oracle['ar']:.3f} at ${oracle['cost']:.2f}."
+        f"\n{setup['queries']} queries"
+        + (
+            f" ({setup['dropped_queries']} dropped: a model of the setup lacks their outcome)"
+            if setup.get("dropped_queries")
+            else ""
+        )
+        + ". Single models: "
+        + ", ".join(f"{m} AR {s['ar']:.3f} at {_dollars(s['cost'])}" for m, s in setup["singles"].items())
+        + f". Oracle: AR {oracle['ar']:.3f} at {_dollars(oracle['cost'])}."
     )
     return "\n".join(lines)
 
 
-def summary_table(results: dict[str, Any]) -> str:
-    """Routers × headline numbers: mean AUC over pairs, mean APGR over the five weak→strong pairs,
-    PAUC on zephyr > claude-2, pool AUC."""
-    setups = results["setups"]
-    pairs = [s for s in setups.values() if s["kind"] == "pair"]
-    names = list(next(iter(setups.values()))["routers"])
-    rows = []
-    for name in names:
-        auc = [s["routers"][name]["auc_mean"] for s in pairs if name in s["routers"]]
-        apgr = [
-            s["routers"][name]["apgr_mean"]
-            for key, s in setups.items()
-            if s["kind"] == "pair" and "zephyr-7b-beta>claude-2" not in key and name in s["routers"]
-        ]
-        zephyr = next((s for key, s in setups.items() if "zephyr-7b-beta>claude-2" in key), None)
-        pool = setups.get("pool:8")
-        rows.append(
-            (
-                name,
-                sum(auc) / len(auc) if len(auc) == len(pairs) and pairs else None,
-                sum(apgr) / len(apgr) if apgr and len(apgr) == len(pairs) - 1 else None,
-                zephyr["routers"][name]["pauc_mean"] if zephyr and name in zephyr["routers"] else None,
-                pool["routers"][name]["auc_mean"] if pool and name in pool["routers"] else None,
-            )
+def _dollars(value: float) -> str:
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def _interval(pair: list[float] | None) -> str:
+    return "–" if pair is None else f"[{pair[0]:+.4f}, {pair[1]:+.4f}]"
+
+
+def lead_text(setup: dict[str, Any]) -> str:
+    """TagRouter's lead over the best other router and the mixture, in one line each."""
+    lead = setup.get("lead")
+    if not lead:
+        return ""
+    lines = []
+    for key, what in (("best_other", "the best other router"), ("mixture", "the mixture")):
+        if key not in lead:
+            continue
+        c = lead[key]
+        name = f"`{c['against']}`" if key == "best_other" else "the mixture"
+        lines.append(
+            f"- `tagrouter` vs {name} ({what}): AUC {c['auc_difference']:+.4f}, over seeds "
+            f"{_interval(c['seed_interval'])}, bootstrap over queries {_interval(c['bootstrap_interval'])}: "
+            f"**{_verdict(c['verdict'])}**"
         )
-    rows.sort(key=lambda r: -(r[4] if r[4] is not None else r[1] or 0))
-    lines = [
-        "| router | mean AUC, 6 pairs | mean APGR, 5 weak→strong pairs | PAUC zephyr→claude-2 | AUC pool:8 |",
-        "|---|---|---|---|---|",
-    ]
-    for name, auc, apgr, pauc, pool_auc in rows:
-        lines.append(f"| `{name}` | {_num(auc)} | {_num(apgr, 3)} | {_num(pauc, 5)} | {_num(pool_auc)} |")
-    pool = setups.get("pool:8")
-    if pool:
-        lines.append(f"| mixture of single models | | 0.500 | 0 | {pool['mixture']['auc']:.4f} |")
     return "\n".join(lines)
 
 
-VARIANTS_NOTE = """\
-- `tagrouter`: the default configuration, exactly what `TagRouter.fit(records, catalog)` builds: the offline
-  keyphrase teacher (12 keyphrases + a task type and a domain per query), a vocabulary of tags seen on at
-  least 2 training queries, the embedded student (best task type, best domain, 8 best fine tags by
-  prototype similarity) and the smoothed scorer in logit space (difficulty weight α = 2, model-specific
-  weight β = 0.5, prior strength 20) with a per-model discrimination of the tag difficulty (how steeply
-  each model's accept rate follows it: a two-parameter IRT slope, estimated from the table).
-- `tagrouter-rasch`: the default without per-model discrimination (every model follows the difficulty
-  alike).
-- `tagrouter-smoothed-prior`: the same tags, the smoothed scorer as first written (α = β = 1: the plain
-  smoothed per-tag accept rate with the difficulty prior); `tagrouter-smoothed-noprior`: the same without
-  the difficulty prior.
-- `tagrouter-paper`: the paper's count scorer (s_win = 1, s_tie = 0.15, s_loss = −1, summed over tags).
-- `tagrouter-v0`: the first configuration, before tuning: 4 teacher keyphrases,
-  min_count 3, 4 fine tags, α = β = 1, no discrimination.
-
-Every router gets the pool models' outcomes and the context models' outcomes on the training queries. The
-TagRouter variants use them through the difficulty prior: a per-tag logit shift estimated from all models
-in the history (a Rasch-model Newton step). The default was chosen with this harness on seeds 0 and 1
-(teacher keyphrases 4 / 8 / 12, min_count 2 / 3, fine tags 4 / 6 / 8 / 10 / 12 / 16, α 1–3, β 0.25–1,
-prior strength 10 / 20 / 50, discrimination on / off): richer tags, a larger weight on the shared
-difficulty signal and per-model discrimination helped most; the optimum is flat around the default.
-Because the default was selected on this data, its numbers carry some selection optimism; the variants
-above show each step. Fixed on the way: seed tags whose normal form
-differs ("pets" -> "pet") used to fall out of the coarse groups of the student tagger.
-
-Measured without gain afterwards (seeds 0 and 1, all seven setups; the default scored mean pair AUC
-0.9032, APGR 0.657, zephyr→claude-2 PAUC 0.0122, pool AUC 0.9697): weighting a query's tags by their
-prototype similarity (softmax with temperature 0.02 / 0.05 / 0.1: pair AUC 0.9002 / 0.9018 / 0.9024;
-similarity⁴: 0.9023), weighting the task-type and domain tags ×0.5 / ×2 (0.9027 / 0.9029), weighting tags
-by their size n (n^0.5, n^0.25, n^−0.5, 1 − e^(−n/5): 0.9025–0.9031), averaging in logit space (0.9032,
-pool 0.9687), 6 or 10 fine tags (0.9031 / 0.9029), mixing in the tag scores of the 5 / 10 / 20 nearest
-training queries (0.9028–0.9030, pool 0.9680–0.9694), tags naming the 5 / 10 / 20 nearest training
-queries, each such tag carrying that one query's outcomes of every history model (0.9025–0.9033, pool
-0.9685–0.9699, PAUC 0.0109–0.0122), difficulty prior strength 5 / 20, α = 2.5, β = 0.6 / 0.75 and prior
-strength 15 / 30 (0.9029–0.9032, PAUC 0.0111–0.0122). The equal-weight mean of the default stays."""
+def _verdict(verdict: str) -> str:
+    return {"ahead": "ahead beyond noise", "behind": "behind beyond noise"}.get(verdict, "within noise")
 
 
-def results_markdown(
-    results: dict[str, Any], *, plot_dir: str = ".", heading: str = "#", also: dict[str, Any] | None = None
-) -> str:
-    """The full results document: protocol, summary, one section per setup with its plot; ``also``, the
-    results of another run (e.g. every router on one seed), adds its summary table."""
-    p = results["protocol"]
+def summary_table(results: dict[str, Any]) -> str:
+    """Routers × (mean AUC and APGR over the pairs, AUC of the pool), best pool AUC first."""
+    setups = results["setups"]
+    pairs = [s for s in setups.values() if s["kind"] == "pair"]
+    pools = {name: s for name, s in setups.items() if s["kind"] == "pool"}
+    names = list(next(iter(setups.values()))["routers"])
+    head = ["router"]
+    if pairs:
+        head += [f"mean AUC, {len(pairs)} pair(s)", f"mean APGR, {len(pairs)} pair(s)"]
+    head += [f"AUC {name}" for name in pools]
+    rows = []
+    for name in names:
+        cells: list[float | None] = []
+        if pairs:
+            cells.append(sum(s["routers"][name]["auc_mean"] for s in pairs) / len(pairs))
+            cells.append(sum(s["routers"][name]["apgr_mean"] for s in pairs) / len(pairs))
+        cells += [s["routers"][name]["auc_mean"] for s in pools.values()]
+        rows.append((name, cells))
+    rows.sort(key=lambda row: -(row[1][-1] or 0))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, cells in rows:
+        digits = [4, 3] * bool(pairs) + [4] * len(pools)
+        lines.append(
+            f"| `{name}` | " + " | ".join(_num(v, d) for v, d in zip(cells, digits, strict=True)) + " |"
+        )
+    mixture = (["", "0.500"] if pairs else []) + [f"{s['mixture']['auc']:.4f}" for s in pools.values()]
+    lines.append("| mixture of single models | " + " | ".join(mixture) + " |")
+    return "\n".join(lines)
+
+
+def plot_name(setup_name: str) -> str:
+    """File name of a setup's plot."""
+    return setup_name.replace(":", "_").replace(">", "_to_").replace("/", "_") + ".png"
+
+
+def run_section(results: dict[str, Any], *, title: str, plot_dir: str = ".", heading: str = "#") -> str:
+    """A run's full results: what was run, the summary, then each setup's table, lead and plot."""
+    p, data, env = results["protocol"], results["data"], results.get("environment", {})
+    about = (
+        f"{data['queries']} queries, {len(data['pool'])} pool models"
+        + (f", {len(data['context_models'])} context models" if data["context_models"] else "")
+        + f"; seeds {', '.join(map(str, p['seeds']))}; routers fitted on training folds only."
+    )
     parts = [
-        f"{heading} Results: AlpacaEval 1.0 ({p['queries']} queries)",
-        f"Reproduce with `{p.get('command', COMMAND)}` ({_runtime(p)}). "
-        f"{p['folds']}-fold cross-validation, seeds {', '.join(map(str, p['seeds']))}: every router is fitted "
-        "on the training folds only and scored on pooled out-of-fold predictions; numbers are means over "
-        f"seeds. Each curve has {p['points_per_curve']} operating points. Pairs: {p['pair_sweep']}. Pool: "
-        f"{p['pool_sweep']}. AR / $ at θ: {p['theta']}, applied to the test fold. Context models: "
-        f"{p['context_models']} (their outcomes on the training queries are offered to every router)."
-        + _tagger_note(p),
-        f"{heading}# Summary",
-        summary_table(results),
+        f"{heading} {title}",
+        f"Reproduce with `{p.get('command') or '?'}` ({_runtime(p)}). {about}",
     ]
-    parts += [f"{heading}# TagRouter variants and how the default was chosen", VARIANTS_NOTE]
-    if also is not None:
-        parts += _also_section(also, f"{heading}#")
+    notes = [*data.get("conversion", []), *data.get("notes", [])]
+    if notes:
+        parts.append("Data: " + "; ".join(notes) + ".")
+    if env:
+        parts.append("Versions: " + ", ".join(f"{k} {v}" for k, v in env.items()) + ".")
+    parts += [f"{heading}# Summary", summary_table(results)]
     for name, setup in results["setups"].items():
         parts += [f"{heading}# {name}", setup_table(setup)]
+        if lead_text(setup):
+            parts.append(lead_text(setup))
         parts.append(f"![{name}]({plot_dir}/{plot_name(name)})")
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(parts)
+
+
+def results_markdown(results: dict[str, Any], *, title: str, plot_dir: str = ".") -> str:
+    """The ``results.md`` of one run: the run's section and how to read it."""
+    return run_section(results, title=title, plot_dir=plot_dir) + "\n\n" + PROTOCOL_TEXT + "\n"
 
 
 def _runtime(protocol: dict[str, Any]) -> str:
@@ -169,55 +195,112 @@ def _runtime(protocol: dict[str, Any]) -> str:
     return f"run time here: {protocol.get('runtime_s', '?')} s{on}"
 
 
-def _tagger_note(protocol: dict[str, Any]) -> str:
-    tagger = protocol.get("tagger", "embedded")
-    if tagger == "embedded":
-        return ""
-    return (
-        f" Tagger of TagRouter and the +tags baselines: `{tagger}`, fitted on each training set "
-        "(`tagrouter-v0` keeps its embedded student)."
-    )
-
-
-def plot_name(setup_name: str) -> str:
-    """File name of a setup's plot."""
-    return setup_name.replace(":", "_").replace(">", "_to_") + ".png"
-
-
-def _also_section(also: dict[str, Any], heading: str) -> list[str]:
-    q = also["protocol"]
-    return [
-        f"{heading} Every router, seed(s) {', '.join(map(str, q['seeds']))}",
-        f"Another run: `{q.get('command', '?')}` ({q.get('runtime_s', '?')} s here).",
-        summary_table(also),
+# ---- the suite -------------------------------------------------------------------------------------------
+def suite_table(runs: dict[str, dict[str, Any]]) -> str:
+    """One row per (data set, setup): TagRouter's default, the best other router, the mixture, the lead
+    over each with its bootstrap interval and the verdict."""
+    lines = [
+        "| data set | setup | queries | `tagrouter` AUC | best other router | its AUC | mixture AUC | "
+        "lead over best other (95% bootstrap) | lead over mixture (95% bootstrap) |",
+        "|---|---|---:|---:|---|---:|---:|---|---|",
     ]
+    for data_name, results in runs.items():
+        for name, setup in results["setups"].items():
+            ours = setup["routers"].get("tagrouter")
+            lead = setup.get("lead", {})
+            other = lead.get("best_other")
+            mixture = lead.get("mixture")
+            theirs = setup["routers"][other["against"]] if other else None
+            cells = [
+                data_name,
+                name,
+                str(setup["queries"]),
+                _auc(ours),
+                f"`{other['against']}`" if other else "–",
+                _auc(theirs),
+                f"{setup['mixture']['auc']:.4f}",
+                _lead_cell(other),
+                _lead_cell(mixture),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def readme_block(results: dict[str, Any], plot_dir: str, also: dict[str, Any] | None = None) -> str:
-    """The README's results section: summary table(s), the pool's table and plot."""
-    seeds = results["protocol"]["seeds"]
+def _auc(router: dict[str, Any] | None) -> str:
+    return "–" if router is None else f"{router['auc_mean']:.4f} ± {router['auc_std']:.4f}"
+
+
+def _lead_cell(comparison: dict[str, Any] | None) -> str:
+    if comparison is None:
+        return "–"
+    verdict = {"ahead": "ahead", "behind": "behind"}.get(comparison["verdict"], "within noise")
+    return f"{comparison['auc_difference']:+.4f} {_interval(comparison['bootstrap_interval'])} {verdict}"
+
+
+def suite_block(
+    runs: dict[str, dict[str, Any]],
+    *,
+    command: str,
+    runtime_s: float,
+    skipped: list[str],
+    heading: str = "## Results: the development suite",
+) -> str:
+    """The README's results section: the suite's table, what was skipped, where the details are."""
+    mean = _mean_pool_auc(runs)
     body = [
-        "## Results (AlpacaEval 1.0)",
-        f"Reproduce with `{results['protocol'].get('command', COMMAND)}` (full tables and plots: "
-        f"`docs/results.md`; {_runtime(results['protocol'])}). "
-        f"Every router is fitted on training folds only; {len(seeds)} seed(s) × 5-fold cross-validation; AUC "
-        "of the accept-rate vs normalised-cost hull (DESIGN.md §4).",
-        summary_table(results),
+        heading,
+        f"Reproduce with `{command}` (run time here: {runtime_s:.0f} s; every table and plot: "
+        "`docs/results.md`). Each data set's pool and pairs, 5-fold cross-validation × "
+        f"{len(next(iter(runs.values()))['protocol']['seeds']) if runs else 0} seed(s); "
+        "AUC of the accept-rate vs normalised-cost curve (mean ± std over seeds); the lead is "
+        "`tagrouter` minus the other, with its 95% paired bootstrap interval over queries, and "
+        "'ahead' / 'behind' only when that interval and the interval over seeds both exclude zero "
+        "(see `docs/results.md` for how to read the numbers).",
+        suite_table(runs),
     ]
-    if also is not None:
-        body += _also_section(also, "###")
-    if "pool:8" in results["setups"]:
-        body += [
-            "### pool:8",
-            setup_table(results["setups"]["pool:8"]),
-            f"![pool:8]({plot_dir}/{plot_name('pool:8')})",
-        ]
+    if mean:
+        body.append(
+            "Mean AUC over the pools of the suite: "
+            + ", ".join(f"`{name}` {value:.4f}" for name, value in mean[:5])
+            + (f" (of {len(mean)} routers)." if len(mean) > 5 else ".")
+        )
+    if skipped:
+        body.append("Skipped: " + "; ".join(skipped) + ".")
     return "\n\n".join(body)
 
 
-def update_readme(
-    readme: str | Path, results: dict[str, Any], plot_dir: str, also: dict[str, Any] | None = None
-) -> None:
+def _mean_pool_auc(runs: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:
+    """Routers that ran on every pool of the suite, by their mean pool AUC (best first)."""
+    pools = [s for r in runs.values() for s in r["setups"].values() if s["kind"] == "pool"]
+    if not pools:
+        return []
+    names = set.intersection(*(set(s["routers"]) for s in pools))
+    means = {n: sum(s["routers"][n]["auc_mean"] for s in pools) / len(pools) for n in names}
+    return sorted(means.items(), key=lambda kv: -kv[1])
+
+
+def suite_markdown(
+    runs: dict[str, dict[str, Any]],
+    *,
+    command: str,
+    runtime_s: float,
+    skipped: list[str],
+    plot_dirs: dict[str, str],
+) -> str:
+    """``docs/results.md``: the suite's summary, each data set's full section, how to read them."""
+    parts = [
+        "# Results",
+        suite_block(
+            runs, command=command, runtime_s=runtime_s, skipped=skipped, heading="## The development suite"
+        ),
+    ]
+    for data_name, results in runs.items():
+        parts.append(run_section(results, title=data_name, plot_dir=plot_dirs[data_name], heading="##"))
+    parts.append("## How to read the numbers\n\n" + PROTOCOL_TEXT)
+    return "\n\n".join(parts) + "\n"
+
+
+def update_readme(readme: str | Path, block: str) -> None:
     """Rewrite the block between the results markers of ``readme`` (atomically)."""
     readme = Path(readme)
     if not readme.is_file():
@@ -227,4 +310,4 @@ def update_readme(
         raise DataError(f"no '{START}' ... '{END}' block to update", path=readme)
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    atomic_write_text(readme, f"{before}{START}\n{readme_block(results, plot_dir, also)}\n{END}{after}")
+    atomic_write_text(readme, f"{before}{START}\n{block}\n{END}{after}")

@@ -1,15 +1,13 @@
 """TagRouter as a benchmarked :class:`~tagrouter.evaluation.base.RouterMethod`.
 
-``fit`` builds the router that :meth:`TagRouter.fit` gives for the training fold's history records
-(:func:`history_records`: the pool models' win/tie/loss outcomes, plus the context models' outcomes —
-accepted -> ``win``, rejected -> ``loss``, named ``context:K`` — as the extra signal DESIGN.md §3 allows)
-and the pool's catalogue. ``predict`` is :meth:`TagRouter.score_batch`.
+``fit`` calls :meth:`TagRouter.fit` — the public path a user calls — on the training fold's history
+(:func:`fold_history`: the pool models' win/tie/loss outcomes, plus the context models' judged outcomes —
+accepted -> ``win``, rejected -> ``loss``, named ``context:K``) and the setup's catalogue. ``predict`` is
+the fitted router's scores.
 
 Speed: the tagger depends only on the training queries, and the offline teacher is deterministic per query,
-so :class:`SharedFits` caches the teacher's tags per query text, one student tagger per training set and one
-fitted tag table per (training set, setup); variants that differ only in the scorer share the table. The
-table is counted straight from the fold's arrays (:func:`fold_table`), tested equal to the one
-``TagRouter.fit`` builds from :func:`history_records`.
+so :class:`SharedFits` caches the teacher's tags per query text and one student tagger per training set
+(the same tagger ``TagRouter.fit`` builds by default from those queries), handed to ``TagRouter.fit``.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.evaluation.base import FoldData
 from tagrouter.records import OUTCOMES, HistoryRecord
 from tagrouter.router import TagRouter
-from tagrouter.scoring import Scorer, TagTable
+from tagrouter.scoring import Scorer
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger
 from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec, tagger_from_spec
@@ -46,7 +44,6 @@ class SharedFits:
     teacher_tags: dict[str, list[str]] = field(default_factory=dict)
     _other_teachers: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     _taggers: dict[tuple, MemoTagger] = field(default_factory=dict)
-    _routers: dict[tuple, TagRouter] = field(default_factory=dict)
     _base: Tagger | None = None
 
     def __post_init__(self) -> None:
@@ -123,44 +120,6 @@ class SharedFits:
         }
         return fitted(list(queries), **options)
 
-    def router(self, train: FoldData, catalog: Catalog, options: dict[str, Any]) -> TagRouter:
-        """The router ``TagRouter.fit(history_records(train), catalog, tagger=...)`` builds, with default
-        scorer, its table counted straight from the fold's arrays (:func:`fold_table`: the same table,
-        tested, without building some 30,000 record objects per fit)."""
-        key = (
-            _digest(train.queries),
-            tuple(train.models),
-            _digest_array(train.outcomes if train.outcomes is not None else train.accepted),
-            _digest_array(train.context_accepted),
-            tuple(sorted(options.items())),
-        )
-        if key not in self._routers:
-            tagger = self.tagger(train.queries, options)
-            self._routers[key] = TagRouter(tagger, fold_table(tagger.tag(train.queries), train), catalog)
-        return self._routers[key]
-
-
-def fold_table(tag_lists: Sequence[Sequence[str]], train: FoldData) -> TagTable:
-    """The tag table of :func:`history_records` (``train``'s pool and context outcomes) for queries
-    tagged ``tag_lists``: counts[t, m, r] = number of queries with tag t where model m's outcome is r."""
-    tags = list(dict.fromkeys(t for row in tag_lists for t in row))
-    index = {t: i for i, t in enumerate(tags)}
-    incidence = np.zeros((len(tag_lists), len(tags)))
-    for i, row in enumerate(tag_lists):
-        incidence[i, [index[t] for t in row]] = 1.0
-    codes = np.hstack([_outcome_codes(train), np.where(train.context_accepted, 0, 2)])
-    one_hot = (codes[:, :, None] == np.arange(len(OUTCOMES))).astype(float)
-    counts = (incidence.T @ one_hot.reshape(len(tag_lists), -1)).reshape(len(tags), codes.shape[1], -1)
-    return TagTable(tags=tags, models=_model_names(train), counts=counts, model_counts=one_hot.sum(axis=0))
-
-
-def _outcome_codes(train: FoldData) -> np.ndarray:
-    return train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
-
-
-def _model_names(train: FoldData) -> list[str]:
-    return [*train.models, *(f"context:{k}" for k in range(train.context_accepted.shape[1]))]
-
 
 @dataclass
 class _LazyTagger:
@@ -191,20 +150,22 @@ class MemoTagger:
         return [self.memo[t] for t in texts]
 
 
-def history_records(train: FoldData) -> list[HistoryRecord]:
-    """History records of a training fold: pool models with their outcomes, context models as win/loss."""
-    outcomes = _outcome_codes(train)
-    context_names = _model_names(train)[len(train.models) :]
+def fold_history(train: FoldData) -> list[HistoryRecord]:
+    """History records of a training fold: pool models with their outcomes, context models (``context:K``)
+    as win/loss where judged. Built without re-validation: the values come from validated records."""
+    outcomes = train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
+    context_known = train.context_mask
+    make = HistoryRecord.model_construct
     records = []
     for i, query in enumerate(train.queries):
         qid = str(i)
         for j, model in enumerate(train.models):
             records.append(
-                HistoryRecord(query_id=qid, query=query, model=model, outcome=OUTCOMES[int(outcomes[i, j])])
+                make(query_id=qid, query=query, model=model, outcome=OUTCOMES[int(outcomes[i, j])])
             )
-        for k, model in enumerate(context_names):
+        for k in np.flatnonzero(context_known[i]):
             outcome = "win" if train.context_accepted[i, k] else "loss"
-            records.append(HistoryRecord(query_id=qid, query=query, model=model, outcome=outcome))
+            records.append(make(query_id=qid, query=query, model=f"context:{k}", outcome=outcome))
     return records
 
 
@@ -229,13 +190,8 @@ class TagRouterMethod:
         self.router: TagRouter | None = None
 
     def fit(self, train: FoldData) -> None:
-        base = self.shared.router(train, self.catalog, self.tagger_options)
-        if self.scorer is None:
-            self.router = base
-        else:
-            self.router = TagRouter(
-                base.tagger, base.table, base.catalog, self.scorer, base.decider, base.output_token_stats
-            )
+        tagger = self.shared.tagger(train.queries, self.tagger_options)
+        self.router = TagRouter.fit(fold_history(train), self.catalog, tagger=tagger, scorer=self.scorer)
 
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         if self.router is None:
@@ -249,7 +205,3 @@ def _digest(texts: Sequence[str]) -> str:
         h.update(text.encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()
-
-
-def _digest_array(array: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()

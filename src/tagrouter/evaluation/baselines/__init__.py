@@ -20,7 +20,7 @@ from tagrouter.evaluation.base import RouterMethod
 from tagrouter.evaluation.baselines.easiness import EasinessRouter
 from tagrouter.evaluation.baselines.features import TaggerFor
 from tagrouter.evaluation.baselines.forc import FORCRouter
-from tagrouter.evaluation.baselines.knn import KNNRouter
+from tagrouter.evaluation.baselines.knn import PRIOR_GRID, KNNRouter
 from tagrouter.evaluation.baselines.logreg import LogRegRouter
 from tagrouter.evaluation.baselines.mf import MFRouter
 from tagrouter.evaluation.baselines.mlp import MLPRouter
@@ -46,7 +46,7 @@ def _factory(
 BASELINES: dict[str, BaselineFactory] = {
     "random": _factory(RandomRouter, "random"),
     "knn": _factory(KNNRouter, "knn"),
-    "knn-prior": _factory(KNNRouter, "knn-prior", tune=True),
+    "knn-prior": _factory(KNNRouter, "knn-prior", priors=PRIOR_GRID),
     "knn+tags": _factory(KNNRouter, "knn+tags", tagged=True),
     "mlp": _factory(MLPRouter, "mlp"),
     "logreg": _factory(LogRegRouter, "logreg"),

@@ -5,8 +5,8 @@ FORC trains one meta-model on (query, LM) → score pairs of all the LMs it has 
 learns about a query carries over between LMs. Here the meta-model is a linear multi-task ridge
 regression on the query features, with the score being acceptance (0/1) and the prediction clipped to
 [0, 1]: model m's acceptance is ``shared(q) + specific_m(q)``, where ``shared`` regresses the mean
-acceptance over all models of the history (the pool and, by default, the context models, which are
-never routed to) and ``specific_m`` regresses model m's deviation from that mean. With one design matrix
+acceptance over all models of the history judged on the query (the pool and, by default, the context
+models, which are never routed to) and ``specific_m`` regresses model m's deviation from that mean. With one design matrix
 for all tasks this is exactly the multi-task ridge with a shared and a per-model weight vector. Both
 penalties are chosen by efficient leave-one-out CV (``RidgeCV``) on the training fold.
 """
@@ -44,8 +44,12 @@ class FORCRouter:
     def fit(self, train: FoldData) -> None:
         x = self.features.fit_transform(train.queries, train.embeddings)
         accepted = train.accepted.astype(np.float64)
-        history = np.hstack([accepted, train.context_accepted]) if self.context else accepted
-        mean = history.mean(axis=1)
+        if self.context:  # the mean over the models judged on each query
+            known = np.hstack([np.ones_like(accepted), train.context_mask]).astype(np.float64)
+            history = np.hstack([accepted, train.context_accepted]) * known
+            mean = history.sum(axis=1) / known.sum(axis=1)
+        else:
+            mean = accepted.mean(axis=1)
         self._shared = RidgeCV(alphas=ALPHAS).fit(x, mean)
         self._specific = RidgeCV(alphas=ALPHAS).fit(x, accepted - mean[:, None])
 

@@ -1,8 +1,10 @@
 """RouterBench-style kNN router: a model's acceptance probability is its accept rate over the k training
 queries nearest (cosine) to the query, optionally shrunk toward its overall accept rate.
 
-``k=20, prior=0`` is RouterBench's plain kNN. With ``prior`` a > 0 the estimate is
-(accepted among the k + a · overall rate) / (k + a). With ``tune`` k and a are chosen by inner CV.
+RouterBench's ``KNNRouter`` defaults to k = 50 and its evaluation configuration sweeps k ∈ {5, 10, 40}; here
+k is chosen from those values (:data:`K_GRID`) by inner 3-fold cross-validation on the training fold
+(Brier score). With a prior a > 0 the estimate is (accepted among the k + a · overall rate) / (k + a); the
+``knn-prior`` variant chooses a from :data:`PRIOR_GRID` together with k.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from tagrouter.evaluation.base import FoldData
 from tagrouter.evaluation.baselines.features import QueryFeatures, TaggerFor
 from tagrouter.evaluation.baselines.tuning import accept_rates, select
 
-K_GRID = (10, 20, 40)
+K_GRID = (5, 10, 40, 50)
 PRIOR_GRID = (0.0, 10.0, 30.0, 100.0)
 
 
@@ -44,28 +46,26 @@ class KNNRouter:
         self,
         name: str = "knn",
         *,
-        k: int = 20,
-        prior: float = 0.0,
-        tune: bool = False,
+        ks: Sequence[int] = K_GRID,
+        priors: Sequence[float] = (0.0,),
         tags: bool = False,
         tagger_for: TaggerFor | None = None,
         seed: int = 0,
     ) -> None:
         self.name = name
-        self.k, self.prior, self.tune, self.seed = k, prior, tune, seed
+        self.grid = [(k, a) for a in priors for k in ks]
+        self.seed = seed
         self.features = QueryFeatures(tags, tagger_for)
 
     def fit(self, train: FoldData) -> None:
         self._x = self.features.fit_transform(train.queries, train.embeddings)
         self._y = train.accepted.astype(np.float64)
-        if self.tune:
-            grid = [(k, a) for a in PRIOR_GRID for k in K_GRID]
-            self.k, self.prior = select(
-                grid,
-                lambda cs, tr, ho: knn_probabilities(self._x[tr], self._y[tr], self._x[ho], cs),
-                self._y,
-                seed=self.seed,
-            )
+        self.k, self.prior = select(
+            self.grid,
+            lambda cs, tr, ho: knn_probabilities(self._x[tr], self._y[tr], self._x[ho], cs),
+            self._y,
+            seed=self.seed,
+        )
 
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         x = self.features.transform(queries, embeddings)

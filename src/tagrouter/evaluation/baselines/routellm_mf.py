@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import numpy as np
 
@@ -30,6 +31,22 @@ AVAILABLE = importlib.util.find_spec("routellm") is not None and importlib.util.
 REFERENCE = "text_davinci_003"
 #: RouteLLM's settings (train_matrix_factorization.py ``__main__``)
 SETTINGS = {"dim": 128, "batch_size": 64, "num_epochs": 100, "alpha": 0.1, "lr": 3e-4, "weight_decay": 1e-5}
+
+
+@contextmanager
+def _players(module: Any, ids: dict[str, int]) -> Iterator[None]:
+    """RouteLLM's training module with our players as its ``MODEL_IDS`` and a silent progress bar, for the
+    duration of one fit; its own values are restored afterwards."""
+    saved_ids, saved_tqdm = dict(module.MODEL_IDS), module.tqdm
+    module.MODEL_IDS.clear()
+    module.MODEL_IDS.update(ids)
+    module.tqdm = partial(saved_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        module.MODEL_IDS.clear()
+        module.MODEL_IDS.update(saved_ids)
+        module.tqdm = saved_tqdm
 
 
 def _training_module() -> Any:
@@ -58,13 +75,8 @@ class RouteLLMMFRouter:
         ]
         s = self.settings
         torch.manual_seed(self.seed)
-        quiet = partial(module.tqdm, disable=True)
         ids = {player: i for i, player in enumerate(players)}
-        with (
-            tempfile.TemporaryDirectory() as folder,
-            patch.dict(module.MODEL_IDS, ids, clear=True),
-            patch.object(module, "tqdm", quiet),
-        ):
+        with tempfile.TemporaryDirectory() as folder, _players(module, ids):
             table = Path(folder) / "prompts.npy"
             np.save(table, train.embeddings.astype(np.float32))
             data = module.PairwiseDataset(battles)

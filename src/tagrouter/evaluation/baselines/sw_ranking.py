@@ -7,20 +7,18 @@ training queries. Players: the pool models and AlpacaEval's reference answer. Ba
 each model against the reference (accepted = win), and each pair of pool models (one accepted and the
 other not = win; both or neither = tie, counted as half a win each, as RouteLLM does). A model's
 acceptance probability is its BT win probability against the reference.
-The sharpness τ is chosen by inner CV; one pseudo-tie per pair keeps ratings finite.
+τ = 1, RouteLLM's own weighting; one pseudo-tie per pair keeps ratings finite.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import expit
 
 from tagrouter.evaluation.base import FoldData
-from tagrouter.evaluation.baselines.tuning import select
 
-SHARPNESS_GRID = (1.0, 3.0, 10.0, 30.0)
+#: RouteLLM's τ
+SHARPNESS = 1.0
 ITERATIONS = 8
 
 
@@ -74,16 +72,7 @@ class SWRankingRouter:
     def fit(self, train: FoldData) -> None:
         self._x = train.embeddings.astype(np.float64)
         self._outcomes = battle_outcomes(train.accepted)
-        x, o = self._x, self._outcomes
-
-        def fit_predict(taus: Sequence[float], tr: np.ndarray, ho: np.ndarray) -> list[np.ndarray]:
-            similarity = x[ho] @ x[tr].T
-            return [sw_probabilities(similarity, o[tr], t) for t in taus]
-
-        self.sharpness = select(
-            SHARPNESS_GRID, fit_predict, train.accepted.astype(np.float64), seed=self.seed
-        )
 
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         similarity = embeddings.astype(np.float64) @ self._x.T
-        return sw_probabilities(similarity, self._outcomes, self.sharpness)
+        return sw_probabilities(similarity, self._outcomes, SHARPNESS)

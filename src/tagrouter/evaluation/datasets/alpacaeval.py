@@ -11,18 +11,17 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tagrouter.catalog import Catalog, ModelCard
 from tagrouter.errors import DataError
+from tagrouter.evaluation.datasets.common import DATA_ROOT, Converted, read_prices
 from tagrouter.records import HistoryRecord
 
-#: The alpaca_eval folder: ``$TAGROUTER_DATA/alpaca_eval`` if that variable is set, else ``../shared/data/...``
-#: relative to the working directory (the project root, next to the shared benchmark data).
-DEFAULT_DATA = Path(os.environ.get("TAGROUTER_DATA", "../shared/data")) / "alpaca_eval"
+#: The alpaca_eval folder of the shared data.
+DEFAULT_DATA = DATA_ROOT / "alpaca_eval"
 ANNOTATOR = "alpaca_eval_gpt4"
 REFERENCE = "text_davinci_003"
 #: Models never to use (adversarial, null or duplicate files; see the data README).
@@ -36,6 +35,16 @@ POOL_8 = (
     "claude-2",
     "gpt4_1106_preview",
     "gpt4",
+)
+
+#: (weak, strong) pairs of the benchmark.
+PAIRS = (
+    ("llama-2-7b-chat-hf", "gpt4"),
+    ("gpt-3.5-turbo-1106", "gpt4_1106_preview"),
+    ("zephyr-7b-beta", "claude-2"),
+    ("tulu-2-dpo-70b", "gpt4_1106_preview"),
+    ("vicuna-13b", "gpt-3.5-turbo-0301"),
+    ("llama-2-13b-chat-hf", "llama-2-70b-chat-hf"),
 )
 
 _PREFERENCE = {
@@ -122,6 +131,23 @@ class AlpacaEvalData:
                     raise DataError(f"model {model!r} has no {what}", field="pool")
 
 
+def convert_alpacaeval(
+    data: str | Path, pool: Sequence[str] = POOL_8, context: Sequence[str] = ()
+) -> Converted:
+    """History of the ``pool`` and ``context`` models, catalogue of the pool."""
+    dataset = load_alpacaeval(data)
+    models = [*pool, *(m for m in context if m not in pool)]
+    imputed = dataset.imputed(models)
+    notes = [
+        f"outcomes of annotator {ANNOTATOR} against {REFERENCE}: preference 2 = win, 1 = loss, "
+        "0 / 1.5 / empty = tie",
+        "cost = instruction tokens x input price + output tokens x output price (cl100k counts)",
+    ]
+    if imputed:
+        notes.append(f"{len(imputed)} answers lack an output token count; each got its model's mean")
+    return Converted(dataset.records(models), dataset.catalog(list(pool)), notes)
+
+
 def load_alpacaeval(data: str | Path) -> AlpacaEvalData:
     """Parse the AlpacaEval files in ``data`` (the ``alpaca_eval`` folder) and the price table beside it."""
     data = Path(data)
@@ -158,12 +184,5 @@ def load_alpacaeval(data: str | Path) -> AlpacaEvalData:
                 output_tokens.setdefault(row["model_dir"], {})[int(row["idx"])] = int(
                     row["output_tokens_cl100k"]
                 )
-    prices = {}
-    price_path = data.parent / "prices_usd_per_1M_tokens.csv"
-    if not price_path.is_file():
-        raise DataError("price table not found next to the alpaca_eval folder", path=price_path)
-    with price_path.open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["input_usd_per_1M"] and row["output_usd_per_1M"]:  # a few models have no public price
-                prices[row["model"]] = (float(row["input_usd_per_1M"]), float(row["output_usd_per_1M"]))
+    prices = read_prices(data.parent / "prices_usd_per_1M_tokens.csv")
     return AlpacaEvalData(instructions, outcomes, instruction_tokens, output_tokens, prices)

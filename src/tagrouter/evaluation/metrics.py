@@ -1,4 +1,4 @@
-"""Quality-cost metrics of a router's operating points (DESIGN.md §4), exactly as defined there.
+"""Quality-cost metrics of a router's operating points: hull AUC, APGR, PAUC, uplift, cost saving.
 
 A router gives operating points (C, AR): total dollars over the evaluated queries and the share of accepted
 answers. With C_lo = cost of the cheapest single model and (C_best, AR_best) = the single model with the

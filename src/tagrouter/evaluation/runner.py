@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from tagrouter.catalog import Catalog
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import DataError
-from tagrouter.evaluation.baselines import BASELINES, BaselineFactory
+from tagrouter.evaluation.baselines import BASELINES, OPTIONAL_BASELINES, BaselineFactory
 from tagrouter.evaluation.loading import HistoryArrays, history_arrays
 from tagrouter.evaluation.metrics import CurveMetrics, Reference, curve_metrics, oracle_choice, realised
 from tagrouter.evaluation.protocol import (
@@ -101,7 +101,7 @@ def router_factories(catalog: Catalog, shared: SharedFits) -> dict[str, MethodFa
             "tagrouter-v0", scorer=SmoothedScorer(**original), tagger_options=V0_TAGGER
         ),
     }
-    factories.update({name: baseline(make) for name, make in BASELINES.items()})
+    factories.update({name: baseline(make) for name, make in {**BASELINES, **OPTIONAL_BASELINES}.items()})
     return factories
 
 
@@ -127,12 +127,12 @@ def tagger_options(factories: dict[str, MethodFactory]) -> list[dict[str, Any]]:
 def select_routers(
     factories: dict[str, MethodFactory], names: Sequence[str] | None
 ) -> dict[str, MethodFactory]:
-    """The routers named in ``names``: empty, :data:`DEFAULT_ROUTERS`; ``all``: every one (the TagRouter
-    variants too); an unknown name is a clear error."""
+    """The routers named in ``names``: empty, :data:`DEFAULT_ROUTERS`; ``all``: every one but the optional
+    (slow) baselines, the TagRouter variants included; an unknown name is a clear error."""
     if not names:
         names = DEFAULT_ROUTERS
     if list(names) == ["all"]:
-        return factories
+        return {n: f for n, f in factories.items() if n not in OPTIONAL_BASELINES}
     unknown = [n for n in names if n not in factories]
     if unknown:
         raise DataError(f"unknown router(s) {', '.join(unknown)}; choose from: all, {', '.join(factories)}")

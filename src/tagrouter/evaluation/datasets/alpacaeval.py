@@ -1,4 +1,4 @@
-"""AlpacaEval 1.0 -> history records and a catalogue (DESIGN.md §3).
+"""AlpacaEval 1.0 -> history records and a catalogue.
 
 Outcomes come from annotator ``alpaca_eval_gpt4`` (judge GPT-4, reference ``text_davinci_003``):
 ``preference`` 2 = win, 1 = loss, 0 or 1.5 = tie, empty = no verdict, counted as a tie.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from tagrouter.deciding import Decider
-from tagrouter.errors import DataError, TagRouterError
+from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
 from tagrouter.records import HistoryRecord, read_history
 from tagrouter.router import Decision, TagRouter
@@ -85,14 +85,12 @@ def _build(name: str, profile: Profile, router: TagRouter) -> RoutingProfile:
         knob = router.decider.knob if rule == router.decider.rule else 0.0
     try:
         routed = router.with_decider(Decider(rule, knob))
-        if profile.budget is not None:
-            budget = profile.budget
-            queries = list({r.query_id: r.query for r in read_history(budget.history)}.values())
-            routed = routed.calibrated(
-                queries, mean_cost=budget.mean_cost_usd, strong_share=budget.strong_share
-            )
-    except TagRouterError as exc:
-        raise DataError(str(exc), field=f"profiles.{name}") from None
+    except DataError as exc:
+        raise DataError(exc.reason, field=f"profiles.{name}.{exc.field or 'rule'}") from None
+    if profile.budget is not None:
+        budget = profile.budget
+        queries = list({r.query_id: r.query for r in read_history(budget.history)}.values())
+        routed = routed.calibrated(queries, mean_cost=budget.mean_cost_usd, strong_share=budget.strong_share)
     catalog = router.catalog
     reference = profile.reference_model or max(
         catalog.names, key=lambda m: (catalog[m].output_usd_per_1m, catalog[m].input_usd_per_1m)

@@ -5,8 +5,6 @@ What users build with: read history (:func:`read_history`, :class:`History`) and
 policy), route (:class:`Decision`), calibrate (:class:`Calibration`), save and load.
 """
 
-__version__ = "0.1.0"
-
 from tagrouter.catalog import Catalog, Endpoint, ModelCard, load_catalog  # noqa: E402
 from tagrouter.deciding import Calibration, Decider, Rule  # noqa: E402
 from tagrouter.errors import ArtifactError, DataError, TagRouterError  # noqa: E402
@@ -15,6 +13,7 @@ from tagrouter.records import History, HistoryRecord, read_history, write_histor
 from tagrouter.router import Decision, TagRouter  # noqa: E402
 from tagrouter.scoring import PaperScorer, ScorerKind, SmoothedScorer, TagTable  # noqa: E402
 from tagrouter.tagging.base import Tagger  # noqa: E402
+from tagrouter.version import __version__
 
 __all__ = [
     "ArtifactError",

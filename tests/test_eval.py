@@ -71,7 +71,7 @@ def test_the_tagrouter_router_is_what_tagrouter_fit_gives_by_default():
     method.fit(train)
     public = TagRouter.fit(fold_history(train), CATALOG)  # the default tagger, built by fit itself
     test = arrays.queries[30:]
-    assert np.array_equal(method.predict(test, np.zeros((10, 2))), public.score_batch(test)[1])
+    assert np.array_equal(method.predict(test, np.zeros((10, 2))), public.model.score(test)[1])
 
 
 def _flipped(bench: Benchmark, rows: np.ndarray) -> Benchmark:

@@ -10,7 +10,7 @@ import typer
 
 from tagrouter.cli.common import progress_bar
 from tagrouter.errors import DataError
-from tagrouter.router import DEFAULT_OUTPUT_TOKENS
+from tagrouter.model import DEFAULT_OUTPUT_TOKENS
 
 
 def split_list(values: list[str] | None) -> list[str] | None:

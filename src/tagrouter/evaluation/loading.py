@@ -20,8 +20,8 @@ import numpy as np
 
 from tagrouter.catalog import Catalog
 from tagrouter.errors import DataError
+from tagrouter.model import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
 from tagrouter.records import HistoryRecord
-from tagrouter.router import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
 
 _CODE = {"win": 0, "tie": 1, "loss": 2}
 

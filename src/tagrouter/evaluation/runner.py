@@ -51,8 +51,8 @@ from tagrouter.evaluation.protocol import (
 from tagrouter.evaluation.significance import bootstrap_differences, compare
 from tagrouter.evaluation.tagrouter_method import SharedFits, TagRouterMethod
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json
+from tagrouter.model import DEFAULT_OUTPUT_TOKENS
 from tagrouter.records import HistoryRecord
-from tagrouter.router import DEFAULT_OUTPUT_TOKENS
 from tagrouter.scoring import PaperScorer, SmoothedScorer
 from tagrouter.tagging.taxonomy import seed_tags
 from tagrouter.tagging.teacher import KeyphraseTeacher

@@ -22,12 +22,13 @@ import numpy as np
 from tagrouter.catalog import Catalog
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.evaluation.base import FoldData
-from tagrouter.records import OUTCOMES, HistoryRecord
+from tagrouter.records import History
 from tagrouter.router import TagRouter
 from tagrouter.scoring import Scorer
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger
-from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec, tagger_from_spec
+from tagrouter.tagging.factory import tagger_from_spec
+from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec
 from tagrouter.tagging.teacher import KeyphraseTeacher
 
 
@@ -150,23 +151,22 @@ class MemoTagger:
         return [self.memo[t] for t in texts]
 
 
-def fold_history(train: FoldData) -> list[HistoryRecord]:
-    """History records of a training fold: pool models with their outcomes, context models (``context:K``)
-    as win/loss where judged. Built without re-validation: the values come from validated records."""
-    outcomes = train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
-    context_known = train.context_mask
-    make = HistoryRecord.model_construct
-    records = []
-    for i, query in enumerate(train.queries):
-        qid = str(i)
-        for j, model in enumerate(train.models):
-            records.append(
-                make(query_id=qid, query=query, model=model, outcome=OUTCOMES[int(outcomes[i, j])])
-            )
-        for k in np.flatnonzero(context_known[i]):
-            outcome = "win" if train.context_accepted[i, k] else "loss"
-            records.append(make(query_id=qid, query=query, model=f"context:{k}", outcome=outcome))
-    return records
+def fold_history(train: FoldData) -> History:
+    """The history of a training fold, as columns: pool models with their outcomes, context models
+    (``context:K``) as win (accepted) or loss where judged; no token counts."""
+    pool = train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
+    context = np.where(train.context_accepted, 0, 2)
+    codes = np.hstack([pool, context]).astype(np.int8)
+    known = np.hstack([np.ones(pool.shape, dtype=bool), train.context_mask])
+    names = [*train.models, *(f"context:{k}" for k in range(context.shape[1]))]
+    rows, columns = np.nonzero(known)
+    return History(
+        query_id=[str(i) for i in rows],
+        query=[train.queries[i] for i in rows],
+        model=[names[j] for j in columns],
+        outcome=codes[rows, columns],
+        output_tokens=np.full(len(rows), np.nan),
+    )
 
 
 class TagRouterMethod:
@@ -196,7 +196,7 @@ class TagRouterMethod:
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         if self.router is None:
             raise RuntimeError(f"{self.name}: call fit() before predict()")
-        return self.router.score_batch(queries)[1]
+        return self.router.model.score(queries)[1]
 
 
 def _digest(texts: Sequence[str]) -> str:

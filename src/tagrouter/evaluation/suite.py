@@ -1,8 +1,8 @@
 """The development suite: every data set of the shared benchmark data, converted and evaluated the same way.
 
-Each data set is converted to history records and a catalogue (written to ``OUT/NAME/history.jsonl`` and
-``catalog.yaml``, so ``tagrouter eval`` can rerun it) and evaluated on its pool and pairs; a data set whose
-folder is absent is skipped with a line saying so.
+Each data set is converted in memory to history records and a catalogue (``tagrouter data NAME`` writes
+the same as ``history.jsonl`` + ``catalog.yaml``; the results never hold the data itself) and evaluated on
+its pool and pairs; a data set whose folder is absent is skipped with a line saying so.
 """
 
 from __future__ import annotations
@@ -106,9 +106,8 @@ def run_dataset(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Convert one data set into ``out`` and evaluate it there (results.json, results.md, plots)."""
+    """Convert one data set and evaluate it into ``out`` (results.json, results.md, plots)."""
     converted = entry.convert(data_folder)
-    history, catalog = converted.write(out)
     results = run_eval(
         converted.records,
         converted.catalog,
@@ -120,12 +119,7 @@ def run_dataset(
         seeds=seeds,
         tagger=tagger,
         workers=workers,
-        data={
-            "name": entry.name,
-            "history": str(history),
-            "catalog": str(catalog),
-            "conversion": converted.notes,
-        },
+        data={"name": entry.name, "source": str(data_folder), "conversion": converted.notes},
         command=command,
         progress=progress,
     )

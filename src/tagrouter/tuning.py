@@ -1,24 +1,26 @@
-"""Self-tuning of the smoothed scorer: choose its settings and the default operating point by inner
+"""Self-tuning of the smoothed scorer: its settings and the default operating point, chosen by inner
 cross-validation on the training history only.
 
 The tagger is fitted once on all training queries (unsupervised: it never sees outcomes), so the inner
-folds only recount the tag table from arrays, which is cheap. For every candidate setting of
-:class:`~tagrouter.scoring.SmoothedScorer` (a small grid that always holds the *mixture point*
-α = β = 0, where every tag's value is the model's overall accept rate and the router behaves like the best
-single model for the cost), the inner out-of-fold scores of all training queries are pooled and turned
-into the routing curve of the benchmark (41 operating points; a pair: top share by score gap goes to the
-dearer model; a pool: argmax(score − λ · mean cost)); the criterion is that curve's hull AUC, the judged
-metric. A one-standard-error rule (standard error over the inner folds' paired AUC differences) then
-prefers the most shrunk candidate within noise of the best, so weak tag evidence falls back to the
-mixture. The default knob is the cheapest operating point of the chosen scorer's inner out-of-fold curve
-that keeps the best single model's accept rate (the paper's θ*).
+folds only recount the tag table from arrays, which is cheap. Every candidate setting of
+:class:`~tagrouter.scoring.SmoothedScorer` (:func:`default_grid`, which always holds the *mixture point*
+α = β = 0: every tag's value is then the model's overall accept rate, and the router behaves like the best
+single model for the cost) gets inner out-of-fold scores for every training query; these are turned into
+the benchmark's routing curve (41 operating points; a pair: the top share by score gap goes to the dearer
+model; a pool: argmax(score − λ · mean cost)), and the criterion is that curve's hull AUC, the judged
+metric, averaged over ``repeats`` inner splits.
+
+Fallback to the mixture: tags compete only when some candidate predicts the outcomes better than the
+mixture point by ``gate`` standard errors of the paired per-query log-loss difference; otherwise the
+mixture point is chosen. The default knob is the cheapest operating point of the chosen scorer's inner
+out-of-fold curve that keeps the best single model's accept rate (the paper's θ*).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -50,16 +52,6 @@ def default_grid() -> list[SmoothedScorer]:
     return grid
 
 
-def path_grid() -> list[SmoothedScorer]:
-    """A one-dimensional path from the mixture point to the AlpacaEval-tuned setting and beyond: the
-    weights (α, β) = t · (2, 0.5) for t in 0 … 1.5, plus the plain smoothed rate (α = β = 1)."""
-    grid = [MIXTURE]
-    for t in (0.25, 0.5, 1.0, 1.5):
-        grid.append(SmoothedScorer(difficulty_weight=2.0 * t, specific_weight=0.5 * t))
-    grid.append(SmoothedScorer(difficulty_weight=1.0, specific_weight=1.0, discrimination=False))
-    return grid
-
-
 def shrinkage_rank(scorer: SmoothedScorer) -> float:
     """How much a candidate trusts its tags (lower = more shrunk): the one-standard-error rule takes the
     lowest rank within noise of the best."""
@@ -85,8 +77,9 @@ class OperatingPoint:
 
 @dataclass
 class TuningReport:
-    """What the selection saw and chose: every candidate's inner-CV AUC (mean over repeats) and its
-    standard error, the chosen one, the operating point, the inner folds and the time taken."""
+    """What the selection saw and chose: every candidate's inner-CV AUC (mean over repeats), the AUC's
+    standard error (only with the one-standard-error rule) and log-loss, whether the tags passed the
+    gate, the chosen candidate, the operating point, the inner folds and the time taken."""
 
     candidates: list[dict[str, Any]]
     auc: list[float]
@@ -95,12 +88,12 @@ class TuningReport:
     best: int
     chosen: int
     mixture_auc: float
+    tags_carry_signal: bool
     operating_point: OperatingPoint
     folds: int
     repeats: int
     queries: int
     seconds: float
-    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +101,7 @@ class TuningReport:
             "chosen_auc": self.auc[self.chosen],
             "best_auc": self.auc[self.best],
             "mixture_auc": self.mixture_auc,
+            "tags_carry_signal": self.tags_carry_signal,
             "operating_point": self.operating_point.__dict__,
             "folds": self.folds,
             "repeats": self.repeats,
@@ -117,7 +111,6 @@ class TuningReport:
                 {**c, "auc": round(a, 6), "se": round(s, 6), "log_loss": round(x, 6)}
                 for c, a, s, x in zip(self.candidates, self.auc, self.auc_se, self.log_loss, strict=True)
             ],
-            "notes": self.notes,
         }
 
 
@@ -168,9 +161,9 @@ def _scores(
 def _curve_auc(scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expected: np.ndarray) -> float:
     """Hull AUC of the benchmark's 41-point routing curve (DESIGN.md §4) of ``scores`` on these queries."""
     from tagrouter.evaluation.metrics import hull, realised
-    from tagrouter.evaluation.protocol import pair_choices, pool_choices
+    from tagrouter.evaluation.protocol import pair_choices
 
-    choices = pair_choices(scores) if scores.shape[1] == 2 else pool_choices(scores, expected)
+    choices = pair_choices(scores) if scores.shape[1] == 2 else _pool_choices(scores, expected)
     points = np.array([realised(c, accepted, costs) for c in choices])
     ref = _reference(accepted, costs)
     h = hull(ref.normalise(points[:, 0]), points[:, 1], ref.ar_cheapest)
@@ -179,12 +172,44 @@ def _curve_auc(scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expe
     return float(np.sum((ys[1:] + ys[:-1]) / 2 * np.diff(xs)))
 
 
-def _loss(scores: np.ndarray, accepted: np.ndarray, criterion: str) -> float:
-    """Mean log-loss or Brier score of the accept probabilities over all (query, routable model) cells."""
-    p = np.clip(scores, 1e-4, 1 - 1e-4)
-    if criterion == "brier":
-        return float(np.mean((p - accepted) ** 2))
-    return float(-np.mean(np.where(accepted, np.log(p), np.log1p(-p))))
+def _pool_knobs(scores: np.ndarray, expected: np.ndarray, n_points: int = 41) -> list[float]:
+    """The benchmark's pool knobs (:func:`~tagrouter.evaluation.protocol.pool_knobs`: λ_0 = 0 and λ_k the
+    least λ whose expected cost is at most E_0 − k/40 · (E_0 − E_cheapest)), computed from each query's
+    path of choices as λ grows (at most one step per model) instead of a binary search: the same knobs,
+    many times faster."""
+    n, m = scores.shape
+    rows = np.arange(n)
+    current = scores.argmax(axis=1)
+    events_at, events_delta = [], []
+    for _ in range(m - 1):
+        s_cur, c_cur = scores[rows, current], expected[rows, current]
+        cheaper = c_cur[:, None] - expected
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(cheaper > 0, (s_cur[:, None] - scores) / cheaper, np.inf)
+        nxt = ratio.argmin(axis=1)
+        at = ratio[rows, nxt]
+        step = np.isfinite(at)
+        if not step.any():
+            break
+        events_at.append(at[step])
+        events_delta.append(expected[rows[step], nxt[step]] - c_cur[step])
+        current = np.where(step, nxt, current)
+    start = float(expected[rows, scores.argmax(axis=1)].mean())
+    cheapest = float(expected.min(axis=1).mean())
+    targets = start - np.arange(1, n_points) / (n_points - 1) * (start - cheapest)
+    targets += 1e-12 * max(abs(start), 1.0)
+    if not events_at:
+        return [0.0] * n_points
+    at, delta = np.concatenate(events_at), np.concatenate(events_delta)
+    order = np.argsort(at, kind="stable")
+    at, spent = at[order], np.minimum.accumulate(start + np.cumsum(delta[order]) / n)
+    picks = np.minimum(np.searchsorted(-spent, -targets, side="left"), len(at) - 1)
+    return [0.0, *(np.maximum(at[picks], 0.0) * (1 + 1e-9)).tolist()]
+
+
+def _pool_choices(scores: np.ndarray, expected: np.ndarray) -> list[np.ndarray]:
+    """Chosen column per query at each of :func:`_pool_knobs`."""
+    return [(scores - k * expected).argmax(axis=1) for k in _pool_knobs(scores, expected)]
 
 
 def _query_loss(scores: np.ndarray, accepted: np.ndarray) -> np.ndarray:
@@ -209,39 +234,37 @@ def _reference(accepted: np.ndarray, costs: np.ndarray) -> Any:
 def operating_point(
     scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expected: np.ndarray, names: Sequence[str]
 ) -> OperatingPoint:
-    """The cheapest setting of the routing curve (pair: the 41 shares; pool: the 41 λ) whose accept rate on
-    these queries reaches the best single model's (when none does: the highest accept rate)."""
-    from tagrouter.deciding import choose
-    from tagrouter.evaluation.protocol import pair_choices, pool_knobs
+    """The cheapest of the curve's 41 settings (pair: gap thresholds θ at the 41 shares; pool: the 41 λ)
+    whose accept rate on these queries reaches the best single model's; when none does, the one with the
+    highest accept rate."""
+    from tagrouter.evaluation.protocol import pair_choices
 
     ar_single, cost_single = accepted.mean(axis=0), costs.mean(axis=0)
     best = int(np.lexsort((cost_single, -ar_single))[0])
     rows = np.arange(len(scores))
+    settings: list[tuple[float, np.ndarray]] = []
     if scores.shape[1] == 2:
-        strong = int(np.argmax(expected.mean(axis=0)))
+        rule, strong = "gap", int(np.argmax(expected.mean(axis=0)))
         gap = scores[:, strong] - scores[:, 1 - strong]
-        order = np.sort(gap)[::-1]
-        settings = []
-        for choice in pair_choices(scores if strong == 1 else scores[:, ::-1]):
+        ranked = np.sort(gap)[::-1]
+        for choice in pair_choices(np.column_stack([-gap, gap])):
             k = int(choice.sum())
-            theta = (
-                order[0] + 1.0
-                if k == 0
-                else order[-1] - 1.0
-                if k == len(gap)
-                else (order[k - 1] + order[k]) / 2
-            )
-            picked = np.where(gap > theta, strong, 1 - strong)
-            settings.append((float(theta), picked))
-        rule = "gap"
+            if k == 0:
+                theta = ranked[0] + 1.0
+            elif k == len(gap):
+                theta = ranked[-1] - 1.0
+            else:
+                theta = (ranked[k - 1] + ranked[k]) / 2
+            settings.append((float(theta), np.where(gap > theta, strong, 1 - strong)))
     else:
-        settings = [(k, choose(scores, expected, "utility", k)) for k in pool_knobs(scores, expected)]
         rule = "utility"
+        settings = [(k, (scores - k * expected).argmax(axis=1)) for k in _pool_knobs(scores, expected)]
     results = [(knob, accepted[rows, p].mean(), costs[rows, p].mean()) for knob, p in settings]
     feasible = [r for r in results if r[1] >= ar_single[best] - 1e-12]
-    knob, ar, cost = (
-        min(feasible, key=lambda r: r[2]) if feasible else max(results, key=lambda r: (r[1], -r[2]))
-    )
+    if feasible:
+        knob, ar, cost = min(feasible, key=lambda r: r[2])
+    else:
+        knob, ar, cost = max(results, key=lambda r: (r[1], -r[2]))
     return OperatingPoint(
         rule,
         float(knob),
@@ -262,19 +285,22 @@ def select_scorer(
     *,
     grid: Sequence[SmoothedScorer] | None = None,
     folds: int = 5,
-    repeats: int = 1,
+    repeats: int = 2,
     seed: int = 0,
-    one_se: float = 1.0,
-    criterion: str = "auc",
-    gate: float = 1.0,
+    gate: float | None = 1.0,
+    one_se: float = 0.0,
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
-    """Choose the scorer's settings and the default operating point by inner cross-validation.
+    """Choose the scorer's settings and the default operating point by inner cross-validation (see the
+    module docstring).
 
     - ``tag_lists``: each training query's tags (from the tagger fitted on all training queries);
     - ``outcome_codes``: (queries × K) 0 win, 1 tie, 2 loss, -1 missing, over every history model
       (routable or context: all feed the difficulty prior);
     - ``costs``: (queries × M) dollars of each routable model's answer (``routable_columns`` order);
-    - ``one_se``: the rule's width in standard errors (0: plain best AUC).
+    - ``gate``: standard errors by which some candidate's log-loss must beat the mixture point's for tags
+      to compete at all (None: no gate);
+    - ``one_se``: > 0 takes the most shrunk candidate within that many standard errors (over the inner
+      folds' paired AUC differences) of the best; 0, the default, takes the best (measured better).
 
     Only queries with an outcome for every routable model score the curves; every query adds to the inner
     tables. Returns the chosen scorer, the operating point and the report."""
@@ -284,19 +310,18 @@ def select_scorer(
     routable = list(routable_columns)
     names = [model_names[j] for j in routable]
     grid = list(grid or default_grid())
-    if not any(g.difficulty_weight == 0 and g.specific_weight == 0 for g in grid):
+    if MIXTURE not in grid:
         grid.insert(0, MIXTURE)
-    order = sorted(range(len(grid)), key=lambda i: shrinkage_rank(grid[i]))
+    mixture = grid.index(MIXTURE)
     tags, incidence = _incidence(tag_lists)
     one_hot = _one_hot(codes)
     complete = np.flatnonzero((codes[:, routable] >= 0).all(axis=1))
     accepted = codes[:, routable] != 2
-    n = len(tag_lists)
-    aucs = np.zeros((repeats, folds, len(grid)))
-    pooled = np.zeros((repeats, len(grid)))
-    log_loss = np.zeros((repeats, len(grid)))
-    query_loss = np.zeros((repeats, len(grid), len(complete)))
-    oof = np.zeros((len(grid), n, len(routable)))
+    n, size = len(tag_lists), len(grid)
+    fold_auc = np.zeros((repeats, folds, size))
+    auc = np.zeros((repeats, size))
+    query_loss = np.zeros((repeats, size, len(complete)))
+    oof = np.zeros((size, n, len(routable)))
     expected = np.zeros((n, len(routable)))
     rng = np.random.default_rng(seed)
     for r in range(repeats):
@@ -305,50 +330,41 @@ def select_scorer(
             train, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             table = _table(tags, list(model_names), incidence, one_hot, train)
             known = table.counts.sum(axis=(1, 2)) > 0
-            train_complete = np.intersect1d(train, complete)
-            expected[held] = costs[train_complete].mean(axis=0)
+            expected[held] = costs[np.intersect1d(train, complete)].mean(axis=0)
             for i, scorer in enumerate(grid):
                 oof[i, held] = _scores(scorer, table, incidence, held, known, routable)
-        for f in range(folds if one_se > 0 or criterion != "auc" else 0):
-            rows = np.intersect1d(np.flatnonzero(fold == f), complete)
-            for i in range(len(grid)):
-                if criterion == "auc":
-                    aucs[r, f, i] = _curve_auc(oof[i, rows], accepted[rows], costs[rows], expected[rows])
-                else:
-                    aucs[r, f, i] = -_loss(oof[i, rows], accepted[rows], criterion)
-        for i in range(len(grid)):
-            rows = complete
-            query_loss[r, i] = _query_loss(oof[i, rows], accepted[rows])
-            log_loss[r, i] = query_loss[r, i].mean() / len(routable)
-            if criterion == "auc":
-                pooled[r, i] = _curve_auc(oof[i, rows], accepted[rows], costs[rows], expected[rows])
-            else:
-                pooled[r, i] = aucs[r, :, i].mean()
-    auc, loss = pooled.mean(axis=0), log_loss.mean(axis=0)
-    mixture = next(i for i, g in enumerate(grid) if g.difficulty_weight == 0 and g.specific_weight == 0)
-    # the gate: a candidate must predict the outcomes better than the mixture point, by ``gate`` standard
-    # errors of the paired per-query log-loss difference
+        c = complete
+        for i in range(size):
+            query_loss[r, i] = _query_loss(oof[i, c], accepted[c])
+            auc[r, i] = _curve_auc(oof[i, c], accepted[c], costs[c], expected[c])
+            for f in range(folds if one_se > 0 else 0):
+                rows = np.intersect1d(np.flatnonzero(fold == f), c)
+                fold_auc[r, f, i] = _curve_auc(oof[i, rows], accepted[rows], costs[rows], expected[rows])
+    mean_auc = auc.mean(axis=0)
+    loss = query_loss.mean(axis=(0, 2)) / len(routable)
     d = (query_loss - query_loss[:, [mixture]]).mean(axis=0)
-    margin = d.mean(axis=1) + gate * d.std(axis=1, ddof=1) / np.sqrt(max(d.shape[1], 1))
-    eligible = [i for i in range(len(grid)) if i == mixture or margin[i] < 0]
-    best = max(eligible, key=lambda i: auc[i])
-    per_fold = aucs.reshape(-1, len(grid))
-    diff = per_fold - per_fold[:, [best]]
-    se = diff.std(axis=0, ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.zeros(len(grid))
-    within = [i for i in order if i in eligible and auc[i] >= auc[best] - one_se * se[i]]
-    chosen = within[0] if within else best
+    margin = d.mean(axis=1) + (gate or 0.0) * d.std(axis=1, ddof=1) / np.sqrt(max(d.shape[1], 1))
+    signal = gate is None or bool((np.delete(margin, mixture) < 0).any())
+    eligible = list(range(size)) if signal else [mixture]
+    best = max(eligible, key=lambda i: mean_auc[i])
+    chosen, se = best, np.zeros(size)
+    if one_se > 0 and signal:
+        diff = fold_auc.reshape(-1, size) - fold_auc.reshape(-1, size)[:, [best]]
+        se = diff.std(axis=0, ddof=1) / np.sqrt(len(diff))
+        within = [i for i in range(size) if mean_auc[i] >= mean_auc[best] - one_se * se[i]]
+        chosen = min(within, key=lambda i: shrinkage_rank(grid[i]))
     # the operating point from the last repeat's out-of-fold scores of the chosen scorer
-    point = operating_point(
-        oof[chosen, complete], accepted[complete], costs[complete], expected[complete], names
-    )
+    c = complete
+    point = operating_point(oof[chosen, c], accepted[c], costs[c], expected[c], names)
     report = TuningReport(
         candidates=[g.config() for g in grid],
-        auc=auc.tolist(),
+        auc=mean_auc.tolist(),
         auc_se=se.tolist(),
         log_loss=loss.tolist(),
         best=best,
         chosen=chosen,
-        mixture_auc=float(auc[mixture]),
+        mixture_auc=float(mean_auc[mixture]),
+        tags_carry_signal=signal,
         operating_point=point,
         folds=folds,
         repeats=repeats,

@@ -233,8 +233,8 @@ def serve_upstream(port: int, delay_ms: float) -> None:
     """Run the replaying upstream in this process (the benchmark starts itself with --serve-upstream)."""
     import uvicorn
 
-    from tagrouter.server.cli import UVICORN_LOOP
-    from tagrouter.server.replay import ReplayBehaviour, create_replay_app
+    from tagrouter.cli.serve import UVICORN_LOOP
+    from tagrouter.testing.replay import ReplayBehaviour, create_replay_app
 
     app = create_replay_app("upstream", behaviour=ReplayBehaviour(delay_s=delay_ms / 1000))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop=UVICORN_LOOP)

@@ -81,8 +81,8 @@ def bench_generator(
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     import torch
 
-    from tagrouter.tagging.backends.stand_in import QWEN25_05B, random_qwen2, stand_in_tokenizer
     from tagrouter.tagging.backends.transformers_lm import TransformersGenerator
+    from tagrouter.testing.stand_in import QWEN25_05B, random_qwen2, stand_in_tokenizer
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

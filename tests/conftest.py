@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tagrouter.catalog import load_catalog
-from tagrouter.demo import EXAMPLES
+from tagrouter.cli.demo import EXAMPLES
 from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 

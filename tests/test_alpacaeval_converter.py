@@ -3,8 +3,8 @@
 import pytest
 
 from tagrouter.cli import app
-from tagrouter.datasets.alpacaeval import load_alpacaeval
 from tagrouter.errors import DataError
+from tagrouter.evaluation.datasets.alpacaeval import load_alpacaeval
 from tagrouter.records import read_history
 
 

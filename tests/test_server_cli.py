@@ -20,8 +20,8 @@ pytest.importorskip("aiohttp")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
 
-from tagrouter.server.replay import create_replay_app  # noqa: E402
-from tagrouter.server.threaded import ThreadedServer  # noqa: E402
+from tagrouter.testing.replay import create_replay_app  # noqa: E402
+from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
 

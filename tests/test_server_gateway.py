@@ -22,8 +22,8 @@ from server_support import CODE_QUERY, GREETING_QUERY, GREETINGS, MODELS, UPSTRE
 from tagrouter import TagRouter  # noqa: E402
 from tagrouter.server.app import create_app  # noqa: E402
 from tagrouter.server.config import GatewayConfig  # noqa: E402
-from tagrouter.server.replay import ReplayBehaviour, create_replay_app  # noqa: E402
-from tagrouter.server.threaded import ThreadedServer  # noqa: E402
+from tagrouter.testing.replay import ReplayBehaviour, create_replay_app  # noqa: E402
+from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 ANSWERS = {
     CODE_QUERY: "def invert(d): return {v: k for k, v in d.items()}",
@@ -465,3 +465,16 @@ def test_decision_headers_quote_tags_and_models_and_format_scores() -> None:
         "x-tagrouter-request-id": "chatcmpl-tr-2",
         "x-tagrouter-profile": "passthrough",
     }
+
+
+def test_every_profile_learns_every_feedback_and_replays_it_after_a_restart(gateway) -> None:
+    profiles = {"profiles": {"tagrouter": {}, "twin": {}}}
+    server = gateway(**profiles)
+    assert {ask(server, GREETING_QUERY, model=p)[1].model for p in ("tagrouter", "twin")} == {"cheap"}
+    for number, query in enumerate(GREETINGS * 2):
+        _feedback(server, query=query, model="cheap", outcome="loss", feedback_id=f"t{number}")
+    assert {ask(server, GREETING_QUERY, model=p)[1].model for p in ("tagrouter", "twin")} == {"mid"}
+    server.stop()
+
+    restarted = gateway(**profiles)  # same feedback database: both profiles replay every record
+    assert {ask(restarted, GREETING_QUERY, model=p)[1].model for p in ("tagrouter", "twin")} == {"mid"}

@@ -23,10 +23,10 @@ from typing import Literal
 
 import numpy as np
 
-from tagrouter.datasets.alpacaeval import POOL_8, AlpacaEvalData
 from tagrouter.deciding import choose
 from tagrouter.errors import DataError
 from tagrouter.evaluation.base import FoldData, RouterMethod
+from tagrouter.evaluation.datasets.alpacaeval import POOL_8, AlpacaEvalData
 
 N_FOLDS = 5
 N_POINTS = 41

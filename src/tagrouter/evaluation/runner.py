@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from tagrouter.datasets.alpacaeval import ANNOTATOR, AlpacaEvalData, load_alpacaeval
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import DataError
 from tagrouter.evaluation.baselines import BASELINES, BaselineFactory
+from tagrouter.evaluation.datasets.alpacaeval import ANNOTATOR, AlpacaEvalData, load_alpacaeval
 from tagrouter.evaluation.metrics import CurveMetrics, Reference, curve_metrics, oracle_choice, realised
 from tagrouter.evaluation.protocol import (
     N_FOLDS,

@@ -4,6 +4,6 @@ Data flow: a *teacher* gives free-form tags to history queries -> ``normalize`` 
 ``vocabulary`` drops rare tags and merges near-duplicates -> a *student* tagger tags new queries fast.
 """
 
-from tagrouter.tagging.base import Tagger, load_tagger, register_tagger, save_tagger
+from tagrouter.tagging.base import PersistentTagger, Tagger
 
-__all__ = ["Tagger", "load_tagger", "register_tagger", "save_tagger"]
+__all__ = ["PersistentTagger", "Tagger"]

@@ -19,7 +19,7 @@ import numpy as np
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes
-from tagrouter.tagging.base import Tagger, register_tagger
+from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.taxonomy import DOMAINS, TASK_TYPES
 from tagrouter.tagging.vocabulary import Vocabulary, _npy_bytes, build_vocabulary
@@ -139,12 +139,27 @@ class EmbeddedTagger:
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any]) -> EmbeddedTagger:
+        """Load a saved tagger; one built with another embedder than this installation's is refused,
+        since its prototypes would be compared with vectors of another space."""
+        embedder = default_embedder()
+        saved = config.get("embedder")
+        if saved != embedder.name:
+            raise ArtifactError(
+                f"{folder}: this tagger was built with the embedder {saved!r}, but this installation "
+                f"embeds with {embedder.name!r}; install the versions listed under 'provenance' in the "
+                "router's manifest.json, or refit the router with this installation"
+            )
         try:
             prototypes = np.load(folder / "prototypes.npy")
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{folder}: damaged tagger prototypes ({exc})") from None
         try:
-            return cls(vocabulary=Vocabulary.load(folder), prototypes=prototypes, fine=int(config["fine"]))
+            return cls(
+                vocabulary=Vocabulary.load(folder),
+                prototypes=prototypes,
+                fine=int(config["fine"]),
+                embedder=embedder,
+            )
         except (KeyError, ValueError) as exc:
             raise ArtifactError(f"{folder}: damaged tagger configuration ({exc})") from None
 
@@ -153,5 +168,4 @@ def _normalised(names: Iterable[str]) -> set[str]:
     return {n for n in map(normalize_tag, names) if n}
 
 
-register_tagger(EmbeddedTagger.kind, EmbeddedTagger.load)
 __all__ = ["EmbeddedTagger"]

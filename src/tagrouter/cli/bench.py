@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tagrouter.datasets.alpacaeval import DEFAULT_DATA
+from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
 
 
 def _split(values: list[str] | None) -> list[str] | None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 
+from tagrouter.cli.common import progress_bar
+from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
 from tagrouter.router import TagRouter
 
 
@@ -27,7 +31,7 @@ def measure_speed(
     Without ``router_dir`` a router is fitted on ``pool`` (default: the 8-model pool) first, not timed.
     A warm-up batch runs untimed; then every query is routed alone, timed.
     """
-    from tagrouter.datasets.alpacaeval import POOL_8, load_alpacaeval
+    from tagrouter.evaluation.datasets.alpacaeval import POOL_8, load_alpacaeval
 
     dataset = load_alpacaeval(data)
     queries = [dataset.instructions[i] for i in sorted(dataset.instructions)]
@@ -67,3 +71,37 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bench_speed(
+    router_dir: Annotated[
+        Path | None, typer.Argument(help="A saved router (default: fit one on the AlpacaEval 8-model pool).")
+    ] = None,
+    data: Annotated[
+        Path, typer.Option(help="The alpaca_eval data folder (queries to route).")
+    ] = DEFAULT_DATA,
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated models to fit on when no router is given (default: the 8-model pool)."
+        ),
+    ] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also save the JSON result here.")] = None,
+) -> None:
+    """Routing latency (single queries: p50, p99) and batch throughput on the 805 AlpacaEval instructions."""
+    with progress_bar() as progress:
+        models = [m.strip() for m in pool.split(",") if m.strip()]
+        result = measure_speed(router_dir, data, pool=models, progress=progress)
+    if out is not None:
+        from tagrouter.fileio import atomic_write_json
+
+        atomic_write_json(out, result)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(
+            f"{result['queries']} queries on {result['machine']}: single-query latency "
+            f"p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms; "
+            f"batch throughput {result['batch_qps']:,.0f} queries/s"
+        )

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-vocab_app = typer.Typer(help="Build tag vocabularies from a teacher's tags.", no_args_is_help=True)
+from tagrouter.cli.common import err, progress_bar
 
 
-@vocab_app.command("build")
 def vocab_build(
     history: Annotated[list[Path], typer.Argument(help="History files (.jsonl, .csv, .parquet).")],
     out: Annotated[Path, typer.Option(help="Folder to write the vocabulary (and student) into.")],
@@ -37,7 +36,6 @@ def vocab_build(
 ) -> None:
     """Tag the history's queries with a teacher (cached: a rerun makes no teacher call), normalise and merge
     the tags into a vocabulary, and optionally distil an embedded student."""
-    from tagrouter.cli import err, progress_bar
     from tagrouter.records import ReadReport, read_history
     from tagrouter.tagging.backends.teaching import build_from_teacher
 

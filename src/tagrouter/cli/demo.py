@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from tagrouter.catalog import Catalog, load_catalog
+from tagrouter.cli.common import progress_bar
+from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
 from tagrouter.records import HistoryRecord, read_history
 from tagrouter.router import TagRouter
 
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).parent.parent / "examples"
 EXAMPLE_QUERIES = (
     "Hi there! How is your day going?",
     "Write a Python function that merges two sorted lists in linear time.",
@@ -27,7 +31,7 @@ def load_demo_history(data: Path) -> tuple[list[HistoryRecord], Catalog, str]:
     """The AlpacaEval 8-model pool (plus every other model as context) if ``data`` exists, else the
     small example history shipped with the package."""
     if (data / "instructions.jsonl").is_file():
-        from tagrouter.datasets.alpacaeval import POOL_8, load_alpacaeval
+        from tagrouter.evaluation.datasets.alpacaeval import POOL_8, load_alpacaeval
 
         dataset = load_alpacaeval(data)
         context = [m for m in dataset.models if m not in POOL_8 and m in dataset.prices]
@@ -77,7 +81,8 @@ def run_demo(
     best = _best_model(train, router.models)
     train_queries = sorted({(r.query_id, r.query) for r in train})
     best_cost = np.mean([outcome[(q, best)].cost or 0.0 for q, _ in train_queries])
-    result = router.calibrate([q for _, q in train_queries], mean_cost=budget_share * best_cost)
+    router = router.calibrated([q for _, q in train_queries], mean_cost=budget_share * best_cost)
+    result = router.decider.calibration
     console.print(
         f"Calibrated the knob to {result.knob:.4g}: mean expected cost ${result.mean_cost:.6f} per "
         f"query on the training queries, {budget_share:.0%} of always using {best}"
@@ -120,3 +125,15 @@ def _best_model(records: Sequence[HistoryRecord], models: Sequence[str]) -> str:
     """The model with the highest accept rate in ``records`` (ties: the first in catalogue order)."""
     rates = {m: np.mean([r.accepted for r in records if r.model == m]) for m in models}
     return max(models, key=lambda m: rates[m])
+
+
+def demo(
+    data: Annotated[
+        Path,
+        typer.Option(help="The alpaca_eval data folder; without it, the shipped example history is used."),
+    ] = DEFAULT_DATA,
+    out: Annotated[Path, typer.Option(help="Where to save the fitted router.")] = Path("runs/demo-router"),
+) -> None:
+    """The main job: fit a router on judged history, route held-out and example queries, show the saving."""
+    with progress_bar() as progress:
+        run_demo(data, out, console=Console(), progress=progress)

@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from tagrouter.server.cli import UVICORN_LOOP
+from tagrouter.server import UVICORN_LOOP
 
 
 class ThreadedServer:

@@ -1,0 +1,45 @@
+"""The ``tagrouter`` command line: one Typer app whose commands live in this package, one module per group.
+
+Every command runs inside :func:`main`, the one error boundary: a :class:`~tagrouter.errors.TagRouterError`
+(bad input, a damaged artifact) becomes one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tagrouter.cli import bench, data, demo, routing, serve, speed, vocab
+from tagrouter.errors import TagRouterError
+
+app = typer.Typer(
+    help="TagRouter: route LLM queries to the cheapest model that answers them well, via tags.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain usage errors: 'Error: …' on one line, no box
+)
+data_app = typer.Typer(help="Convert benchmark data to history records and catalogues.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (speed, quality).", no_args_is_help=True)
+vocab_app = typer.Typer(help="Build tag vocabularies from a teacher's tags.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+app.add_typer(vocab_app, name="vocab")
+
+for command in (routing.fit, routing.route, routing.tag, routing.calibrate, routing.inspect, demo.demo):
+    app.command()(command)
+app.command("serve")(serve.serve)
+data_app.command("alpacaeval")(data.data_alpacaeval)
+bench_app.command("alpacaeval")(bench.bench_alpacaeval)
+bench_app.command("speed")(speed.bench_speed)
+vocab_app.command("build")(vocab.vocab_build)
+
+
+def main() -> None:
+    """Entry point: bad input (a TagRouter error) becomes one line on stderr and exit status 2; an option
+    or argument a command cannot take gets the usage message ending in 'Error: …', also exit status 2."""
+    try:
+        app()
+    except TagRouterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

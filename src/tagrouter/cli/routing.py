@@ -1,0 +1,150 @@
+"""The routing commands: ``fit``, ``route``, ``tag``, ``calibrate`` and ``inspect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tagrouter.cli.common import err, progress_bar, queries_from, read_queries
+from tagrouter.deciding import Rule
+from tagrouter.scoring import ScorerKind
+
+
+def fit(
+    history: Annotated[list[Path], typer.Argument(help="History files (.jsonl, .csv, .parquet).")],
+    catalog: Annotated[Path, typer.Option(help="Model catalogue (YAML).")],
+    out: Annotated[Path, typer.Option(help="Folder to save the router into.")],
+    scorer: Annotated[ScorerKind, typer.Option(help="The scorer.")] = ScorerKind.SMOOTHED,
+    rule: Annotated[
+        Rule | None, typer.Option(help="Decision rule (default: gap for 2 models, utility for more).")
+    ] = None,
+    knob: Annotated[
+        float, typer.Option(help="The rule's knob: θ (gap, within) or λ per dollar (utility).")
+    ] = 0.0,
+    skip_bad_rows: Annotated[
+        bool, typer.Option(help="Skip invalid rows (and report them) instead of stopping at the first.")
+    ] = False,
+    tagger: Annotated[
+        str,
+        typer.Option(
+            help="Tagger spec: 'embedded' (default), 'embedded:DIR', 'transformers:PATH_OR_ID[?...]' or "
+            "'openai:MODEL@URL[?...]' (see docs/taggers.md)."
+        ),
+    ] = "embedded",
+) -> None:
+    """Fit a router on judged history and save it."""
+    from tagrouter.catalog import load_catalog
+    from tagrouter.deciding import Decider
+    from tagrouter.records import ReadReport, read_history
+    from tagrouter.router import TagRouter
+    from tagrouter.scoring import scorer_from_config
+
+    report = ReadReport()
+    records = read_history(history, on_error="skip" if skip_bad_rows else "raise", report=report)
+    err.print(report.summary())
+    cards = load_catalog(catalog)
+    decider = Decider(rule=rule, knob=knob) if rule else None
+    if decider is not None:
+        decider.check(len(cards.names))
+    with progress_bar() as progress:
+        chosen = None
+        if tagger != "embedded":
+            from tagrouter.tagging.factory import tagger_from_spec
+
+            queries = list({r.query_id: r.query for r in records}.values())
+            chosen = tagger_from_spec(tagger, queries=queries, progress=progress)
+        router = TagRouter.fit(
+            records,
+            cards,
+            tagger=chosen,
+            scorer=scorer_from_config({"kind": scorer}),
+            decider=decider,
+            progress=progress,
+        )
+    router.save(out)
+    typer.echo(
+        f"saved router to {out}: {len(router.table.tags)} tags, models {', '.join(router.models)}, "
+        f"rule {router.decider.rule} (knob {router.decider.knob:g})"
+    )
+
+
+def route(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router.")],
+    query: Annotated[str | None, typer.Argument(help="One query to route.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Queries: text (one per line) or JSONL.")] = None,
+) -> None:
+    """Route queries; prints one JSON object per query (model, tags, scores, costs, reason)."""
+    from tagrouter.router import TagRouter
+
+    queries = queries_from(query, file)
+    router = TagRouter.load(router_dir)
+    for start in range(0, len(queries), 1024):
+        for decision in router.route_batch(queries[start : start + 1024]):
+            typer.echo(json.dumps({"query": decision.query, **decision.to_dict()}, ensure_ascii=False))
+
+
+def tag(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router (its tagger is used).")],
+    query: Annotated[str | None, typer.Argument(help="One query to tag.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Queries: text (one per line) or JSONL.")] = None,
+) -> None:
+    """Print the tags of queries, one JSON object per query."""
+    from tagrouter.router import TagRouter
+
+    queries = queries_from(query, file)
+    tagger = TagRouter.load(router_dir).tagger
+    for text, tags in zip(queries, tagger.tag(queries), strict=True):
+        typer.echo(json.dumps({"query": text, "tags": tags}, ensure_ascii=False))
+
+
+def calibrate(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router; its knob is updated in place.")],
+    queries: Annotated[Path, typer.Option(help="Calibration queries: text (one per line) or JSONL.")],
+    strong_share: Annotated[
+        float | None, typer.Option(help="Target share of traffic to the strong model.")
+    ] = None,
+    mean_cost: Annotated[float | None, typer.Option(help="Target mean cost per query in dollars.")] = None,
+    strong_model: Annotated[
+        str | None, typer.Option(help="The model strong_share counts (default: the dearest).")
+    ] = None,
+) -> None:
+    """Set the router's threshold so that a traffic share or a mean cost per query is met."""
+    from tagrouter.router import TagRouter
+
+    if (strong_share is None) == (mean_cost is None):
+        raise typer.BadParameter("give exactly one of --strong-share and --mean-cost")
+    router = TagRouter.load(router_dir).calibrated(
+        read_queries(queries), strong_share=strong_share, mean_cost=mean_cost, strong_model=strong_model
+    )
+    router.save(router_dir)
+    result = router.decider.calibration
+    typer.echo(json.dumps({"rule": str(router.decider.rule), **result.to_dict()}))
+
+
+def inspect(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router.")],
+    top: Annotated[int, typer.Option(help="Tags to list per model and side.")] = 5,
+    min_support: Annotated[int, typer.Option(help="Only tags with at least this many judged answers.")] = 10,
+) -> None:
+    """Show each model's strongest and weakest tags (accept rate on the tag minus the model's overall rate)."""
+    from rich.table import Table
+
+    from tagrouter.cli.inspection import tag_strengths
+    from tagrouter.router import TagRouter
+
+    router = TagRouter.load(router_dir)
+    table = Table(title=f"{router_dir}: strongest / weakest tags per model")
+    for column in ("model", "overall accept", "strongest tags", "weakest tags"):
+        table.add_column(column)
+    for row in tag_strengths(router.table, router.models, top=top, min_support=min_support):
+        table.add_row(
+            row.model,
+            f"{row.overall:.3f}",
+            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.strongest),
+            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.weakest),
+        )
+    Console().print(table)

@@ -57,7 +57,7 @@ def test_mixture_point_scores_are_the_model_rates():
     names, incidence = _incidence(tags)
     table = _table(names, ["cheap", "dear"], incidence, _one_hot(codes), np.arange(len(tags)))
     values = MIXTURE.tag_values(table)
-    assert np.allclose(values, MIXTURE.model_prior(table)[None, :])
+    assert np.allclose(values, MIXTURE.model_prior(table.model_counts)[None, :])
 
 
 def test_selection_never_sees_other_outcomes():

@@ -143,18 +143,18 @@ def _table(
 def _scores(
     scorer: SmoothedScorer,
     table: TagTable,
-    incidence: sparse.csr_matrix,
-    rows: np.ndarray,
-    known: np.ndarray,
+    counts: np.ndarray,
+    held: sparse.csr_matrix,
     routable: Sequence[int],
 ) -> np.ndarray:
-    """Mean tag value over each query's tags known to ``table`` (``known``: tags with training records);
-    a query with none gets each model's overall accept rate (as the router does)."""
-    values = scorer.tag_values(table)[:, routable]
-    held = incidence[rows].multiply(known[None, :]).tocsr()
+    """Mean tag value over each held-out query's tags known to ``table`` (``held``: their incidence on the
+    table's tags with training records, ``counts``: the table's counts); a query with none gets each
+    model's overall accept rate (as the router does)."""
+    stats = scorer.table_stats(table)
+    values = scorer.row_values(counts, stats)[:, routable]
     lengths = np.asarray(held.sum(axis=1)).ravel()
     scores = np.asarray(held @ values) / np.maximum(lengths, 1)[:, None]
-    scores[lengths == 0] = scorer.empty_scores(table)[routable]
+    scores[lengths == 0] = scorer.empty_scores(stats)[routable]
     return scores
 
 
@@ -329,10 +329,11 @@ def select_scorer(
         for f in range(folds):
             train, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             table = _table(tags, list(model_names), incidence, one_hot, train)
-            known = table.counts.sum(axis=(1, 2)) > 0
+            counts = table.counts
+            held_tags = incidence[held].multiply((counts.sum(axis=(1, 2)) > 0)[None, :]).tocsr()
             expected[held] = costs[np.intersect1d(train, complete)].mean(axis=0)
             for i, scorer in enumerate(grid):
-                oof[i, held] = _scores(scorer, table, incidence, held, known, routable)
+                oof[i, held] = _scores(scorer, table, counts, held_tags, routable)
         c = complete
         for i in range(size):
             query_loss[r, i] = _query_loss(oof[i, c], accepted[c])

@@ -10,9 +10,10 @@ the benchmark's routing curve (41 operating points; a pair: the top share by sco
 model; a pool: argmax(score − λ · mean cost)), and the criterion is that curve's hull AUC, the judged
 metric, averaged over ``repeats`` inner splits.
 
-Fallback to the mixture: tags compete only when some candidate predicts the outcomes better than the
-mixture point by ``gate`` standard errors of the paired per-query log-loss difference; otherwise the
-mixture point is chosen. The default knob is the cheapest operating point of the chosen scorer's inner
+Fallback to the mixture: the mixture point competes like any candidate, so a history whose tags do not
+improve the inner curve keeps the mixture's behaviour, up to inner-CV noise. A stricter, optional
+``gate`` lets tags compete only when some candidate predicts the outcomes better than the mixture point
+by ``gate`` standard errors of the paired per-query log-loss difference. The default knob is the cheapest operating point of the chosen scorer's inner
 out-of-fold curve that keeps the best single model's accept rate (the paper's θ*).
 """
 
@@ -287,7 +288,7 @@ def select_scorer(
     folds: int = 5,
     repeats: int = 2,
     seed: int = 0,
-    gate: float | None = 1.0,
+    gate: float | None = None,
     one_se: float = 0.0,
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
     """Choose the scorer's settings and the default operating point by inner cross-validation (see the
@@ -297,8 +298,10 @@ def select_scorer(
     - ``outcome_codes``: (queries × K) 0 win, 1 tie, 2 loss, -1 missing, over every history model
       (routable or context: all feed the difficulty prior);
     - ``costs``: (queries × M) dollars of each routable model's answer (``routable_columns`` order);
-    - ``gate``: standard errors by which some candidate's log-loss must beat the mixture point's for tags
-      to compete at all (None: no gate);
+    - ``gate``: if set, tags compete only when some candidate's log-loss beats the mixture point's by
+      ``gate`` standard errors (else the mixture point is chosen); None, the default, lets every
+      candidate compete on AUC (measured better: the gate also rejects weak real signal on small
+      histories);
     - ``one_se``: > 0 takes the most shrunk candidate within that many standard errors (over the inner
       folds' paired AUC differences) of the best; 0, the default, takes the best (measured better).
 

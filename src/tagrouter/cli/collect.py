@@ -112,11 +112,12 @@ def collect(
         sampled = sample_queries(read_queries(queries), sample, seed)
         if not dry_run:
             store.save_sample([q.__dict__ for q in sampled], str(queries), seed)
-    strata = Counter(q.stratum for q in sampled)
-    err.print(
-        f"{len(sampled)} queries of {len(strata)} task types: "
-        + ", ".join(f"{k} {v}" for k, v in strata.most_common(8))
-    )
+    strata = Counter(q.stratum for q in sampled if q.stratum)
+    if strata:
+        err.print(
+            f"sampled {len(sampled)} queries of {len(strata)} task types: "
+            + ", ".join(f"{k} {v}" for k, v in strata.most_common(8))
+        )
     plan = build_plan(
         cards, sampled, reference=reference, judge=chosen_judge, models=_names(models), max_tokens=max_tokens
     )

@@ -63,8 +63,13 @@ def stratified_sample(strata: Sequence[str], size: int, seed: int = 0) -> list[i
 
 
 def sample_queries(texts: Sequence[str], size: int | None, seed: int = 0) -> list[SampledQuery]:
-    """The distinct queries of ``texts``, or a stratified sample of ``size`` of them, in input order."""
+    """A stratified sample of ``size`` of the distinct queries of ``texts``, in input order; all of them
+    (no tagging, stratum ``""``) when ``size`` is None or not smaller than their number."""
     distinct = list(dict.fromkeys(t for t in texts if t.strip()))
+    if size is None or size >= len(distinct):
+        return [SampledQuery(query_id(q), q, "") for q in distinct]
     strata = task_types(distinct, seed)
-    indices = stratified_sample(strata, size, seed) if size is not None else range(len(distinct))
-    return [SampledQuery(query_id(distinct[i]), distinct[i], strata[i]) for i in indices]
+    return [
+        SampledQuery(query_id(distinct[i]), distinct[i], strata[i])
+        for i in stratified_sample(strata, size, seed)
+    ]

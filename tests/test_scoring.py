@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from tagrouter.errors import DataError
 from tagrouter.scoring import PaperScorer, SmoothedScorer, TagTable, scorer_from_config
 
 
@@ -16,7 +17,7 @@ def small_table() -> TagTable:
         ("C", "m1", "loss"),
         ("C", "m2", "win"),
     ]
-    table.add([tags[q] for q, _, _ in rows], [m for _, m, _ in rows], [o for _, _, o in rows])
+    table = table.added([tags[q] for q, _, _ in rows], [m for _, m, _ in rows], [o for _, _, o in rows])
     return table
 
 
@@ -54,7 +55,7 @@ def test_smoothed_scorer_formula_by_hand():
     scorer = SmoothedScorer(prior_strength=2.0, difficulty=False, difficulty_weight=1.0, specific_weight=1.0)
     m1 = table.model_index["m1"]
     prior_m1 = (2 + 1) / (3 + 2)  # 2 of 3 records accepted, Laplace
-    assert scorer.model_prior(table)[m1] == pytest.approx(prior_m1)
+    assert scorer.model_prior(table.model_counts)[m1] == pytest.approx(prior_m1)
     code = scorer.tag_values(table)[table.tag_index["code"], m1]
     assert code == pytest.approx((2 + 2 * prior_m1) / (2 + 2))
     score = scorer.score(table, [["code", "poem"], []])
@@ -68,10 +69,10 @@ def test_difficulty_prior_moves_with_all_models():
     # 'hard' queries: every model loses; 'easy': every model wins; m3 is a context model
     for tag, outcome in (("hard", "loss"), ("easy", "win")):
         for model in ("m1", "m2", "m3"):
-            table.add([[tag]] * 5, [model] * 5, [outcome] * 5)
-    table.add([["new"]], ["m1"], ["win"])
+            table = table.added([[tag]] * 5, [model] * 5, [outcome] * 5)
+    table = table.added([["new"]], ["m1"], ["win"])
     scorer = SmoothedScorer(prior_strength=20.0, difficulty=True, difficulty_strength=1.0)
-    shift = scorer.tag_difficulty(table, scorer.model_prior(table))
+    shift = scorer.tag_difficulty(table.counts, scorer.model_prior(table.model_counts))
     assert shift[table.tag_index["hard"]] < -1 < 1 < shift[table.tag_index["easy"]]
     values = scorer.tag_values(table)
     plain = SmoothedScorer(prior_strength=20.0, difficulty=False).tag_values(table)
@@ -81,12 +82,12 @@ def test_difficulty_prior_moves_with_all_models():
 
 def test_update_equals_refit_for_tables():
     first, second = small_table(), TagTable()
-    second.add([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
+    second = second.added([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
     incremental = small_table()
-    incremental.add([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
+    incremental = incremental.added([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
     refit = TagTable()
-    refit.add([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
-    refit.add(
+    refit = refit.added([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
+    refit = refit.added(
         [["code", "python"], ["code"], ["poem"]] * 2,
         ["m1", "m1", "m1", "m2", "m2", "m2"],
         ["win", "tie", "loss", "loss", "win", "win"],
@@ -100,5 +101,5 @@ def test_scorer_config_round_trip():
         SmoothedScorer(prior_strength=7),
     ):
         assert scorer_from_config(scorer.config()) == scorer
-    with pytest.raises(ValueError, match="unknown scorer kind"):
+    with pytest.raises(DataError, match="unknown scorer kind"):
         scorer_from_config({"kind": "magic"})

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tagrouter import Catalog, Decider, HistoryRecord, ModelCard, SmoothedScorer, TagRouter
+from tagrouter.artifact import live_version
 from tagrouter.embedding import default_embedder
 from tagrouter.errors import ArtifactError, DataError
 from tagrouter.tagging.backends.cache import CachedTagger
@@ -292,9 +293,10 @@ def test_router_with_generative_tagger_saves_spec_and_vocabulary_not_weights(tmp
     assert router.route("Write a python function that zips a list").model == "dear"
     assert router.route("Write a short poem about the stars").model == "cheap"
     router.save(tmp_path / "router")
-    saved = json.loads((tmp_path / "router" / "router.json").read_text())["tagger"]
+    version = live_version(tmp_path / "router")
+    saved = json.loads((version / "router.json").read_text())["tagger"]
     assert saved == {"kind": "generative", "config": {"spec": SPEC, "cutoff": 0.6, "max_tags": 8}}
-    assert sorted(p.name for p in (tmp_path / "router" / "tagger").iterdir()) == [
+    assert sorted(p.name for p in (version / "tagger").iterdir()) == [
         "tag_embeddings.npy",
         "vocabulary.json",
     ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+
+from pydantic import ValidationError
 
 
 class TagRouterError(Exception):
@@ -23,6 +26,7 @@ class DataError(TagRouterError, ValueError):
         self.path = str(path) if path is not None else None
         self.row = row
         self.field = field
+        self.reason = message
         where = []
         if self.path is not None:
             where.append(self.path)
@@ -36,3 +40,32 @@ class DataError(TagRouterError, ValueError):
 
 class ArtifactError(TagRouterError):
     """A saved router directory is missing, damaged or of an incompatible version."""
+
+
+def from_validation_error(
+    exc: ValidationError,
+    *,
+    path: str | Path | None = None,
+    row: int | None = None,
+    rows_of: str | None = None,
+    known_fields: Iterable[str] = (),
+) -> DataError:
+    """The one translation of a pydantic ``ValidationError`` into a :class:`DataError` naming the field at
+    fault (its first error). ``rows_of``: the name of a list field whose items are the rows of the file
+    (e.g. ``models`` of a catalogue), so that ``models.2.name`` reads as row 3, field ``name``;
+    ``known_fields`` lists the accepted fields in the message about an unknown one."""
+    first = exc.errors()[0]
+    loc = list(first["loc"])
+    if rows_of is not None and len(loc) > 1 and loc[0] == rows_of and isinstance(loc[1], int):
+        row, loc = loc[1] + 1, loc[2:]
+    kind = first["type"]
+    if kind == "missing":
+        message = "required field is missing"
+    elif kind == "literal_error":
+        message = f"expected {first.get('ctx', {}).get('expected', 'another value')}, got {first['input']!r}"
+    elif kind == "extra_forbidden":
+        known = list(known_fields)
+        message = "unknown field" + (f"; expected only {', '.join(known)}" if known else "")
+    else:
+        message = first["msg"]
+    return DataError(message, path=path, row=row, field=".".join(map(str, loc)) or None)

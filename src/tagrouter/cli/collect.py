@@ -197,21 +197,18 @@ def update(
 ) -> None:
     """Teach a saved router new judged records (e.g. a new model's, from 'collect --models NEW') and save it."""
     from tagrouter.catalog import load_catalog
+    from tagrouter.model import RoutingModel
     from tagrouter.records import read_history
     from tagrouter.router import TagRouter
 
-    router = TagRouter.load(router_dir)
     records = read_history(history)
-    router.update(records)
-    if catalog is not None:
-        router = TagRouter(
-            router.tagger,
-            router.table,
-            load_catalog(catalog),
-            router.scorer,
-            router.decider,
-            router.output_token_stats,
+    router = TagRouter.load(router_dir).update(records)
+    if catalog is not None:  # the learned table, routed over the new catalogue's models
+        model = router.model
+        rebuilt = RoutingModel.build(
+            model.tagger, model.table, load_catalog(catalog), model.scorer, model.output_tokens
         )
+        router = TagRouter(rebuilt, router.decider)
     router.save(out or router_dir)
     typer.echo(
         f"learned {len(records)} records; saved the router to {out or router_dir} (models {', '.join(router.models)})"

@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tagrouter.errors import DataError
+from tagrouter.errors import DataError, from_validation_error
 from tagrouter.fileio import atomic_write_text
 
 Label = Literal["A", "B", "tie"]
@@ -60,9 +60,9 @@ def read_labels(path: str | Path) -> list[LabelledPair]:
             try:
                 pairs.append(LabelledPair.model_validate_json(line))
             except ValidationError as exc:
-                first = exc.errors()[0]
-                field = ".".join(str(p) for p in first["loc"]) or None
-                raise DataError(first["msg"], path=path, row=number, field=field) from None
+                raise from_validation_error(
+                    exc, path=path, row=number, known_fields=LabelledPair.model_fields
+                ) from None
     if not pairs:
         raise DataError("no labelled pairs in the file", path=path)
     return pairs

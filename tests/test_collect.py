@@ -342,12 +342,16 @@ def test_new_model_joins_without_a_full_collection(servers, tmp_path):
         == 0
     )
     updated = invoke(
-        "update", tmp_path / "router", tmp_path / "history.jsonl", "--catalog", tmp_path / "catalog-new.yaml"
-    )
+        "update", tmp_path / "router", tmp_path / "history.jsonl", "--models", "new",
+        "--catalog", tmp_path / "catalog-new.yaml",
+    )  # fmt: skip
     assert updated.exit_code == 0, updated.output
     router = TagRouter.load(tmp_path / "router")
     assert router.models == ["cheap", "dear", "ref", "new"]
-    assert router.table.model_counts[router.table.model_index["new"]].sum() == len(queries)
+    counts = router.table.model_counts
+    assert counts[router.table.model_index["new"]].sum() == len(queries)
+    assert counts[router.table.model_index["cheap"]].sum() == len(queries)  # old records not learned twice
+    assert f"learned {len(queries)} records" in updated.output
 
 
 def test_dry_run_prints_the_cost_from_the_prices(servers, tmp_path):

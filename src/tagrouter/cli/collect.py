@@ -124,6 +124,7 @@ def collect(
     if dry_run:
         _print_estimate(plan, answer_tokens)
         return
+    plan.check_endpoints()
     if chosen_judge.target.input_usd_per_1m == chosen_judge.target.output_usd_per_1m == 0:
         err.print(
             "note: the judge has no prices (input_usd_per_1m=…&output_usd_per_1m=…): its calls count as $0"
@@ -193,6 +194,10 @@ def update(
         Path | None,
         typer.Option(help="A new catalogue to route over (e.g. with a new model); default: the router's."),
     ] = None,
+    models: Annotated[
+        str,
+        typer.Option(help="Learn only these models' records (e.g. the one 'collect --models NEW' added)."),
+    ] = "",
     out: Annotated[Path | None, typer.Option(help="Folder to save into (default: the router's own).")] = None,
 ) -> None:
     """Teach a saved router new judged records (e.g. a new model's, from 'collect --models NEW') and save it."""
@@ -201,7 +206,8 @@ def update(
     from tagrouter.records import read_history
     from tagrouter.router import TagRouter
 
-    records = read_history(history)
+    only = set(_names(models))
+    records = [r for r in read_history(history) if not only or r.model in only]
     router = TagRouter.load(router_dir).update(records)
     if catalog is not None:  # the learned table, routed over the new catalogue's models
         model = router.model

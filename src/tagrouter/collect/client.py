@@ -42,10 +42,11 @@ class ChatTarget:
 
     @classmethod
     def from_card(cls, card: ModelCard, endpoint: Endpoint | None = None) -> ChatTarget:
-        """The target of a catalogue model (``endpoint`` overrides the card's own)."""
+        """The target of a catalogue model (``endpoint`` overrides the card's own); a card without an
+        endpoint gives a target with prices but no base URL, which estimates can use but calls cannot."""
         endpoint = endpoint or card.endpoint
         if endpoint is None:
-            raise ChatError(f"catalogue model {card.name!r} has no endpoint to call")
+            return cls(card.name, "", card.name, card.input_usd_per_1m, card.output_usd_per_1m)
         return cls(
             name=card.name,
             base_url=endpoint.base_url,
@@ -111,6 +112,8 @@ class ChatClient:
     ) -> Completion:
         """One completion; its worst-case cost is reserved in ``budget`` first (raising
         :class:`~tagrouter.collect.budget.BudgetExhausted` when it does not fit), then its real cost paid."""
+        if not target.base_url:
+            raise ChatError(f"{target.name}: no endpoint to call (give it one in the catalogue)")
         reserved = target.worst_case_cost(messages, max_tokens)
         if budget is not None:
             budget.reserve(reserved)

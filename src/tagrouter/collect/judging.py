@@ -156,7 +156,7 @@ class Judge:
     @property
     def identity(self) -> str:
         """What history records name as their ``judge``: the upstream model id at its base URL."""
-        return f"{self.target.model}@{self.target.base_url}"
+        return f"{self.target.model}@{self.target.base_url}" if self.target.base_url else self.target.model
 
     async def judge_order(
         self,

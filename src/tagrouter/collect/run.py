@@ -39,6 +39,14 @@ class CollectPlan:
     judge: Judge
     max_tokens: int = 1024
 
+    def check_endpoints(self) -> None:
+        """Raise :class:`DataError` unless every model to call has an endpoint."""
+        missing = [t.name for t in [*self.pool, self.reference, self.judge.target] if not t.base_url]
+        if missing:
+            raise DataError(
+                f"no endpoint to call for {', '.join(missing)}: add one to the catalogue", field="endpoint"
+            )
+
 
 def build_plan(
     catalog: Catalog,
@@ -58,18 +66,11 @@ def build_plan(
             )
     return CollectPlan(
         queries=queries,
-        pool=[_target(catalog, name) for name in names],
-        reference=_target(catalog, reference),
+        pool=[ChatTarget.from_card(catalog[name]) for name in names],
+        reference=ChatTarget.from_card(catalog[reference]),
         judge=judge,
         max_tokens=max_tokens,
     )
-
-
-def _target(catalog: Catalog, name: str) -> ChatTarget:
-    card = catalog[name]
-    if card.endpoint is None:  # a dry run needs prices only
-        return ChatTarget(name, "", name, card.input_usd_per_1m, card.output_usd_per_1m)
-    return ChatTarget.from_card(card)
 
 
 @dataclass

@@ -115,7 +115,7 @@ def collect(
     strata = Counter(q.stratum for q in sampled if q.stratum)
     if strata:
         err.print(
-            f"sampled {len(sampled)} queries of {len(strata)} task types: "
+            f"the sample: {len(sampled)} queries of {len(strata)} task types: "
             + ", ".join(f"{k} {v}" for k, v in strata.most_common(8))
         )
     plan = build_plan(

@@ -95,8 +95,6 @@ class ChatClient:
         self.concurrency, self.retries, self.backoff_s = concurrency, retries, backoff_s
         self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=None))
         self._gates: dict[tuple[str, str], asyncio.Semaphore] = {}
-        #: calls sent (attempts included), per target name
-        self.attempts: dict[str, int] = {}
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -110,25 +108,24 @@ class ChatClient:
         budget: Budget | None = None,
         temperature: float = 0.0,
     ) -> Completion:
-        """One completion; its worst-case cost is reserved in ``budget`` first (raising
-        :class:`~tagrouter.collect.budget.BudgetExhausted` when it does not fit), then its real cost paid."""
+        """One completion. Once a slot of the endpoint is free, its worst-case cost is reserved in
+        ``budget`` (raising :class:`~tagrouter.collect.budget.BudgetExhausted` when it does not fit); the
+        real cost replaces the reservation when the answer arrives."""
         if not target.base_url:
             raise ChatError(f"{target.name}: no endpoint to call (give it one in the catalogue)")
-        reserved = target.worst_case_cost(messages, max_tokens)
-        if budget is not None:
+        budget = budget or Budget()
+        gate = self._gates.setdefault(
+            (target.base_url, target.model), asyncio.Semaphore(target.concurrency or self.concurrency)
+        )
+        async with gate:  # calls waiting for a slot hold no reservation
+            reserved = target.worst_case_cost(messages, max_tokens)
             budget.reserve(reserved)
-        try:
-            gate = self._gates.setdefault(
-                (target.base_url, target.model), asyncio.Semaphore(target.concurrency or self.concurrency)
-            )
-            async with gate:
+            try:
                 completion = await self._send(target, messages, max_tokens, temperature)
-        except BaseException:
-            if budget is not None:
+            except BaseException:
                 budget.settle(reserved, 0.0)
-            raise
-        if budget is not None:
-            budget.settle(reserved, completion.cost)
+                raise
+        budget.settle(reserved, completion.cost)
         return completion
 
     async def _send(
@@ -151,7 +148,6 @@ class ChatClient:
         problem = ""
         for attempt in range(self.retries + 1):
             wait = backoff_delay(self.backoff_s, attempt)
-            self.attempts[target.name] = self.attempts.get(target.name, 0) + 1
             try:
                 response = await self._http.post(
                     target.url, json=body, headers=headers, timeout=target.timeout_s

@@ -52,9 +52,8 @@ Choice = Literal["A", "B", "tie"]
 _WORDS: dict[str, Choice] = {"a": "A", "b": "B", "c": "tie", "tie": "tie", "draw": "tie", "equal": "tie"}
 _BRACKETED = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
 _OUTPUT = re.compile(r"\boutput\s*\(\s*(a|b)\s*\)", re.IGNORECASE)
-_LABELLED = re.compile(
-    r"\b(?:final\s+verdict|verdict|winner|better|answer)\s*(?:is)?\s*[:=-]?\s*"
-    r"\**\s*(?:assistant\s+)?\(?\s*(A|B|C|tie|draw)\b",
+_LABELLED = re.compile(  # the letter must be a capital: "Verdict: a tie" is not a vote for A
+    r"\b(?:final\s+verdict|verdict|winner)\s*(?:is)?\s*[:=-]?\s*\**\s*(?:assistant\s+|an?\s+)?\(?\s*((?-i:[ABC])|tie|draw)\b",
     re.IGNORECASE,
 )
 _ALONE = re.compile(r"^\W*(?:assistant\s+|output\s+)?\(?\s*(A|B|C|tie|draw|equal)\s*\)?\W*$", re.IGNORECASE)

@@ -93,6 +93,8 @@ def test_judge_spec():
         parse_judge("m@http://x/v1?colour=red")
     with pytest.raises(ValueError, match="expected MODEL@URL"):
         parse_judge("just-a-name")
+    with pytest.raises(ValueError, match="concurrency='0' is out of range"):
+        parse_judge("m@http://x/v1?concurrency=0")
 
 
 # ---- sampling and budget ----------------------------------------------------------------------------------

@@ -206,8 +206,16 @@ class Judge:
         return Comparison(combine(first.choice, second.choice), first, second)
 
 
-_NUMBERS = {"input_usd_per_1m": float, "output_usd_per_1m": float, "timeout_s": float, "concurrency": int}
+_TARGET_OPTIONS = {
+    "api_key_env": str,
+    "input_usd_per_1m": float,
+    "output_usd_per_1m": float,
+    "timeout_s": float,
+    "concurrency": int,
+}
 _JUDGE_OPTIONS = {"max_tokens": int, "malformed_retries": int}
+_OPTIONS = {**_TARGET_OPTIONS, **_JUDGE_OPTIONS}
+_POSITIVE = frozenset({"timeout_s", "concurrency", "max_tokens"})
 
 
 def parse_judge(spec: str, catalog: Catalog | None = None) -> Judge:
@@ -227,17 +235,18 @@ def parse_judge(spec: str, catalog: Catalog | None = None) -> Judge:
     else:
         known = f" or a catalogue model ({', '.join(catalog.names)})" if catalog is not None else ""
         raise JudgeSpecError(f"judge spec {spec!r}: expected MODEL@URL[?options]{known}")
-    target_fields: dict[str, Any] = {}
-    judge_fields: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
     for name, value in options.items():
-        kinds = {**_NUMBERS, "api_key_env": str, **_JUDGE_OPTIONS}
-        if name not in kinds:
-            raise JudgeSpecError(f"judge spec {spec!r}: unknown option {name!r}; known: {', '.join(kinds)}")
-        try:
-            converted = kinds[name](value)
-        except ValueError:
+        if name not in _OPTIONS:
             raise JudgeSpecError(
-                f"judge spec {spec!r}: {name}={value!r} must be a {kinds[name].__name__}"
-            ) from None
-        (judge_fields if name in _JUDGE_OPTIONS else target_fields)[name] = converted
-    return Judge(replace(target, **target_fields), **judge_fields)
+                f"judge spec {spec!r}: unknown option {name!r}; known: {', '.join(_OPTIONS)}"
+            )
+        kind = _OPTIONS[name]
+        try:
+            settings[name] = kind(value)
+        except ValueError:
+            raise JudgeSpecError(f"judge spec {spec!r}: {name}={value!r} must be a {kind.__name__}") from None
+        if kind is not str and (settings[name] < 0 or (name in _POSITIVE and settings[name] == 0)):
+            raise JudgeSpecError(f"judge spec {spec!r}: {name}={value!r} is out of range")
+    target = replace(target, **{k: v for k, v in settings.items() if k in _TARGET_OPTIONS})
+    return Judge(target, **{k: v for k, v in settings.items() if k in _JUDGE_OPTIONS})

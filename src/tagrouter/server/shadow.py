@@ -20,7 +20,7 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -72,7 +72,6 @@ class ShadowJudge:
         endpoints: dict[str, Endpoint],
         submit: Submit,
         registry: CollectorRegistry,
-        rng: random.Random | None = None,
     ) -> None:
         if config.reference not in endpoints:
             raise DataError(
@@ -86,10 +85,9 @@ class ShadowJudge:
         self.config = config
         self.reference = ChatTarget.from_card(catalog[config.reference], endpoints[config.reference])
         self._submit = submit
-        self._rng = rng or random.Random()
         self._client: ChatClient | None = None
         self._jobs: set[asyncio.Task[None]] = set()
-        self._day: date | None = None
+        self._day = datetime.now(UTC).date()
         self._budget = Budget(config.daily_budget_usd)
         self._verdicts: OrderedDict[str, str] = OrderedDict()
         self._explicit: OrderedDict[str, str] = OrderedDict()
@@ -114,11 +112,11 @@ class ShadowJudge:
 
     # ---- hooks of the gateway -----------------------------------------------------------------------------
     def after_response(
-        self, request_id: str, query: str, model: str, completion: Any
+        self, request_id: str, query: str | None, model: str, completion: Any
     ) -> BackgroundTask | None:
         """The background task that may judge this answered request once its response is sent (None when
-        the request is not sampled)."""
-        if self._rng.random() >= self.config.share:
+        the request is not sampled, or has no routing text)."""
+        if query is None or random.random() >= self.config.share:
             return None
         return BackgroundTask(self.offer, request_id, query, model, completion)
 

@@ -8,8 +8,9 @@ import json
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +20,9 @@ from rich.table import Table
 from tagrouter.cli.common import err, read_queries
 from tagrouter.errors import DataError
 from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
+
+if TYPE_CHECKING:
+    from tagrouter.collect.run import CollectPlan
 
 #: exit status of a run that the budget stopped before it was complete (rerun with more budget to resume)
 EXIT_INCOMPLETE = 3
@@ -111,7 +115,7 @@ def collect(
     else:
         sampled = sample_queries(read_queries(queries), sample, seed)
         if not dry_run:
-            store.save_sample([q.__dict__ for q in sampled], str(queries), seed)
+            store.save_sample([asdict(q) for q in sampled], str(queries), seed)
     strata = Counter(q.stratum for q in sampled if q.stratum)
     if strata:
         err.print(
@@ -156,34 +160,22 @@ def collect(
         raise typer.Exit(EXIT_INCOMPLETE if result.budget_stop else 1)
 
 
-def _print_estimate(plan: Any, answer_tokens: int) -> None:
-    from tagrouter.collect.run import VERDICT_TOKENS, estimate
+def _print_estimate(plan: CollectPlan, answer_tokens: int) -> None:
+    from tagrouter.collect.run import VERDICT_TOKENS, estimate, total_row
 
     rows = estimate(plan, answer_tokens=answer_tokens)
-    table = Table(
-        title=f"{len(plan.queries)} queries × {len(plan.pool)} models, judged against {plan.reference.name}"
-    )
+    title = f"{len(plan.queries)} queries × {len(plan.pool)} models, judged against {plan.reference.name}"
+    table = Table(title=title)
     for name in ("calls", "expected $", "at most $"):
         table.add_column(name, justify="right")
     table.add_column("what", justify="left")
-    for row in [*rows, _total(rows)]:
+    for row in [*rows, total_row(rows)]:
         table.add_row(str(row.calls), f"{row.expected_usd:.4f}", f"{row.at_most_usd:.4f}", row.what)
     Console(width=140).print(table)
     typer.echo(
         f"expected: queries of characters/4 tokens, answers of {answer_tokens} tokens, verdicts of "
         f"{VERDICT_TOKENS} tokens; at most: every answer and verdict at max_tokens, every judge retry, "
         "prompts of one token per byte"
-    )
-
-
-def _total(rows: list[Any]) -> Any:
-    from tagrouter.collect.run import EstimateRow
-
-    return EstimateRow(
-        "total",
-        sum(r.calls for r in rows),
-        sum(r.expected_usd for r in rows),
-        sum(r.at_most_usd for r in rows),
     )
 
 

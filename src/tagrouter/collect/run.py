@@ -215,3 +215,13 @@ def estimate(
         )
     )
     return rows
+
+
+def total_row(rows: Sequence[EstimateRow]) -> EstimateRow:
+    """The sum of estimate rows."""
+    return EstimateRow(
+        "total",
+        sum(r.calls for r in rows),
+        sum(r.expected_usd for r in rows),
+        sum(r.at_most_usd for r in rows),
+    )

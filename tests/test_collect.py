@@ -391,3 +391,16 @@ def test_position_biased_judge_gives_ties(servers, tmp_path):
         spec, _ = start_judge(local, rule=always_first)
         result = _collect(upstreams, tmp_path, spec, queries[:4], ["dear"])
     assert [r.outcome for r in result.records] == ["tie"] * 4
+
+
+def test_records_name_their_judge_and_old_files_stay_readable(tmp_path):
+    (tmp_path / "old.jsonl").write_text('{"query_id": "1", "query": "q", "model": "m", "outcome": "win"}\n')
+    (tmp_path / "new.csv").write_text(
+        "query_id,query,model,outcome,reference,judge,judge_prompt\n"
+        "1,q,m,loss,ref,j@http://x/v1,pairwise-v1\n"
+        "2,r,m,tie,ref,,\n"
+    )
+    old, first, second = read_history([tmp_path / "old.jsonl", tmp_path / "new.csv"])
+    assert (old.judge, old.judge_prompt) == (None, None)
+    assert (first.judge, first.judge_prompt) == ("j@http://x/v1", "pairwise-v1")
+    assert (second.judge, second.judge_prompt) == (None, None)

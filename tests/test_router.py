@@ -150,3 +150,60 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_router(example_router, tmp_
     with pytest.raises(ArtifactError, match="not a saved router"):
         example_router.save(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_router_cannot_route_on_stale_scores(example_router, example_records, example_catalog):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        example_router.decider = Decider("within", 0.5)  # type: ignore[misc]
+    query = ["Write a Python function that parses a CSV file."]
+    paper = example_router.with_scorer(PaperScorer())
+    refit = TagRouter.fit(
+        example_records, example_catalog, tagger=example_router.tagger, scorer=PaperScorer()
+    )
+    assert np.allclose(paper.score_batch(query)[1], refit.score_batch(query)[1])
+    assert not np.allclose(paper.score_batch(query)[1], example_router.score_batch(query)[1])
+
+
+def test_a_small_update_rescores_only_the_touched_tags_and_a_refresh_equals_a_refit(
+    example_router, example_records, example_catalog
+):
+    router = TagRouter.fit(example_records * 3, example_catalog, tagger=example_router.tagger)
+    query = "What is the capital of Peru?"
+    new = [HistoryRecord(query_id="peru", query=query, model="small-7b", outcome="loss")]
+    updated = router.update(new)  # 1 record on 306: below the refresh share, so no full rescoring
+    touched = updated.table.tag_rows(updated.tagger.tag([query]))[0]
+    untouched = np.setdiff1d(np.arange(len(updated.table.tags)), touched)
+    before, after = router.model.values.to_array(), updated.model.values.to_array()
+    assert np.array_equal(before[untouched], after[untouched]) and not np.allclose(
+        before[touched], after[touched]
+    )
+    refit = TagRouter.fit(example_records * 3 + new, example_catalog, tagger=router.tagger)
+    assert updated.table.equals(refit.table)
+    fresh = updated.model.refreshed().score_tags(updated.tagger.tag([query]))
+    assert np.allclose(fresh, refit.model.score_tags(refit.tagger.tag([query])))
+
+
+def test_a_router_built_with_another_embedder_is_refused(example_router, tmp_path):
+    import hashlib
+
+    folder = tmp_path / "r"
+    example_router.save(folder)
+    version = live_version(folder)
+    meta = json.loads((version / "router.json").read_text())
+    meta["tagger"]["config"]["embedder"] = "other-embedder-768"
+    (version / "router.json").write_text(json.dumps(meta))
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["files"]["router.json"] = hashlib.sha256((version / "router.json").read_bytes()).hexdigest()
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="built with the embedder 'other-embedder-768'.*refit"):
+        TagRouter.load(folder)
+    saved = json.loads((version / "manifest.json").read_text())["provenance"]
+    assert {"tagrouter", "numpy", "scikit-learn", "wordllama", "python"} <= set(saved)
+
+
+def test_route_batch_of_nothing_and_empty_queries(example_router):
+    assert example_router.route_batch([]) == []
+    with pytest.raises(DataError, match="query 2 is empty"):
+        example_router.route_batch(["hello", " \n"])

@@ -103,3 +103,25 @@ def test_scorer_config_round_trip():
         assert scorer_from_config(scorer.config()) == scorer
     with pytest.raises(DataError, match="unknown scorer kind"):
         scorer_from_config({"kind": "magic"})
+
+
+def test_tables_merge_in_any_order_to_the_same_sum():
+    a = TagTable.count([["code"], ["poem", "x"]], ["m1", "m2"], ["win", "loss"])
+    b = TagTable.count([["poem"], ["new"]], ["m3", "m1"], ["tie", "win"])
+    c = small_table()
+    assert a.merged(b).merged(c).equals(c.merged(a).merged(b))
+    assert a.merged(b).equals(a.added([["poem"], ["new"]], ["m3", "m1"], ["tie", "win"]))
+
+
+def test_row_blocks_copy_only_the_blocks_they_change():
+    from tagrouter.arrays import BLOCK_ROWS, RowBlocks
+
+    blocks = RowBlocks.from_array(np.arange(3 * BLOCK_ROWS * 2, dtype=float).reshape(-1, 2))
+    changed = blocks.with_rows(np.array([BLOCK_ROWS + 1]), np.array([[-1.0, -2.0]]))
+    assert changed.blocks[0] is blocks.blocks[0] and changed.blocks[2] is blocks.blocks[2]
+    assert changed.gather(np.array([BLOCK_ROWS + 1, 0])).tolist() == [[-1.0, -2.0], [0.0, 1.0]]
+    assert blocks.gather(np.array([BLOCK_ROWS + 1])).tolist() == [
+        [2.0 * BLOCK_ROWS + 2, 2.0 * BLOCK_ROWS + 3]
+    ]
+    grown = blocks.with_rows(np.array([3 * BLOCK_ROWS + 5]), np.array([[7.0, 8.0]]))
+    assert grown.n_rows == 3 * BLOCK_ROWS + 6 and grown.to_array()[-1].tolist() == [7.0, 8.0]

@@ -149,3 +149,18 @@ def test_profiles_calibrate_budgets_and_reject_bad_settings(router, tmp_path: Pa
         ProfileSet(
             router, GatewayConfig.model_validate({"profiles": {"tagrouter": {"reference_model": "gpt"}}})
         )
+
+
+def test_two_profiles_share_one_model_and_learn_every_record_once(router) -> None:
+    profiles = ProfileSet(router, GatewayConfig.model_validate({"profiles": {"a": {}, "b": {}}}))
+    before = profiles.model.table.model_counts.sum()
+    records = [
+        HistoryRecord(query_id=f"g{i}", query=q, model="cheap", outcome="loss")
+        for i, q in enumerate(GREETINGS)
+    ]
+    profiles.update(records)
+    assert profiles.router("a").model is profiles.router("b").model
+    assert profiles.model.table.model_counts.sum() == before + len(records)
+    assert [d.scores for d in profiles.route("a", GREETINGS)] == [
+        d.scores for d in profiles.route("b", GREETINGS)
+    ]

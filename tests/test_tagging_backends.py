@@ -13,19 +13,16 @@ from tagrouter.artifact import live_version
 from tagrouter.embedding import default_embedder
 from tagrouter.errors import ArtifactError, DataError
 from tagrouter.tagging.backends.cache import CachedTagger
-from tagrouter.tagging.backends.generative import BackendError, GenerativeTagger, chat_messages
+from tagrouter.tagging.backends.chat import BackendError, chat_messages
+from tagrouter.tagging.backends.generative import GenerativeTagger
+from tagrouter.tagging.backends.generators import generator_from_spec
 from tagrouter.tagging.backends.openai_chat import OpenAIChatGenerator
 from tagrouter.tagging.backends.teaching import build_from_teacher
 from tagrouter.tagging.backends.transformers_lm import TransformersGenerator
 from tagrouter.tagging.embedded import EmbeddedTagger
+from tagrouter.tagging.factory import tagger_from_spec, teacher_from_spec
 from tagrouter.tagging.saving import load_tagger_folder
-from tagrouter.tagging.spec import (
-    SpecError,
-    generator_from_spec,
-    parse_spec,
-    tagger_from_spec,
-    teacher_from_spec,
-)
+from tagrouter.tagging.spec import SpecError, parse_spec
 from tagrouter.tagging.vocabulary import DEFAULT_ALIGN_CUTOFF, build_vocabulary
 
 CODE = [f"Write a python function that {v} a list" for v in ["sorts", "reverses", "sums", "filters", "maps"]]

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tagrouter import __version__
 from tagrouter.catalog import Catalog
 from tagrouter.deciding import Decider
 from tagrouter.errors import ArtifactError
@@ -41,6 +40,7 @@ from tagrouter.model import RoutingModel
 from tagrouter.provenance import versions
 from tagrouter.scoring import TagTable, scorer_from_config
 from tagrouter.tagging.saving import load_tagger, save_tagger
+from tagrouter.version import __version__
 
 FORMAT = "tagrouter-router"
 FORMAT_VERSION = 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from tagrouter import __version__
+from tagrouter.version import __version__
 
 #: Libraries whose versions can change a router's tags, scores or a benchmark's figures.
 LIBRARIES = ("numpy", "scikit-learn", "scipy", "wordllama", "tokenizers")

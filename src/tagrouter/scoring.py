@@ -64,6 +64,18 @@ class TagTable:
         if len(self.tag_index) != len(self.tags) or len(self.model_index) != len(self.models):
             raise ValueError("tag and model names must be unique")
 
+    def _with_counts(self, blocks: RowBlocks, model_counts: np.ndarray) -> TagTable:
+        """This table's tags and models (and their indexes, shared) with other counts."""
+        table = object.__new__(TagTable)
+        table.tags, table.models, table.tag_index, table.model_index = (
+            self.tags,
+            self.models,
+            self.tag_index,
+            self.model_index,
+        )
+        table.blocks, table.model_counts = blocks, model_counts
+        return table
+
     @property
     def counts(self) -> np.ndarray:
         """The whole (tags × models × 3) count array (a fresh copy)."""
@@ -102,9 +114,7 @@ class TagTable:
         touched, inverse = np.unique(rows, return_inverse=True)
         delta = np.zeros((len(touched), len(grown.models), len(OUTCOMES)))
         np.add.at(delta, (inverse, np.repeat(m, per_record), np.repeat(r, per_record)), 1)
-        return TagTable(
-            grown.tags, grown.models, grown.blocks.with_rows(touched, delta, add=True), model_counts
-        )
+        return grown._with_counts(grown.blocks.with_rows(touched, delta, add=True), model_counts)
 
     def merged(self, other: TagTable) -> TagTable:
         """The sum of two tables, aligned by tag and model name (the union of both)."""
@@ -116,7 +126,7 @@ class TagTable:
         model_counts = grown.model_counts.copy()
         model_counts[columns] += other.model_counts
         blocks = grown.blocks.with_rows(rows, delta, add=True) if len(rows) else grown.blocks
-        return TagTable(grown.tags, grown.models, blocks, model_counts)
+        return grown._with_counts(blocks, model_counts)
 
     def _grown(self, tags: Iterable[str], models: Iterable[str]) -> TagTable:
         """This table with rows for new ``tags`` and columns for new ``models`` (zero counts). New tags cost

@@ -53,7 +53,7 @@ def fit(
     with progress_bar() as progress:
         chosen = None
         if tagger != "embedded":
-            from tagrouter.tagging.spec import tagger_from_spec
+            from tagrouter.tagging.factory import tagger_from_spec
 
             queries = list({r.query_id: r.query for r in records}.values())
             chosen = tagger_from_spec(tagger, queries=queries, progress=progress)

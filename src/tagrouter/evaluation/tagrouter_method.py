@@ -31,7 +31,8 @@ from tagrouter.router import TagRouter
 from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger
-from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec, tagger_from_spec
+from tagrouter.tagging.factory import tagger_from_spec
+from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec
 from tagrouter.tagging.teacher import KeyphraseTeacher
 
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
-from tagrouter.errors import DataError
+from tagrouter.errors import DataError, from_validation_error
 from tagrouter.router import Decision, TagRouter
 from tagrouter.server.batching import RouteBatcher
 from tagrouter.server.config import GatewayConfig
@@ -108,9 +108,8 @@ def _parse(cls: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return cls.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise ApiError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
+        error = from_validation_error(exc)
+        raise ApiError(400, str(error), param=error.field) from None
 
 
 async def _read_json(request: Request, limit: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagrouter.retrying import RETRY_STATUSES, backoff_delay, retry_after
-from tagrouter.tagging.backends.generative import BackendError, chat_messages
+from tagrouter.tagging.backends.chat import BackendError, chat_messages
 
 
 @dataclass

@@ -404,3 +404,35 @@ def test_records_name_their_judge_and_old_files_stay_readable(tmp_path):
     assert (old.judge, old.judge_prompt) == (None, None)
     assert (first.judge, first.judge_prompt) == ("j@http://x/v1", "pairwise-v1")
     assert (second.judge, second.judge_prompt) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        (
+            "--judge",
+            "no-such-judge",
+            "judge spec 'no-such-judge': expected MODEL@URL[?options] or a catalogue model",
+        ),
+        ("--reference", "nobody", "model 'nobody' is not in the catalogue"),
+        ("--models", "cheap,ghost", "model 'ghost' is not in the catalogue"),
+    ],
+)
+def test_bad_collect_input_is_one_line_and_exit_2(
+    servers, tmp_path, monkeypatch, capsys, option, value, expected
+):
+    import sys
+
+    from tagrouter.cli import main
+
+    _, upstreams = servers
+    upstreams.catalog().save(tmp_path / "catalog.yaml")
+    settings = {"--judge": "ref", "--reference": "ref", "--models": "cheap", option: value}
+    args = ["collect", write_queries(tmp_path / "q.jsonl"), "--catalog", tmp_path / "catalog.yaml"]
+    args += [*(x for item in settings.items() for x in item), "--out", tmp_path / "h.jsonl"]
+    monkeypatch.setattr(sys, "argv", ["tagrouter", *map(str, args)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "h.jsonl").exists() and not (tmp_path / "h.jsonl.cache").exists()

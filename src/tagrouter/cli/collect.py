@@ -114,8 +114,6 @@ def collect(
         )
     else:
         sampled = sample_queries(read_queries(queries), sample, seed)
-        if not dry_run:
-            store.save_sample([asdict(q) for q in sampled], str(queries), seed)
     strata = Counter(q.stratum for q in sampled if q.stratum)
     if strata:
         err.print(
@@ -129,13 +127,21 @@ def collect(
         _print_estimate(plan, answer_tokens)
         return
     plan.check_endpoints()
+    if saved is None:  # a valid plan: from now on this is the collection's sample
+        store.save_sample([asdict(q) for q in sampled], str(queries), seed)
     if chosen_judge.target.input_usd_per_1m == chosen_judge.target.output_usd_per_1m == 0:
         err.print(
             "note: the judge has no prices (input_usd_per_1m=…&output_usd_per_1m=…): its calls count as $0"
         )
     budget = Budget(budget_usd)
-    with spend_bar("collecting", budget_usd) as progress:
-        result = _run(lambda client: run_collection(plan, client, store, budget, progress), concurrency)
+    try:
+        with spend_bar("collecting", budget_usd) as progress:
+            result = _run(lambda client: run_collection(plan, client, store, budget, progress), concurrency)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: rerun the same command to resume (what is in {store.folder} is not paid again)"
+        )
+        raise typer.Exit(130) from None
     collected = {t.name for t in plan.pool}
     kept = [r for r in read_history(out) if r.model not in collected] if out.is_file() else []
     write_history(out, kept + result.records)

@@ -6,11 +6,13 @@ the shared data is present) and a judge server whose rule is "the longer answer 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import ExitStack
 
 import pytest
 from collect_support import answer_data, start_judge, start_upstreams, write_queries
+from conftest import SHARED_DATA, needs_shared_data
 from typer.testing import CliRunner
 
 from tagrouter.cli import app
@@ -436,3 +438,12 @@ def test_bad_collect_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert exited.value.code == 2 and expected in err and "Traceback" not in err
     assert not (tmp_path / "h.jsonl").exists() and not (tmp_path / "h.jsonl.cache").exists()
+
+
+@needs_shared_data()
+def test_the_upstreams_replay_real_alpacaeval_answers():
+    queries, answers, real = answer_data()
+    instructions = [json.loads(line)["instruction"] for line in (SHARED_DATA / "instructions.jsonl").open()]
+    assert real and queries == instructions[: len(queries)]
+    assert all(len(answers[m]) == len(queries) for m in ("cheap", "dear", "ref", "new"))
+    assert len({answers["cheap"][queries[0]], answers["dear"][queries[0]], answers["ref"][queries[0]]}) == 3

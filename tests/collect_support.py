@@ -25,6 +25,7 @@ REAL_MODELS = {
 }
 PRICES = {"cheap": (0.1, 0.2), "dear": (10.0, 30.0), "ref": (5.0, 15.0), "new": (0.5, 1.0)}
 N_QUERIES = 12
+MAX_WORDS = 256
 
 
 def _real_answers() -> tuple[list[str], dict[str, dict[str, str]]] | None:
@@ -66,7 +67,7 @@ def _generated_answers() -> tuple[list[str], dict[str, dict[str, str]]]:
         "owls",
     ]
     queries = [f"Tell me something useful about {topic}." for topic in topics]
-    length = {"cheap": 1, "dear": 6, "ref": 3, "new": 9}
+    length = {"cheap": 10, "dear": 60, "ref": 30, "new": 90}  # sentences: answers of about 80 to 900 words
     answers = {
         name: {q: " ".join([f"{name} on {q}"] * (length[name] + i % 3)) for i, q in enumerate(queries)}
         for name in REAL_MODELS
@@ -78,9 +79,16 @@ _CACHED: list[tuple[list[str], dict[str, dict[str, str]]]] = []
 
 
 def answer_data() -> tuple[list[str], dict[str, dict[str, str]], bool]:
-    """(queries, answers per model name, whether they are real AlpacaEval answers); read once."""
+    """(queries, answers per model name, whether they are real AlpacaEval answers); read once. Answers are
+    cut to :data:`MAX_WORDS` words: the replay upstream counts words as tokens and does not stop at
+    ``max_tokens`` as a real upstream does, so no answer may pass the smallest ``--max-tokens`` used."""
     if not _CACHED:
-        _CACHED.append(_real_answers() or _generated_answers())
+        queries, answers = _real_answers() or _generated_answers()
+        cut = {
+            m: {q: " ".join(a.split(" ")[:MAX_WORDS]) for q, a in by_query.items()}
+            for m, by_query in answers.items()
+        }
+        _CACHED.append((queries, cut))
     queries, answers = _CACHED[0]
     return queries, answers, (SHARED_DATA / "model_outputs_with_verdicts.jsonl.gz").is_file()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +169,16 @@ class ChatClient:
         raise ChatError(
             f"{target.name}: POST {target.url} failed after {self.retries + 1} attempts: {problem}"
         )
+
+
+async def settle_all(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of ``calls``, run together; each runs to its end even when another fails (so that
+    every paid answer reaches its cache), then the first failure is raised."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _completion(target: ChatTarget, response: Any) -> Completion:

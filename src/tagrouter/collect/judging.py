@@ -15,7 +15,6 @@ preference). Judge specs: ``NAME`` (a catalogue model with an endpoint, at its p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from urllib.parse import parse_qsl
 from tagrouter.catalog import Catalog
 from tagrouter.collect.budget import Budget
 from tagrouter.collect.cache import cache_key
-from tagrouter.collect.client import ChatClient, ChatTarget
+from tagrouter.collect.client import ChatClient, ChatTarget, settle_all
 from tagrouter.errors import TagRouterError
 from tagrouter.records import Outcome
 
@@ -199,7 +198,7 @@ class Judge:
         cache: VerdictCache | None = None,
     ) -> Comparison:
         """``answer`` against ``other``, both orders asked at once."""
-        first, second = await asyncio.gather(
+        first, second = await settle_all(
             self.judge_order(client, query, answer, other, budget=budget, cache=cache),
             self.judge_order(client, query, other, answer, budget=budget, cache=cache),
         )

@@ -15,7 +15,7 @@ from tagrouter.catalog import Catalog
 from tagrouter.collect.answering import AnswerEntry, answer
 from tagrouter.collect.budget import Budget, BudgetExhausted
 from tagrouter.collect.cache import CollectCache
-from tagrouter.collect.client import ChatClient, ChatError, ChatTarget
+from tagrouter.collect.client import ChatClient, ChatError, ChatTarget, settle_all
 from tagrouter.collect.judging import PROMPT_VERSION, SYSTEM_PROMPT, USER_TEMPLATE, Judge
 from tagrouter.collect.sampling import SampledQuery
 from tagrouter.errors import DataError
@@ -126,7 +126,7 @@ async def run_collection(
             if target.name == plan.reference.name:
                 own = await reference_answer(query)
                 return _record(query, own, "tie", plan.reference.name, None)
-            mine, theirs = await asyncio.gather(ask(target, query), reference_answer(query))
+            mine, theirs = await settle_all(ask(target, query), reference_answer(query))
             comparison = await plan.judge.compare(
                 client, query.query, mine.text, theirs.text, budget=budget, cache=cache.verdicts
             )

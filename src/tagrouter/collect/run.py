@@ -98,13 +98,13 @@ async def run_collection(
 ) -> CollectResult:
     """Collect every (query, model) pair of ``plan``; records come in query order, then pool order."""
     result = CollectResult()
-    references: dict[str, asyncio.Task[AnswerEntry]] = {}
+    references: dict[str, asyncio.Future[AnswerEntry]] = {}  # one reference answer per query
     total = len(plan.queries) * len(plan.pool)
     done = 0
 
-    def reference_answer(query: SampledQuery) -> asyncio.Task[AnswerEntry]:
+    def reference_answer(query: SampledQuery) -> asyncio.Future[AnswerEntry]:
         if query.query_id not in references:
-            references[query.query_id] = asyncio.ensure_future(ask(plan.reference, query))
+            references[query.query_id] = ask(plan.reference, query)
         return references[query.query_id]
 
     def ask(target: ChatTarget, query: SampledQuery) -> asyncio.Future[AnswerEntry]:

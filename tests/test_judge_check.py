@@ -13,7 +13,8 @@ from conftest import SHARED_DATA, needs_shared_data
 from typer.testing import CliRunner
 
 from tagrouter.cli import app
-from tagrouter.collect.checking import cohen_kappa
+from tagrouter.collect.checking import cohen_kappa, estimate_check
+from tagrouter.collect.judging import judge_messages, parse_judge
 from tagrouter.collect.labels import LabelledPair, alpacaeval_pairs, mtbench_pairs, read_labels, write_labels
 from tagrouter.errors import DataError
 from tagrouter.testing.judge import always_first
@@ -75,6 +76,28 @@ def test_a_position_biased_judge(tmp_path):
 def test_sampled_check(tmp_path):
     result = check(tmp_path, None, "--sample", "4", "--seed", "3")
     assert (result["pairs"], result["judged"], result["calls"]) == (4, 4, 8)
+
+
+def test_dry_run_estimates_the_cost_of_a_check(tmp_path):
+    pairs = length_labels()[:3]
+    write_labels(tmp_path / "labels.jsonl", pairs)
+    judge = parse_judge("j@http://127.0.0.1:9/v1?input_usd_per_1m=1&output_usd_per_1m=2&malformed_retries=0")
+    row = estimate_check(judge, pairs)
+    chars = [sum(len(m["content"]) for m in judge_messages(p.query, p.answer_a, p.answer_b)) for p in pairs]
+    assert row.calls == 6
+    assert row.expected_usd == pytest.approx(sum(2 * (c / 4 * 1 + 150 * 2) / 1e6 for c in chars))
+    shown = CliRunner().invoke(
+        app,
+        [
+            "judge-check",
+            "--judge",
+            judge.identity + "?input_usd_per_1m=1",
+            "--labels",
+            str(tmp_path / "labels.jsonl"),
+            "--dry-run",
+        ],
+    )
+    assert shown.exit_code == 0 and "6 judge calls for 3 pairs" in shown.stdout
 
 
 def test_cohen_kappa():

@@ -232,17 +232,26 @@ def judge_check(
     budget_usd: Annotated[float | None, typer.Option(help="Dollars the check may spend at most.")] = None,
     concurrency: Annotated[int, typer.Option(help="Judge calls in flight.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print what the check costs, call nothing.")] = False,
 ) -> None:
     """Measure a judge's agreement with labelled pairs (both orders): agreement, Cohen's kappa, position
     bias and what the check cost."""
     from tagrouter.catalog import load_catalog
     from tagrouter.collect.budget import Budget
-    from tagrouter.collect.checking import check_judge
+    from tagrouter.collect.checking import check_judge, estimate_check
     from tagrouter.collect.judging import parse_judge
     from tagrouter.collect.labels import read_labels, sample_pairs
+    from tagrouter.collect.run import VERDICT_TOKENS
 
     chosen = parse_judge(judge, load_catalog(catalog) if catalog else None)
     pairs = sample_pairs(read_labels(labels), sample, seed)
+    if dry_run:
+        row = estimate_check(chosen, pairs)
+        typer.echo(
+            f"{row.calls} judge calls for {len(pairs)} pairs: expected ${row.expected_usd:.4f} (verdicts of "
+            f"{VERDICT_TOKENS} tokens), at most ${row.at_most_usd:.4f}"
+        )
+        return
     budget = Budget(budget_usd)
     with spend_bar("judging", budget_usd) as progress:
         result = _run(lambda client: check_judge(chosen, pairs, client, budget, progress), concurrency)

@@ -19,8 +19,9 @@ from typing import Any
 
 from tagrouter.collect.budget import Budget, BudgetExhausted
 from tagrouter.collect.client import ChatClient, ChatError
-from tagrouter.collect.judging import Comparison, Judge
+from tagrouter.collect.judging import Comparison, Judge, judge_messages
 from tagrouter.collect.labels import LabelledPair
+from tagrouter.collect.run import CHARS_PER_TOKEN, VERDICT_TOKENS, EstimateRow
 
 LABELS = ("A", "B", "tie")
 _AS_LABEL = {"win": "A", "loss": "B", "tie": "tie"}
@@ -127,3 +128,16 @@ async def check_judge(
     result = summarize(judge.identity, pairs, comparisons)
     result.failures, result.budget_stop = failures, stops[0] if stops else None
     return result
+
+
+def estimate_check(judge: Judge, pairs: Sequence[LabelledPair]) -> EstimateRow:
+    """What checking ``pairs`` costs: expected (prompts of characters / 4 tokens, verdicts of
+    :data:`~tagrouter.collect.run.VERDICT_TOKENS`, one attempt per order) and at most (the budget's worst
+    case of every attempt)."""
+    target, expected, worst = judge.target, 0.0, 0.0
+    for pair in pairs:
+        messages = judge_messages(pair.query, pair.answer_a, pair.answer_b)
+        chars = sum(len(m["content"]) for m in messages)
+        expected += 2 * target.cost(chars / CHARS_PER_TOKEN, VERDICT_TOKENS)
+        worst += 2 * (1 + judge.malformed_retries) * target.worst_case_cost(messages, judge.max_tokens)
+    return EstimateRow(f"judge: {judge.identity}", 2 * len(pairs), expected, worst)

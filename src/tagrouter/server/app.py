@@ -203,7 +203,7 @@ class Gateway:
         self.writer = FeedbackWriter(store, self.profiles.update)
         self.upstreams = Upstreams(self.catalog, config)
         self.shadow = shadow_judging(
-            config, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
+            config.shadow, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
         )
 
     async def authorize(self, request: Request) -> None:

@@ -21,7 +21,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,9 +36,6 @@ from tagrouter.errors import DataError, TagRouterError
 from tagrouter.records import query_id
 from tagrouter.server.feedback import Feedback, FeedbackWriter
 from tagrouter.server.metrics import GatewayMetrics
-
-if TYPE_CHECKING:
-    from tagrouter.server.config import GatewayConfig
 
 log = logging.getLogger("tagrouter.server")
 
@@ -206,16 +203,16 @@ class ShadowJudge:
 
 
 def shadow_judging(
-    config: GatewayConfig,
+    config: ShadowConfig | None,
     catalog: Catalog,
     endpoints: dict[str, Endpoint],
     writer: FeedbackWriter,
     metrics: GatewayMetrics,
 ) -> ShadowJudge | None:
     """The gateway's shadow judge, or None when its config has no ``shadow`` section."""
-    if config.shadow is None:
+    if config is None:
         return None
-    return ShadowJudge(config.shadow, catalog, endpoints, writer.submit, metrics.registry)
+    return ShadowJudge(config, catalog, endpoints, writer.submit, metrics.registry)
 
 
 def _answer_text(completion: Any) -> str | None:

@@ -45,7 +45,7 @@ def test_noise_tags_collapse_to_the_mixture_with_the_gate():
         scorer, _, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], seed=seed, gate=1.0)
         chosen.append(scorer == MIXTURE)
         assert scorer == MIXTURE or report.auc[report.chosen] < report.mixture_auc + 0.02
-        if not report.tags_carry_signal:
+        if not report.gate_passed:
             assert scorer == MIXTURE
     assert sum(chosen) >= 4
 
@@ -56,7 +56,7 @@ def test_noise_tags_stay_near_the_mixture_without_the_gate():
     for seed in range(3):
         tags, codes, costs = _history(signal=False, seed=seed)
         _, _, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], seed=seed)
-        assert report.tags_carry_signal
+        assert report.gate_passed is None
         assert report.auc[report.chosen] - report.mixture_auc < 0.02
     tags, codes, costs = _history(signal=True)
     _, _, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1])

@@ -10,11 +10,12 @@ the benchmark's routing curve (41 operating points; a pair: the top share by sco
 model; a pool: argmax(score − λ · mean cost)), and the criterion is that curve's hull AUC, the judged
 metric, averaged over ``repeats`` inner splits.
 
-Fallback to the mixture: the mixture point competes like any candidate, so a history whose tags do not
-improve the inner curve keeps the mixture's behaviour, up to inner-CV noise. A stricter, optional
-``gate`` lets tags compete only when some candidate predicts the outcomes better than the mixture point
-by ``gate`` standard errors of the paired per-query log-loss difference. The default knob is the cheapest operating point of the chosen scorer's inner
-out-of-fold curve that keeps the best single model's accept rate (the paper's θ*).
+Fallback to the mixture: the mixture point competes like any candidate (first in the grid, so it wins
+ties), and a history whose tags do not improve the inner curve keeps the mixture's behaviour, up to
+inner-CV noise. A stricter, optional ``gate`` lets tags compete only when some candidate predicts the
+outcomes better than the mixture point by ``gate`` standard errors of the paired per-query log-loss
+difference. The default knob is the cheapest operating point of the chosen scorer's inner out-of-fold
+curve that keeps the best single model's accept rate (the paper's θ*).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ MIXTURE = SmoothedScorer(difficulty_weight=0.0, specific_weight=0.0, discriminat
 
 
 def default_grid() -> list[SmoothedScorer]:
-    """The candidate settings, most shrunk first (the order the one-standard-error rule prefers): the
-    mixture point, then α (weight of the shared tag difficulty) × β (model-specific deviation) × prior
-    strength × discrimination."""
+    """The candidate settings: the mixture point first, then α (weight of the shared tag difficulty)
+    ∈ {0.5, 1, 2} × β (model-specific deviation) ∈ {0, 0.5, 1} × prior strength ∈ {40, 10} ×
+    discrimination ∈ {off, on}: 37 in all."""
     grid = [MIXTURE]
     for alpha in (0.5, 1.0, 2.0):
         for beta in (0.0, 0.5, 1.0):
@@ -80,7 +81,7 @@ class OperatingPoint:
 class TuningReport:
     """What the selection saw and chose: every candidate's inner-CV AUC (mean over repeats), the AUC's
     standard error (only with the one-standard-error rule) and log-loss, whether the tags passed the
-    gate, the chosen candidate, the operating point, the inner folds and the time taken."""
+    gate (None without a gate), the chosen candidate, the operating point, the inner folds and the time taken."""
 
     candidates: list[dict[str, Any]]
     auc: list[float]
@@ -89,7 +90,7 @@ class TuningReport:
     best: int
     chosen: int
     mixture_auc: float
-    tags_carry_signal: bool
+    gate_passed: bool | None
     operating_point: OperatingPoint
     folds: int
     repeats: int
@@ -102,7 +103,7 @@ class TuningReport:
             "chosen_auc": self.auc[self.chosen],
             "best_auc": self.auc[self.best],
             "mixture_auc": self.mixture_auc,
-            "tags_carry_signal": self.tags_carry_signal,
+            "gate_passed": self.gate_passed,
             "operating_point": self.operating_point.__dict__,
             "folds": self.folds,
             "repeats": self.repeats,
@@ -368,7 +369,7 @@ def select_scorer(
         best=best,
         chosen=chosen,
         mixture_auc=float(mean_auc[mixture]),
-        tags_carry_signal=signal,
+        gate_passed=None if gate is None else signal,
         operating_point=point,
         folds=folds,
         repeats=repeats,

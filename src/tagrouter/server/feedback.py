@@ -2,8 +2,9 @@
 that applies both in batches.
 
 The store keeps every feedback record (idempotent by feedback id) so that the router can be rebuilt at
-start-up, and the most recent requests (request id → query, model) so that feedback can cite a request
-id. The :class:`FeedbackWriter` runs all store writes and the router updates in one background thread,
+start-up, and the most recent requests (request id → routing text, model) so that feedback can cite a
+request id. The routing text is capped (``max_routing_chars``), and the requests kept are bounded both in
+number and in bytes of text: the oldest are dropped first. The :class:`FeedbackWriter` runs all store writes and the router updates in one background thread,
 one batch at a time (group commit): a feedback call returns only after its record is committed and the
 router has learned from it.
 """
@@ -100,10 +101,12 @@ class FeedbackStore:
         *,
         synchronous: Literal["normal", "full"] = "normal",
         keep_requests: int = 100_000,
+        keep_request_bytes: int = 64_000_000,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.keep_requests = keep_requests
+        self.keep_request_bytes = keep_request_bytes
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -119,7 +122,11 @@ class FeedbackStore:
                 )
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot open the feedback store as SQLite ({exc})", path=self.path) from None
-        self._since_prune = 0
+        rows, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(query AS BLOB))), 0) FROM requests"
+        ).fetchone()
+        #: requests kept and the bytes of their text (counted here, so that pruning needs no scan)
+        self.request_rows, self.request_bytes = int(rows), int(size)
 
     def apply(
         self, requests: Sequence[tuple[str, str, str]], feedback: Sequence[Feedback]
@@ -137,20 +144,33 @@ class FeedbackStore:
                 "INSERT OR IGNORE INTO requests (request_id, query, model, created_at) VALUES (?, ?, ?, ?)",
                 [(rid, q, m, now) for rid, q, m in requests],
             )
+            self.request_rows += len(requests)
+            self.request_bytes += sum(len(q.encode("utf-8")) for _, q, _ in requests)
             for item in feedback:
                 results.append(self._store_one(item, now))
-            self._since_prune += len(requests)
-            if self._since_prune >= 1000:
-                db.execute(
-                    "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - ?",
-                    (self.keep_requests,),
-                )
-                self._since_prune = 0
+            if self.request_rows > self.keep_requests or self.request_bytes > self.keep_request_bytes:
+                self._prune()
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return results
+
+    def _prune(self) -> None:
+        """Drop the oldest requests until at most 90% of both limits is used (so not at every batch)."""
+        rows_over = self.request_rows - int(self.keep_requests * 0.9)
+        bytes_over = self.request_bytes - int(self.keep_request_bytes * 0.9)
+        last, dropped_rows, dropped_bytes = None, 0, 0
+        cursor = self._db.execute("SELECT seq, LENGTH(CAST(query AS BLOB)) FROM requests ORDER BY seq")
+        for seq, size in cursor:
+            if dropped_rows >= rows_over and dropped_bytes >= bytes_over:
+                break
+            last, dropped_rows, dropped_bytes = seq, dropped_rows + 1, dropped_bytes + size
+        cursor.close()
+        if last is not None:
+            self._db.execute("DELETE FROM requests WHERE seq <= ?", (last,))
+        self.request_rows -= dropped_rows
+        self.request_bytes -= dropped_bytes
 
     def _store_one(self, item: Feedback, now: float) -> FeedbackResult | DataError:
         query, model = item.query, item.model
@@ -160,8 +180,9 @@ class FeedbackStore:
             ).fetchone()
             if row is None:
                 return UnknownRequestError(
-                    f"unknown request id {item.request_id!r}: the gateway remembers the last "
-                    f"{self.keep_requests} requests; send the query text instead",
+                    f"unknown request id {item.request_id!r}: the gateway remembers the most recent "
+                    f"{self.keep_requests} requests (and {self.keep_request_bytes} bytes of their text); "
+                    "send the query text instead",
                     field="request_id",
                 )
             query, model = row[0], model or row[1]

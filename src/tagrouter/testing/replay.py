@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 
 @dataclass
@@ -25,10 +25,19 @@ class ReplayBehaviour:
 
     delay_s: float = 0.0
     fail_status: int | None = None
+    echo_auth: bool = False  # the error body of ``fail_status`` quotes the Authorization header
+    usage: dict[str, Any] | None = None  # sent instead of the true token usage (e.g. junk counts)
+    raw_body: bytes | None = None  # a 200 with this body instead of the answer (e.g. not JSON)
     break_stream_after: int | None = None  # drop the connection after this many stream events
     calls: int = 0
     seen_models: list[str] = field(default_factory=list)
     seen_auth: list[str | None] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """Back to answering at once and correctly (the counters start again)."""
+        fresh = ReplayBehaviour()
+        for name in vars(fresh):
+            setattr(self, name, getattr(fresh, name))
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -60,16 +69,19 @@ def create_replay_app(
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
         if behaviour.fail_status:
+            echoed = f" (you sent {request.headers.get('authorization')})" if behaviour.echo_auth else ""
             error = {
-                "message": f"{name} failed on purpose",
+                "message": f"{name} failed on purpose{echoed}",
                 "type": "server_error",
                 "param": None,
                 "code": None,
             }
             return JSONResponse({"error": error}, status_code=behaviour.fail_status)
+        if behaviour.raw_body is not None:
+            return Response(behaviour.raw_body, media_type="application/json")
         query = _last_user_text(body.get("messages", []))
         text = answers.get(query, f"[{name}] answer to: {query[:60]}")
-        usage = {
+        usage = behaviour.usage or {
             "prompt_tokens": max(1, len(query) // 4),
             "completion_tokens": len(text.split()),
             "total_tokens": max(1, len(query) // 4) + len(text.split()),
@@ -90,7 +102,7 @@ def create_replay_app(
 
 
 async def _chunks(
-    base: dict[str, Any], text: str, usage: dict[str, int] | None, break_after: int | None
+    base: dict[str, Any], text: str, usage: dict[str, Any] | None, break_after: int | None
 ) -> AsyncIterator[str]:
     for number, event in enumerate(_events(base, text, usage)):
         if break_after is not None and number == break_after:
@@ -98,7 +110,7 @@ async def _chunks(
         yield event
 
 
-def _events(base: dict[str, Any], text: str, usage: dict[str, int] | None) -> list[str]:
+def _events(base: dict[str, Any], text: str, usage: dict[str, Any] | None) -> list[str]:
     def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
         chunk = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}

@@ -32,6 +32,7 @@ class ReplayBehaviour:
     calls: int = 0
     seen_models: list[str] = field(default_factory=list)
     seen_auth: list[str | None] = field(default_factory=list)
+    seen_queries: list[str] = field(default_factory=list)  # the last user message of each request
 
     def reset(self) -> None:
         """Back to answering at once and correctly (the counters start again)."""
@@ -80,6 +81,7 @@ def create_replay_app(
         if behaviour.raw_body is not None:
             return Response(behaviour.raw_body, media_type="application/json")
         query = _last_user_text(body.get("messages", []))
+        behaviour.seen_queries.append(query)
         text = answers.get(query, f"[{name}] answer to: {query[:60]}")
         usage = behaviour.usage or {
             "prompt_tokens": max(1, len(query) // 4),

@@ -149,3 +149,21 @@ def test_profiles_calibrate_budgets_and_reject_bad_settings(router, tmp_path: Pa
         ProfileSet(
             router, GatewayConfig.model_validate({"profiles": {"tagrouter": {"reference_model": "gpt"}}})
         )
+
+
+def test_the_request_store_is_bounded_in_bytes_and_in_rows(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "fb.sqlite3", keep_requests=1000, keep_request_bytes=1_000_000)
+    for batch in range(30):  # 30 × 10 requests of 10 kB: 3 MB offered
+        store.apply([(f"r{batch}-{i}", f"{batch}-{i} " + "x" * 10_000, "mid") for i in range(10)], [])
+    assert store.request_bytes <= 1_000_000 and store.request_rows < 100
+    db = sqlite3.connect(tmp_path / "fb.sqlite3")
+    rows, size = db.execute("SELECT COUNT(*), SUM(LENGTH(CAST(query AS BLOB))) FROM requests").fetchone()
+    assert (rows, size) == (store.request_rows, store.request_bytes)  # the running count is exact
+    newest = store.apply([], [Feedback("f1", "win", request_id="r29-9")])[0]
+    oldest = store.apply([], [Feedback("f2", "win", request_id="r0-0")])[0]
+    assert newest.status == "recorded" and isinstance(oldest, UnknownRequestError)
+    for number in range(1100):  # small requests: the row limit applies
+        store.apply([(f"s{number}", "hi", "cheap")], [])
+    assert store.request_rows <= 1000
+    store.close()
+    assert FeedbackStore(tmp_path / "fb.sqlite3").request_rows == store.request_rows  # counted again on open

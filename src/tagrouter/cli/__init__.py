@@ -41,4 +41,3 @@ def main() -> None:
     except TagRouterError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-

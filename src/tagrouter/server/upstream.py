@@ -86,7 +86,7 @@ class AllUpstreamsFailed(Exception):
 #: Called for each failed attempt with the failure and whether another model will be tried.
 OnFailure = Callable[[Failure, bool], None]
 
-_BEARER = re.compile(r"(?i)bearer\s+\S+")
+_BEARER = re.compile(r"(?i)bearer\s+[\w.~+/=-]+")
 #: Longest upstream error message relayed to a client.
 MAX_RELAYED_MESSAGE = 500
 

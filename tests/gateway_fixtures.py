@@ -5,6 +5,7 @@ that starts gateways on loopback. Helpers: ``client`` (the official openai clien
 from __future__ import annotations
 
 import socket
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,32 +52,31 @@ def upstreams(_upstream_servers):
     return _upstream_servers
 
 
-@pytest.fixture
-def gateway(router_dir: Path, upstreams, tmp_path: Path):
-    """``gateway(**settings)`` starts a gateway on loopback; settings override the test defaults."""
+def start_gateway(router_dir: Path, servers: dict[str, Any], feedback_db: Path, **settings: Any) -> Any:
+    """A gateway on loopback for the router in ``router_dir``, every model on its replay upstream in
+    ``servers``, client key :data:`KEY`; ``settings`` override these defaults."""
     from tagrouter import TagRouter
     from tagrouter.server.app import create_app
     from tagrouter.server.config import GatewayConfig
     from tagrouter.testing.threaded import ThreadedServer
 
-    servers, _ = upstreams
-    started: list[ThreadedServer] = []
+    endpoints = {
+        m: {"base_url": servers[m].url + "/v1", "model": UPSTREAM_IDS[m], "timeout_s": 5.0} for m in MODELS
+    }
+    endpoints.update(settings.pop("endpoints", {}))
+    config = GatewayConfig.model_validate(
+        {"endpoints": endpoints, "feedback_db": feedback_db, "api_keys": [KEY], **settings}
+    )
+    return ThreadedServer(create_app(TagRouter.load(router_dir), config)).start()
 
-    def start(**settings: Any) -> ThreadedServer:
-        endpoints = {
-            m: {"base_url": servers[m].url + "/v1", "model": UPSTREAM_IDS[m], "timeout_s": 5.0}
-            for m in MODELS
-        }
-        endpoints.update(settings.pop("endpoints", {}))
-        config = GatewayConfig.model_validate(
-            {
-                "endpoints": endpoints,
-                "feedback_db": tmp_path / "feedback.sqlite3",
-                "api_keys": [KEY],
-                **settings,
-            }
-        )
-        server = ThreadedServer(create_app(TagRouter.load(router_dir), config)).start()
+
+@pytest.fixture
+def gateway(router_dir: Path, upstreams, tmp_path: Path):
+    """``gateway(**settings)`` starts a gateway on loopback; settings override the test defaults."""
+    started: list[Any] = []
+
+    def start(**settings: Any) -> Any:
+        server = start_gateway(router_dir, upstreams[0], tmp_path / "feedback.sqlite3", **settings)
         started.append(server)
         return server
 
@@ -100,15 +100,19 @@ def ask(server: Any, query: str, model: str = "tagrouter", **kwargs: Any) -> tup
     return raw, raw.parse()
 
 
-def post(server: Any, path: str, body: bytes | dict[str, Any], **headers: str) -> Any:
-    """A raw POST with the client key (httpx), ``body`` as bytes or as JSON."""
+@cache
+def _http() -> Any:
     import httpx
 
+    return httpx.Client(timeout=30)  # one client: making one costs tens of milliseconds
+
+
+def post(server: Any, path: str, body: bytes | dict[str, Any], **headers: str) -> Any:
+    """A raw POST with the client key (httpx), ``body`` as bytes or as JSON."""
     content = body if isinstance(body, bytes) else None
-    return httpx.post(
+    return _http().post(
         server.url + path,
         content=content,
         json=None if content is not None else body,
         headers={"authorization": f"Bearer {KEY}", "content-type": "application/json", **headers},
-        timeout=30,
     )

@@ -96,7 +96,11 @@ def create_replay_app(
         if not body.get("stream"):
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
             return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):  # as OpenAI does: a bad parameter is the request's fault
+            error = {"message": "stream_options must be an object", "type": "invalid_request_error"}
+            return JSONResponse({"error": {**error, "param": "stream_options", "code": None}}, 400)
+        include_usage = bool(options.get("include_usage"))
         events = _chunks(base, text, usage if include_usage else None, behaviour.break_stream_after)
         return StreamingResponse(events, media_type="text/event-stream")
 

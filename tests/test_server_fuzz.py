@@ -82,7 +82,34 @@ NEAR_MISS = st.fixed_dictionaries(
         "feedback_id": JSON,
     },
 )
-RAW = (
+#: text of every kind: letters, digits, punctuation, spaces, control, zero-width and lone surrogates
+TEXT = st.text(st.characters(categories=["L", "N", "P", "Zs", "Cc", "Cf", "Cs"]), max_size=40)
+#: bodies that are nearly right for each endpoint, so that many get past validation
+LIKELY = {
+    "/v1/chat/completions": st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["tagrouter", "mid", "cheap"]),
+            "messages": st.lists(
+                st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "user"]), "content": TEXT}),
+                min_size=1,
+                max_size=3,
+            ),
+        },
+        optional={"stream": st.booleans(), "temperature": st.floats(), "max_tokens": st.integers()},
+    ),
+    "/v1/route": st.fixed_dictionaries(
+        {}, optional={"query": TEXT, "queries": st.lists(TEXT, max_size=3), "model": TEXT}
+    ),
+    "/v1/feedback": st.fixed_dictionaries(
+        {
+            "outcome": st.sampled_from(["win", "tie", "loss"]),
+            "query": TEXT,
+            "model": st.sampled_from(["mid", "x"]),
+        },
+        optional={"feedback_id": TEXT},
+    ),
+}
+JUNK = (
     st.binary(max_size=200)
     | JSON.map(lambda v: json.dumps(v).encode())
     | NEAR_MISS.map(lambda v: json.dumps(v).encode())
@@ -95,7 +122,7 @@ def test_fuzz_raw_junk_bodies(fuzzed, path: str) -> None:
     server = fuzzed
 
     @settings(FUZZ, max_examples=60)
-    @given(body=RAW)
+    @given(body=JUNK | LIKELY[path].map(lambda v: json.dumps(v).encode()))
     def run(body: bytes) -> None:
         response = post(server, path, body)
         _check(response.status_code, response.text)

@@ -53,7 +53,7 @@ _PUBLIC = {
     "timeout": "timed out",
     "connect": "could not be reached",
     "config": "is not configured",
-    "invalid_body": "answered with a body that is not a JSON object",
+    "invalid_body": "answered with a body that is not a JSON object or an event stream",
     "stream": "ended its stream before the first event",
 }
 
@@ -87,6 +87,8 @@ class AllUpstreamsFailed(Exception):
 OnFailure = Callable[[Failure, bool], None]
 
 _BEARER = re.compile(r"(?i)bearer\s+[\w.~+/=-]+")
+#: How a server-sent event (or a comment) starts.
+SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 #: Longest upstream error message relayed to a client.
 MAX_RELAYED_MESSAGE = 500
 
@@ -236,6 +238,10 @@ class Upstreams:
                     head = await _first_event(response)
                     if not head:
                         return Failure(model, "stream", "the stream ended before its first event")
+                    if not head.lstrip().startswith(SSE_FIELDS):
+                        return Failure(
+                            model, "invalid_body", f"HTTP {status} stream that is not server-sent events"
+                        )
                     answer, response = Answer(model, status, response=response, head=head), None
                     return answer
                 content = await response.read()

@@ -93,7 +93,7 @@ def test_writer_batches_concurrent_feedback_and_drains_on_close(tmp_path: Path) 
 
     results = asyncio.run(scenario())
     assert [r.status for r in results].count("recorded") == 52 and results[50].status == "duplicate"
-    assert sum(len(batch) for batch in learned) == 52 and len(learned) < 10  # batched, every record once
+    assert sum(len(batch) for batch in learned) == 52 and len(learned) <= 2  # learned at once, every record once
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     assert store.count() == 52
     store.close()
@@ -167,3 +167,21 @@ def test_the_request_store_is_bounded_in_bytes_and_in_rows(tmp_path: Path) -> No
     assert store.request_rows <= 1000
     store.close()
     assert FeedbackStore(tmp_path / "fb.sqlite3").request_rows == store.request_rows  # counted again on open
+
+
+def test_the_router_learns_at_most_once_per_interval_and_after_the_commit(tmp_path: Path) -> None:
+    learned: list[list[HistoryRecord]] = []
+
+    async def scenario() -> tuple[int, int]:
+        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb.sqlite3"), learned.append, learn_interval_s=0.3)
+        writer.start()
+        for number in range(20):  # one at a time: twenty commits
+            await writer.submit(Feedback(f"f{number}", "win", model="mid", query=f"q{number}"))
+        acknowledged_before_learning = len(learned)
+        await asyncio.sleep(0.5)
+        after_interval = len(learned)
+        await writer.close()
+        return acknowledged_before_learning, after_interval
+
+    before, after = asyncio.run(scenario())
+    assert before == 0 and after == 1 and len(learned[0]) == 20  # one update for the twenty

@@ -298,11 +298,12 @@ def test_feedback_by_request_id_is_idempotent_by_feedback_id(gateway, tmp_path: 
 
 
 def test_enough_feedback_changes_routing_and_survives_a_restart(gateway, tmp_path: Path) -> None:
-    server = gateway()
+    server = gateway(learn_interval_s=0.2)
     assert ask(server, GREETING_QUERY)[1].model == "cheap"
     for number, query in enumerate(GREETINGS * 2):
         response = _feedback(server, query=query, model="cheap", outcome="loss", feedback_id=f"g{number}")
         assert response.json()["status"] == "recorded"
+    time.sleep(0.2)  # learned within learn_interval_s of being recorded
     _, answered = ask(server, GREETING_QUERY)
     assert answered.model == "mid"  # learned online, no restart
     server.stop()

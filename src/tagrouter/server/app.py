@@ -129,7 +129,7 @@ class Gateway:
         self.profiles.update(replayed)
         if replayed:
             log.info("learned %d stored feedback records from %s", len(replayed), config.feedback_db)
-        self.writer = FeedbackWriter(store, self.profiles.update)
+        self.writer = FeedbackWriter(store, self.profiles.update, learn_interval_s=config.learn_interval_s)
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured), and

@@ -115,6 +115,9 @@ class GatewayConfig(BaseModel):
     feedback_synchronous: Literal["normal", "full"] = Field(
         default="normal", description="SQLite 'full' also survives power loss, at an fsync per batch"
     )
+    learn_interval_s: float = Field(
+        default=0.5, gt=0, description="the router learns new feedback at most this often, all of it at once"
+    )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
     remember_requests_bytes: int = Field(
         default=64_000_000, ge=1_000_000, description="bytes of routing text kept for those request ids"

@@ -226,25 +226,38 @@ class _Pending:
 
 
 class FeedbackWriter:
-    """Applies remembered requests and feedback to the store, and new records to the router, in batches.
+    """Applies remembered requests and feedback to the store in batches, and teaches the router the newly
+    stored records at most once per ``learn_interval_s``.
 
-    ``learn`` is called (in the writer thread) with the records that a batch newly stored.
+    ``learn`` is called (in a worker thread) with the records stored since its last call.
     """
 
-    def __init__(self, store: FeedbackStore, learn: Callable[[list[HistoryRecord]], None]) -> None:
+    def __init__(
+        self,
+        store: FeedbackStore,
+        learn: Callable[[list[HistoryRecord]], None],
+        *,
+        learn_interval_s: float = 0.5,
+    ) -> None:
         self.store = store
         self._learn = learn
+        self.learn_interval_s = learn_interval_s
         self._pending = _Pending([], [])
         self._wakeup = asyncio.Event()  # something is queued
         self._urgent = asyncio.Event()  # feedback (or closing) is queued: apply now
+        self._unlearned: list[HistoryRecord] = []
+        self._learn_due = asyncio.Event()  # records wait to be learned
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._learner: asyncio.Task[None] | None = None
         #: feedback records in the store (kept here so that health checks never touch the database)
         self.stored = store.count()
 
     def start(self) -> None:
-        """Start the background loop (call from the running event loop)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tagrouter-feedback-writer")
+        """Start the background loops (call from the running event loop)."""
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="tagrouter-feedback-writer")
+        self._learner = loop.create_task(self._learn_loop(), name="tagrouter-feedback-learner")
 
     def remember(self, request_id: str, query: str, model: str) -> None:
         """Queue a served request so that feedback can cite its id (fire and forget)."""
@@ -252,8 +265,8 @@ class FeedbackWriter:
         self._wakeup.set()
 
     async def submit(self, item: Feedback) -> FeedbackResult:
-        """Store ``item`` and teach the router; returns once both are done. Raises the store's
-        :class:`DataError` when the feedback is rejected."""
+        """Store ``item``; returns once it is committed (the router learns it within ``learn_interval_s``).
+        Raises the store's :class:`DataError` when the feedback is rejected."""
         if self._closing:
             raise RuntimeError("the gateway is shutting down")
         future: asyncio.Future[FeedbackResult] = asyncio.get_running_loop().create_future()
@@ -263,12 +276,18 @@ class FeedbackWriter:
         return await asyncio.shield(future)
 
     async def close(self) -> None:
-        """Apply everything queued, then stop and close the store."""
+        """Apply everything queued and learn it, then stop and close the store."""
         self._closing = True
         self._wakeup.set()
         self._urgent.set()
         if self._task is not None:
             await self._task
+        if self._learner is not None:
+            self._learner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._learner
+        if self._unlearned:
+            await asyncio.to_thread(self._learn_now, self._unlearned)
         await asyncio.to_thread(self.store.close)
 
     async def _run(self) -> None:
@@ -282,31 +301,37 @@ class FeedbackWriter:
             batch, self._pending = self._pending, _Pending([], [])
             if batch.requests or batch.feedback:
                 try:
-                    results = await asyncio.to_thread(self._apply, batch)
+                    results = await asyncio.to_thread(
+                        self.store.apply, batch.requests, [item for item, _ in batch.feedback]
+                    )
                 except Exception as exc:  # the store failed: every feedback of the batch fails with it
                     log.exception("feedback batch failed")
                     results = [exc] * len(batch.feedback)
-                for (_, future), result in zip(batch.feedback, results, strict=True):
+                for (item, future), result in zip(batch.feedback, results, strict=True):
+                    if isinstance(result, FeedbackResult) and result.status == "recorded":
+                        self._unlearned.append(result.record(item.outcome))
+                        self.stored += 1
                     if future.done():
                         continue
                     if isinstance(result, Exception):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+                if self._unlearned:
+                    self._learn_due.set()
             if self._closing and not (self._pending.requests or self._pending.feedback):
                 return
 
-    def _apply(self, batch: _Pending) -> list[FeedbackResult | DataError]:
-        results = self.store.apply(batch.requests, [item for item, _ in batch.feedback])
-        new = [
-            result.record(item.outcome)
-            for (item, _), result in zip(batch.feedback, results, strict=True)
-            if isinstance(result, FeedbackResult) and result.status == "recorded"
-        ]
-        self.stored += len(new)
-        if new:
-            try:
-                self._learn(new)
-            except Exception:  # stored durably: the router learns them at the next start
-                log.exception("the router could not learn %d stored feedback records", len(new))
-        return results
+    async def _learn_loop(self) -> None:
+        while True:
+            await self._learn_due.wait()
+            await asyncio.sleep(self.learn_interval_s)  # what arrives meanwhile is learned in the same update
+            self._learn_due.clear()
+            records, self._unlearned = self._unlearned, []
+            await asyncio.to_thread(self._learn_now, records)
+
+    def _learn_now(self, records: list[HistoryRecord]) -> None:
+        try:
+            self._learn(records)
+        except Exception:  # stored durably: the router learns them at the next start
+            log.exception("the router could not learn %d stored feedback records", len(records))

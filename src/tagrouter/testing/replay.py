@@ -104,7 +104,22 @@ def create_replay_app(
         events = _chunks(base, text, usage if include_usage else None, behaviour.break_stream_after)
         return StreamingResponse(events, media_type="text/event-stream")
 
+    @app.post("/control/behaviour")
+    async def control(request: Request) -> dict[str, Any]:
+        changes = await request.json()
+        if changes.pop("reset", False):
+            behaviour.reset()
+        for name, value in changes.items():
+            if name not in CONTROLLABLE:
+                return JSONResponse({"error": f"cannot set {name!r}"}, status_code=400)
+            setattr(behaviour, name, value.encode() if name == "raw_body" and value is not None else value)
+        return {name: getattr(behaviour, name) for name in CONTROLLABLE if name != "raw_body"}
+
     return app
+
+
+#: The behaviour fields that ``POST /control/behaviour`` may set.
+CONTROLLABLE = ("delay_s", "fail_status", "echo_auth", "usage", "raw_body", "break_stream_after")
 
 
 async def _chunks(

@@ -415,19 +415,25 @@ async def _chat_client(
 
 
 async def _huge_client(
-    http: aiohttp.ClientSession, url: str, text: str, deadline: float, done: list[float]
+    http: aiohttp.ClientSession, url: str, text: str, rate: float, deadline: float, done: list[float]
 ) -> None:
+    """Send a chat request with ``text`` (1 MB) ``rate`` times a second (0: back to back)."""
     body = json.dumps({"model": "tagrouter", "messages": [{"role": "user", "content": text}]}).encode()
     headers = {"content-type": "application/json", **AUTH}
-    while time.perf_counter() < deadline:
+    next_at = time.perf_counter()
+    while next_at < deadline:
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
         start = time.perf_counter()
+        next_at = start + (1.0 / rate if rate else 0.0)
         async with http.post(url + "/v1/chat/completions", data=body, headers=headers) as response:
             await response.read()
             if response.status == 200:
                 done.append(time.perf_counter() - start)
 
 
-async def background_load(kind: str, url: str, seconds: float, clients: int) -> dict[str, Any]:
+async def background_load(
+    kind: str, url: str, seconds: float, clients: int, huge_rate: float
+) -> dict[str, Any]:
     """The competing load of a latency phase, run in its own process (``--load``), so that its CPU is not
     taken from the chat clients and the upstreams in the main process."""
     queries = list({r.query_id: r.query for r in read_history(EXAMPLES / "history.jsonl")}.values())
@@ -445,61 +451,90 @@ async def background_load(kind: str, url: str, seconds: float, clients: int) -> 
             await asyncio.sleep(seconds)
             stop.set()
             counts = await asyncio.gather(*tasks)
-            return {"feedback_accepted_per_s": round(sum(a for a, _ in counts) / seconds, 1),
-                    "feedback_429": sum(r for _, r in counts), "flood_clients": clients}  # fmt: skip
+            return {"feedback_accepted": sum(a for a, _ in counts), "feedback_429": sum(r for _, r in counts)}
         text = (" ".join(queries) * (1_000_000 // len(" ".join(queries)) + 1))[:1_000_000]
         done: list[float] = []
-        await _huge_client(http, url, text, deadline, done)
-        return {
-            "huge_answered": len(done),
-            "huge_p50_ms": round(float(np.median(done)) * 1000, 1) if done else None,
-        }
+        await _huge_client(http, url, text, huge_rate, deadline, done)
+        return {"huge_seconds": done}
 
 
-async def run_latency(url: str, queries: list[str], args: argparse.Namespace) -> list[Row]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+PHASES = {"chat alone": None, "chat + feedback flood": "feedback", "chat + 1 MB queries": "huge"}
+
+
+async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Namespace) -> list[Row]:
+    """The three phases, interleaved over ``args.rounds`` rounds (so that a change in the machine's load
+    falls on all three alike), each ``args.seconds / args.rounds`` per round."""
+    url, seconds = gateway.url, args.seconds / args.rounds
+    latencies: dict[str, list[float]] = {phase: [] for phase in PHASES}
+    errors: dict[str, Counter] = {phase: Counter() for phase in PHASES}
+    extras: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
+    cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    for number in range(args.rounds):
+        for phase, load in PHASES.items():
+            loader = None
+            if load is not None:
+                command = [sys.executable, __file__, "--load", load, "--url", url, "--seconds", str(seconds),
+                           "--flood-clients", str(args.flood_clients), "--huge-rate", str(args.huge_rate)]  # fmt: skip
+                loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+                assert loader.stdout is not None and loader.stdout.readline().strip() == "ready"
+            cpu_before = _cpu_seconds(gateway.process.pid)
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+            ) as http:
+                deadline = time.perf_counter() + seconds
+                await asyncio.gather(*(_chat_client(http, url, queries, args.chat_rate, deadline, random.Random(f"{phase}{number}{i}"),
+                                                    latencies[phase], errors[phase]) for i in range(args.chat_clients)))  # fmt: skip
+            cpu[phase] += _cpu_seconds(gateway.process.pid) - cpu_before
+            if loader is not None:
+                extras[phase].append(json.loads(loader.communicate(timeout=120)[0]))
     results: dict[str, dict[str, Any]] = {}
-    for phase, load in (
-        ("chat alone", None),
-        ("chat + feedback flood", "feedback"),
-        ("chat + 1 MB queries", "huge"),
-    ):
-        loader = None
-        if load is not None:
-            command = [sys.executable, __file__, "--load", load, "--url", url, "--seconds", str(args.seconds),
-                       "--flood-clients", str(args.flood_clients)]  # fmt: skip
-            loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-            assert loader.stdout is not None and loader.stdout.readline().strip() == "ready"
-        latencies: list[float] = []
-        errors: Counter = Counter()
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
-        ) as http:
-            deadline = time.perf_counter() + args.seconds
-            await asyncio.gather(*(_chat_client(http, url, queries, args.chat_rate, deadline, random.Random(f"{phase}{i}"), latencies, errors)
-                                   for i in range(args.chat_clients)))  # fmt: skip
-        extra = json.loads(loader.communicate(timeout=120)[0]) if loader is not None else {}
-        ms = np.percentile(np.array(latencies) * 1000, [50, 99]) if latencies else [float("nan")] * 2
-        results[phase] = {
-            "requests": len(latencies),
-            "errors": dict(errors),
-            "p50_ms": round(float(ms[0]), 2),
-            "p99_ms": round(float(ms[1]), 2),
-            **extra,
-        }
+    for phase in PHASES:
+        ms = (
+            np.percentile(np.array(latencies[phase]) * 1000, [50, 99])
+            if latencies[phase]
+            else [float("nan")] * 2
+        )
+        figures: dict[str, Any] = {"requests": len(latencies[phase]), "errors": dict(errors[phase]),
+                                   "p50_ms": round(float(ms[0]), 2), "p99_ms": round(float(ms[1]), 2),
+                                   "gateway_cpu_share": round(cpu[phase] / args.seconds, 2)}  # fmt: skip
+        if phase == "chat + feedback flood":
+            figures |= {"feedback_accepted_per_s": round(sum(e["feedback_accepted"] for e in extras[phase]) / args.seconds, 1),
+                        "feedback_429": sum(e["feedback_429"] for e in extras[phase]), "flood_clients": args.flood_clients}  # fmt: skip
+        elif phase == "chat + 1 MB queries":
+            done = [d for e in extras[phase] for d in e["huge_seconds"]]
+            figures |= {
+                "huge_answered": len(done),
+                "huge_p50_ms": round(float(np.median(done)) * 1000, 1) if done else None,
+            }
+        results[phase] = figures
     alone = results["chat alone"]
     rows = []
     for phase, figures in results.items():
         ratio_50, ratio_99 = figures["p50_ms"] / alone["p50_ms"], figures["p99_ms"] / alone["p99_ms"]
         figures |= {"p50_ratio": round(ratio_50, 2), "p99_ratio": round(ratio_99, 2)}
-        saw = f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms (×{ratio_50:.2f} / ×{ratio_99:.2f} of alone)"
+        saw = (f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms (×{ratio_50:.2f} / ×{ratio_99:.2f} of alone); "
+               f"gateway CPU {figures['gateway_cpu_share']:.0%} of a core")  # fmt: skip
         if "feedback_accepted_per_s" in figures:
             saw += f"; {figures['flood_clients']} feedback clients: {figures['feedback_accepted_per_s']}/s accepted, {figures['feedback_429']} got 429"
         if "huge_answered" in figures:
-            saw += f"; {figures['huge_answered']} 1 MB queries answered back to back (p50 {figures['huge_p50_ms']} ms)"
+            pace = f"{args.huge_rate:g}/s" if args.huge_rate else "back to back"
+            saw += f"; {figures['huge_answered']} 1 MB queries ({pace}) answered, p50 {figures['huge_p50_ms']} ms"
         if figures["errors"]:
             saw += f"; errors {figures['errors']}"
         met = None if phase == "chat alone" else ratio_99 <= 2.0 and not figures["errors"]
-        what = f"{phase} ({args.chat_clients} clients × {args.chat_rate:g} req/s, {args.seconds:g} s)"
+        what = (
+            f"{phase} ({args.chat_clients} clients × {args.chat_rate:g} req/s, {args.rounds} × {seconds:g} s)"
+        )
         rows.append(Row("latency", what, figures["requests"], saw, met, figures))
     return rows
 
@@ -534,18 +569,24 @@ async def run_all(
     if "kill" in args.sections:
         rows.append(await run_kill(gateway, queries, router.models[0], args.flood_clients, args.kill_after))
     if "latency" in args.sections:
-        rows += await run_latency(gateway.url, queries, args)
+        rows += await run_latency(gateway, queries, args)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency phase")
+    parser.add_argument(
+        "--seconds", type=float, default=12.0, help="length of each latency phase, all rounds"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the interleaved latency phases")
     parser.add_argument("--chat-clients", type=int, default=4, help="chat clients in the latency phases")
     parser.add_argument(
         "--chat-rate", type=float, default=20.0, help="requests per second of each chat client"
     )
     parser.add_argument("--flood-clients", type=int, default=32, help="feedback clients of a flood")
+    parser.add_argument(
+        "--huge-rate", type=float, default=2.0, help="1 MB queries per second (0: back to back)"
+    )
     parser.add_argument("--per-fault", type=int, default=10, help="requests per fault and mode")
     parser.add_argument(
         "--kill-after", type=float, default=3.0, help="seconds of feedback flood before kill -9"
@@ -564,7 +605,8 @@ def main() -> None:
         serve_upstream(args.serve_upstream, args.port)
         return
     if args.load:
-        print(json.dumps(asyncio.run(background_load(args.load, args.url, args.seconds, args.flood_clients))))
+        load = background_load(args.load, args.url, args.seconds, args.flood_clients, args.huge_rate)
+        print(json.dumps(asyncio.run(load)))
         return
 
     records = read_history(EXAMPLES / "history.jsonl")

@@ -93,7 +93,9 @@ def test_writer_batches_concurrent_feedback_and_drains_on_close(tmp_path: Path) 
 
     results = asyncio.run(scenario())
     assert [r.status for r in results].count("recorded") == 52 and results[50].status == "duplicate"
-    assert sum(len(batch) for batch in learned) == 52 and len(learned) <= 2  # learned at once, every record once
+    assert (
+        sum(len(batch) for batch in learned) == 52 and len(learned) <= 2
+    )  # learned at once, every record once
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     assert store.count() == 52
     store.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tagrouter import Catalog, Endpoint, HistoryRecord, ModelCard, SmoothedScorer, TagRouter
+from tagrouter import Catalog, Decider, Endpoint, HistoryRecord, ModelCard, SmoothedScorer, TagRouter
 from tagrouter.tagging.embedded import EmbeddedTagger
 
 VERBS = [
@@ -77,7 +77,7 @@ def catalog(base_url: str = "http://127.0.0.1:9/v1") -> Catalog:
 def fit_router() -> TagRouter:
     tagger = EmbeddedTagger.fit(CODE + GREETINGS, min_count=1)
     router = TagRouter.fit(history(), catalog(), tagger=tagger, scorer=SmoothedScorer(prior_strength=2))
-    return router.with_decider("within", 0.3)
+    return router.with_decider(Decider("within", 0.3))
 
 
 def save_router(folder: Path) -> Path:

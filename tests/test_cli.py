@@ -109,3 +109,47 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path):
     )
     assert proc.returncode == 2
     assert f"{bad}, row 1, field 'outcome'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Run the ``tagrouter`` entry point (its error boundary included) in-process."""
+    from tagrouter.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["tagrouter", *map(str, args)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--rule", "bogus"], "'bogus' is not one of 'gap', 'within', 'utility'"),
+        (["--scorer", "bogus"], "'bogus' is not one of 'smoothed', 'paper'"),
+        (["--rule", "gap"], "the 'gap' rule needs exactly two models, the catalogue has 3"),
+        (["--rule", "within", "--knob", "-1"], "the 'within' rule takes a knob θ ≥ 0"),
+    ],
+)
+def test_bad_fit_options_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, expected):
+    history, catalog = EXAMPLES / "history.jsonl", EXAMPLES / "catalog.yaml"
+    code, err = run_main(
+        monkeypatch, capsys, "fit", history, "--catalog", catalog, "--out", tmp_path / "r", *args
+    )
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing saved that would fail later
+
+
+def test_bad_route_serve_and_calibrate_input_is_one_line_and_exit_2(
+    router_dir, tmp_path, monkeypatch, capsys
+):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    cases = [
+        (["calibrate", router_dir, "--queries", empty, "--mean-cost", "0.001"], "no queries in the file"),
+        (["route", router_dir, "   "], "query 1 is empty"),
+        (["route", tmp_path / "nowhere", "hi"], "no such router folder"),
+        (["serve", router_dir, "--log-level", "foo"], "'foo' is not one of"),
+    ]
+    for args, expected in cases:
+        code, err = run_main(monkeypatch, capsys, *args)
+        assert code == 2 and expected in err and "Traceback" not in err, (args, err)

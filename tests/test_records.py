@@ -40,7 +40,7 @@ def test_parquet_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("row", "field", "expected"),
     [
-        ({**GOOD, "outcome": "draw"}, "outcome", "expected one of win, tie, loss, got 'draw'"),
+        ({**GOOD, "outcome": "draw"}, "outcome", "expected 'win', 'tie' or 'loss', got 'draw'"),
         ({k: v for k, v in GOOD.items() if k != "model"}, "model", "required field is missing"),
         ({**GOOD, "cost": -1}, "cost", "greater than or equal to 0"),
         ({**GOOD, "colour": "red"}, "colour", "unknown field"),

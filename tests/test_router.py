@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tagrouter.artifact import live_version
 from tagrouter.deciding import Decider
 from tagrouter.errors import ArtifactError, DataError
 from tagrouter.records import HistoryRecord
@@ -51,12 +52,12 @@ def test_expected_costs_use_history_output_tokens(example_router, example_record
 
 def test_update_equals_refit_with_the_same_tagger(example_records, example_catalog):
     first, second = example_records[:60], example_records[60:]
-    incremental = TagRouter.fit(first, example_catalog)
-    incremental.update(second)
+    incremental = TagRouter.fit(first, example_catalog).update(second)
     refit = TagRouter.fit(example_records, example_catalog, tagger=incremental.tagger)
     assert incremental.table.equals(refit.table)
-    assert incremental.output_token_stats == refit.output_token_stats
+    assert dict(incremental.model.output_tokens) == dict(refit.model.output_tokens)
     queries = ["Tell me a joke.", "Integrate x^2."]
+    # 42 records on 60 is past the refresh share: the update rescored everything, as a refit does
     assert np.allclose(incremental.score_batch(queries)[1], refit.score_batch(queries)[1])
 
 
@@ -69,8 +70,9 @@ def test_update_changes_routing(example_router, example_catalog, example_records
     losses = [
         HistoryRecord(query_id=f"new{i}", query=query, model="small-7b", outcome="loss") for i in range(40)
     ]
-    router.update(losses)
-    assert router.route(query).scores["small-7b"] < before - 0.1
+    updated = router.update(losses)
+    assert updated.route(query).scores["small-7b"] < before - 0.1
+    assert router.route(query).scores["small-7b"] == before  # the old router is unchanged
 
 
 def test_catalogue_model_without_history_is_an_error(example_records, example_catalog):
@@ -82,16 +84,16 @@ def test_catalogue_model_without_history_is_an_error(example_records, example_ca
 
 
 def test_calibrate_sets_knob(example_router, example_records):
-    router = example_router.with_decider("utility", 0.0)
     queries = sorted({r.query for r in example_records})
-    result = router.calibrate(queries, strong_share=0.25)
-    assert router.decider.knob == result.knob
+    router = example_router.with_decider(Decider("utility", 0.0)).calibrated(queries, strong_share=0.25)
+    result = router.decider.calibration
+    assert result is not None and router.decider.knob == result.knob and result.queries == len(queries)
     share = np.mean([d.model == "large-api" for d in router.route_batch(queries)])
     assert abs(share - 0.25) <= 1 / len(queries) + 1e-9
 
 
 def test_save_load_round_trip(example_router, tmp_path):
-    router = example_router.with_decider("within", 0.05)
+    router = example_router.with_decider(Decider("within", 0.05))
     router.save(tmp_path / "r")
     loaded = TagRouter.load(tmp_path / "r")
     queries = ["Write SQL to count rows.", "Good morning!"]
@@ -101,6 +103,8 @@ def test_save_load_round_trip(example_router, tmp_path):
     assert loaded.table.equals(router.table) and loaded.decider == router.decider
     router.save(tmp_path / "r")  # overwriting a saved router works and leaves no staging folders
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    versions = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert versions[0] == "CURRENT" and len(versions) == 3  # the live version and the one before
 
 
 def test_paper_scorer_router_round_trip(example_records, example_catalog, example_router, tmp_path):
@@ -117,25 +121,26 @@ def test_paper_scorer_router_round_trip(example_records, example_catalog, exampl
 def test_damaged_artifacts_fail_clearly(example_router, tmp_path):
     folder = tmp_path / "r"
     example_router.save(folder)
-    with (folder / "table.npz").open("ab") as handle:
+    with (live_version(folder) / "table.npz").open("ab") as handle:
         handle.write(b"garbage")
     with pytest.raises(ArtifactError, match="table.npz is damaged"):
         TagRouter.load(folder)
 
     example_router.save(folder)
-    (folder / "tagger" / "prototypes.npy").unlink()
+    (live_version(folder) / "tagger" / "prototypes.npy").unlink()
     with pytest.raises(ArtifactError, match="prototypes.npy listed in the manifest is missing"):
         TagRouter.load(folder)
 
     example_router.save(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest_path = live_version(folder) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
     manifest["format_version"] = 99
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="format version 99"):
         TagRouter.load(folder)
 
     shutil.rmtree(folder)
-    with pytest.raises(ArtifactError, match="no manifest.json"):
+    with pytest.raises(ArtifactError, match="no such router folder"):
         TagRouter.load(folder)
 
 
@@ -145,3 +150,60 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_router(example_router, tmp_
     with pytest.raises(ArtifactError, match="not a saved router"):
         example_router.save(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_router_cannot_route_on_stale_scores(example_router, example_records, example_catalog):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        example_router.decider = Decider("within", 0.5)  # type: ignore[misc]
+    query = ["Write a Python function that parses a CSV file."]
+    paper = example_router.with_scorer(PaperScorer())
+    refit = TagRouter.fit(
+        example_records, example_catalog, tagger=example_router.tagger, scorer=PaperScorer()
+    )
+    assert np.allclose(paper.score_batch(query)[1], refit.score_batch(query)[1])
+    assert not np.allclose(paper.score_batch(query)[1], example_router.score_batch(query)[1])
+
+
+def test_a_small_update_rescores_only_the_touched_tags_and_a_refresh_equals_a_refit(
+    example_router, example_records, example_catalog
+):
+    router = TagRouter.fit(example_records * 3, example_catalog, tagger=example_router.tagger)
+    query = "What is the capital of Peru?"
+    new = [HistoryRecord(query_id="peru", query=query, model="small-7b", outcome="loss")]
+    updated = router.update(new)  # 1 record on 306: below the refresh share, so no full rescoring
+    touched = updated.table.tag_rows(updated.tagger.tag([query]))[0]
+    untouched = np.setdiff1d(np.arange(len(updated.table.tags)), touched)
+    before, after = router.model.values.to_array(), updated.model.values.to_array()
+    assert np.array_equal(before[untouched], after[untouched]) and not np.allclose(
+        before[touched], after[touched]
+    )
+    refit = TagRouter.fit(example_records * 3 + new, example_catalog, tagger=router.tagger)
+    assert updated.table.equals(refit.table)
+    fresh = updated.model.refreshed().score_tags(updated.tagger.tag([query]))
+    assert np.allclose(fresh, refit.model.score_tags(refit.tagger.tag([query])))
+
+
+def test_a_router_built_with_another_embedder_is_refused(example_router, tmp_path):
+    import hashlib
+
+    folder = tmp_path / "r"
+    example_router.save(folder)
+    version = live_version(folder)
+    meta = json.loads((version / "router.json").read_text())
+    meta["tagger"]["config"]["embedder"] = "other-embedder-768"
+    (version / "router.json").write_text(json.dumps(meta))
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["files"]["router.json"] = hashlib.sha256((version / "router.json").read_bytes()).hexdigest()
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="built with the embedder 'other-embedder-768'.*refit"):
+        TagRouter.load(folder)
+    saved = json.loads((version / "manifest.json").read_text())["provenance"]
+    assert {"tagrouter", "numpy", "scikit-learn", "wordllama", "python"} <= set(saved)
+
+
+def test_route_batch_of_nothing_and_empty_queries(example_router):
+    assert example_router.route_batch([]) == []
+    with pytest.raises(DataError, match="query 2 is empty"):
+        example_router.route_batch(["hello", " \n"])

@@ -236,7 +236,7 @@ class KeywordGenerator:
 def test_bench_runs_with_a_generative_tagger_spec_fitted_per_training_set(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import tagrouter.tagging.spec as spec_module
+    import tagrouter.tagging.factory as spec_module
     from tagrouter.cli import app
 
     monkeypatch.setattr(spec_module, "generator_from_spec", lambda parsed: KeywordGenerator())

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from tagrouter.errors import DataError
 from tagrouter.scoring import PaperScorer, SmoothedScorer, TagTable, scorer_from_config
 
 
@@ -16,7 +17,7 @@ def small_table() -> TagTable:
         ("C", "m1", "loss"),
         ("C", "m2", "win"),
     ]
-    table.add([tags[q] for q, _, _ in rows], [m for _, m, _ in rows], [o for _, _, o in rows])
+    table = table.added([tags[q] for q, _, _ in rows], [m for _, m, _ in rows], [o for _, _, o in rows])
     return table
 
 
@@ -54,7 +55,7 @@ def test_smoothed_scorer_formula_by_hand():
     scorer = SmoothedScorer(prior_strength=2.0, difficulty=False, difficulty_weight=1.0, specific_weight=1.0)
     m1 = table.model_index["m1"]
     prior_m1 = (2 + 1) / (3 + 2)  # 2 of 3 records accepted, Laplace
-    assert scorer.model_prior(table)[m1] == pytest.approx(prior_m1)
+    assert scorer.model_prior(table.model_counts)[m1] == pytest.approx(prior_m1)
     code = scorer.tag_values(table)[table.tag_index["code"], m1]
     assert code == pytest.approx((2 + 2 * prior_m1) / (2 + 2))
     score = scorer.score(table, [["code", "poem"], []])
@@ -68,10 +69,10 @@ def test_difficulty_prior_moves_with_all_models():
     # 'hard' queries: every model loses; 'easy': every model wins; m3 is a context model
     for tag, outcome in (("hard", "loss"), ("easy", "win")):
         for model in ("m1", "m2", "m3"):
-            table.add([[tag]] * 5, [model] * 5, [outcome] * 5)
-    table.add([["new"]], ["m1"], ["win"])
+            table = table.added([[tag]] * 5, [model] * 5, [outcome] * 5)
+    table = table.added([["new"]], ["m1"], ["win"])
     scorer = SmoothedScorer(prior_strength=20.0, difficulty=True, difficulty_strength=1.0)
-    shift = scorer.tag_difficulty(table, scorer.model_prior(table))
+    shift = scorer.tag_difficulty(table.counts, scorer.model_prior(table.model_counts))
     assert shift[table.tag_index["hard"]] < -1 < 1 < shift[table.tag_index["easy"]]
     values = scorer.tag_values(table)
     plain = SmoothedScorer(prior_strength=20.0, difficulty=False).tag_values(table)
@@ -81,12 +82,12 @@ def test_difficulty_prior_moves_with_all_models():
 
 def test_update_equals_refit_for_tables():
     first, second = small_table(), TagTable()
-    second.add([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
+    second = second.added([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
     incremental = small_table()
-    incremental.add([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
+    incremental = incremental.added([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
     refit = TagTable()
-    refit.add([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
-    refit.add(
+    refit = refit.added([["poem"], ["code", "new"]], ["m3", "m1"], ["win", "loss"])
+    refit = refit.added(
         [["code", "python"], ["code"], ["poem"]] * 2,
         ["m1", "m1", "m1", "m2", "m2", "m2"],
         ["win", "tie", "loss", "loss", "win", "win"],
@@ -100,5 +101,27 @@ def test_scorer_config_round_trip():
         SmoothedScorer(prior_strength=7),
     ):
         assert scorer_from_config(scorer.config()) == scorer
-    with pytest.raises(ValueError, match="unknown scorer kind"):
+    with pytest.raises(DataError, match="unknown scorer kind"):
         scorer_from_config({"kind": "magic"})
+
+
+def test_tables_merge_in_any_order_to_the_same_sum():
+    a = TagTable.count([["code"], ["poem", "x"]], ["m1", "m2"], ["win", "loss"])
+    b = TagTable.count([["poem"], ["new"]], ["m3", "m1"], ["tie", "win"])
+    c = small_table()
+    assert a.merged(b).merged(c).equals(c.merged(a).merged(b))
+    assert a.merged(b).equals(a.added([["poem"], ["new"]], ["m3", "m1"], ["tie", "win"]))
+
+
+def test_row_blocks_copy_only_the_blocks_they_change():
+    from tagrouter.arrays import BLOCK_ROWS, RowBlocks
+
+    blocks = RowBlocks.from_array(np.arange(3 * BLOCK_ROWS * 2, dtype=float).reshape(-1, 2))
+    changed = blocks.with_rows(np.array([BLOCK_ROWS + 1]), np.array([[-1.0, -2.0]]))
+    assert changed.blocks[0] is blocks.blocks[0] and changed.blocks[2] is blocks.blocks[2]
+    assert changed.gather(np.array([BLOCK_ROWS + 1, 0])).tolist() == [[-1.0, -2.0], [0.0, 1.0]]
+    assert blocks.gather(np.array([BLOCK_ROWS + 1])).tolist() == [
+        [2.0 * BLOCK_ROWS + 2, 2.0 * BLOCK_ROWS + 3]
+    ]
+    grown = blocks.with_rows(np.array([3 * BLOCK_ROWS + 5]), np.array([[7.0, 8.0]]))
+    assert grown.n_rows == 3 * BLOCK_ROWS + 6 and grown.to_array()[-1].tolist() == [7.0, 8.0]

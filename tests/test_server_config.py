@@ -43,7 +43,7 @@ def test_client_keys_from_the_environment_are_read_when_asked(monkeypatch: pytes
 @pytest.mark.parametrize(
     ("text", "field", "message"),
     [
-        ("fallback_depht: 2\n", "fallback_depht", "unknown setting"),
+        ("fallback_depht: 2\n", "fallback_depht", "unknown field"),
         ("fallback_depth: -1\n", "fallback_depth", "greater than or equal to 0"),
         ("profiles: {p: {knob: 1, budget: {history: [h], strong_share: 0.5}}}\n", "profiles.p", "not both"),
         (

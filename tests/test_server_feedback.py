@@ -103,7 +103,7 @@ def test_writer_batches_concurrent_feedback_and_drains_on_close(tmp_path: Path) 
 
 def test_profile_updates_are_copy_on_write_and_change_routing(router) -> None:
     profiles = ProfileSet(router, GatewayConfig())
-    before = profiles["tagrouter"].router
+    before = profiles.router("tagrouter")
     counts = before.table.counts.copy()
     assert profiles.route("tagrouter", [GREETING_QUERY])[0].model == "cheap"
     profiles.update(
@@ -113,7 +113,7 @@ def test_profile_updates_are_copy_on_write_and_change_routing(router) -> None:
         ]
     )
     assert np.array_equal(before.table.counts, counts)  # requests in flight keep a consistent old table
-    assert profiles["tagrouter"].router is not before
+    assert profiles.model is not before.model
     assert profiles.route("tagrouter", [GREETING_QUERY])[0].model == "mid"
 
 
@@ -141,7 +141,7 @@ def test_profiles_calibrate_budgets_and_reject_bad_settings(router, tmp_path: Pa
     assert cheap_cost < 2.5e-5 < profiles.route("tagrouter", [CODE[0]])[0].expected_costs["mid"]
     # a budget just above the cheap model's cost sends even code to it (θ = 0.3 sends code to 'mid')
     assert {d.model for d in profiles.route("thrifty", CODE + GREETINGS)} == {"cheap"}
-    assert profiles["thrifty"].router.decider.knob > 0.3 and profiles["thrifty"].reference_model == "dear"
+    assert profiles["thrifty"].decider.knob > 0.3 and profiles["thrifty"].reference_model == "dear"
     with pytest.raises(DataError, match="catalogue model names"):
         ProfileSet(router, GatewayConfig.model_validate({"profiles": {"tagrouter": {}, "mid": {}}}))
     with pytest.raises(DataError, match="two models") as caught:
@@ -151,6 +151,21 @@ def test_profiles_calibrate_budgets_and_reject_bad_settings(router, tmp_path: Pa
         ProfileSet(
             router, GatewayConfig.model_validate({"profiles": {"tagrouter": {"reference_model": "gpt"}}})
         )
+
+
+def test_two_profiles_share_one_model_and_learn_every_record_once(router) -> None:
+    profiles = ProfileSet(router, GatewayConfig.model_validate({"profiles": {"a": {}, "b": {}}}))
+    before = profiles.model.table.model_counts.sum()
+    records = [
+        HistoryRecord(query_id=f"g{i}", query=q, model="cheap", outcome="loss")
+        for i, q in enumerate(GREETINGS)
+    ]
+    profiles.update(records)
+    assert profiles.router("a").model is profiles.router("b").model
+    assert profiles.model.table.model_counts.sum() == before + len(records)
+    assert [d.scores for d in profiles.route("a", GREETINGS)] == [
+        d.scores for d in profiles.route("b", GREETINGS)
+    ]
 
 
 def test_the_request_store_is_bounded_in_bytes_and_in_rows(tmp_path: Path) -> None:

@@ -385,3 +385,16 @@ def test_decision_headers_quote_tags_and_models_and_format_scores() -> None:
         "x-tagrouter-request-id": "chatcmpl-tr-2",
         "x-tagrouter-profile": "passthrough",
     }
+
+
+def test_every_profile_learns_every_feedback_and_replays_it_after_a_restart(gateway) -> None:
+    profiles = {"profiles": {"tagrouter": {}, "twin": {}}}
+    server = gateway(**profiles)
+    assert {ask(server, GREETING_QUERY, model=p)[1].model for p in ("tagrouter", "twin")} == {"cheap"}
+    for number, query in enumerate(GREETINGS * 2):
+        _feedback(server, query=query, model="cheap", outcome="loss", feedback_id=f"t{number}")
+    assert {ask(server, GREETING_QUERY, model=p)[1].model for p in ("tagrouter", "twin")} == {"mid"}
+    server.stop()
+
+    restarted = gateway(**profiles)  # same feedback database: both profiles replay every record
+    assert {ask(restarted, GREETING_QUERY, model=p)[1].model for p in ("tagrouter", "twin")} == {"mid"}

@@ -9,22 +9,20 @@ import sys
 import pytest
 
 from tagrouter import Catalog, Decider, HistoryRecord, ModelCard, SmoothedScorer, TagRouter
+from tagrouter.artifact import live_version
 from tagrouter.embedding import default_embedder
 from tagrouter.errors import ArtifactError, DataError
 from tagrouter.tagging.backends.cache import CachedTagger
-from tagrouter.tagging.backends.generative import BackendError, GenerativeTagger, chat_messages
+from tagrouter.tagging.backends.chat import BackendError, chat_messages
+from tagrouter.tagging.backends.generative import GenerativeTagger
+from tagrouter.tagging.backends.generators import generator_from_spec
 from tagrouter.tagging.backends.openai_chat import OpenAIChatGenerator
 from tagrouter.tagging.backends.teaching import build_from_teacher
 from tagrouter.tagging.backends.transformers_lm import TransformersGenerator
 from tagrouter.tagging.embedded import EmbeddedTagger
+from tagrouter.tagging.factory import tagger_from_spec, teacher_from_spec
 from tagrouter.tagging.saving import load_tagger_folder
-from tagrouter.tagging.spec import (
-    SpecError,
-    generator_from_spec,
-    parse_spec,
-    tagger_from_spec,
-    teacher_from_spec,
-)
+from tagrouter.tagging.spec import SpecError, parse_spec
 from tagrouter.tagging.vocabulary import DEFAULT_ALIGN_CUTOFF, build_vocabulary
 
 CODE = [f"Write a python function that {v} a list" for v in ["sorts", "reverses", "sums", "filters", "maps"]]
@@ -292,9 +290,10 @@ def test_router_with_generative_tagger_saves_spec_and_vocabulary_not_weights(tmp
     assert router.route("Write a python function that zips a list").model == "dear"
     assert router.route("Write a short poem about the stars").model == "cheap"
     router.save(tmp_path / "router")
-    saved = json.loads((tmp_path / "router" / "router.json").read_text())["tagger"]
+    version = live_version(tmp_path / "router")
+    saved = json.loads((version / "router.json").read_text())["tagger"]
     assert saved == {"kind": "generative", "config": {"spec": SPEC, "cutoff": 0.6, "max_tags": 8}}
-    assert sorted(p.name for p in (tmp_path / "router" / "tagger").iterdir()) == [
+    assert sorted(p.name for p in (version / "tagger").iterdir()) == [
         "tag_embeddings.npy",
         "vocabulary.json",
     ]

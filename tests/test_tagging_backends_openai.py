@@ -24,11 +24,8 @@ from tagrouter.cli import app  # noqa: E402
 from tagrouter.cli.demo import EXAMPLES  # noqa: E402
 from tagrouter.records import read_history  # noqa: E402
 from tagrouter.router import TagRouter  # noqa: E402
-from tagrouter.tagging.backends.generative import (  # noqa: E402
-    TAGGENERATOR_PROMPT,
-    BackendError,
-    GenerativeTagger,
-)
+from tagrouter.tagging.backends.chat import TAGGENERATOR_PROMPT, BackendError  # noqa: E402
+from tagrouter.tagging.backends.generative import GenerativeTagger  # noqa: E402
 from tagrouter.tagging.backends.openai_chat import OpenAIChatGenerator  # noqa: E402
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tagrouter.errors import DataError
+from tagrouter.errors import DataError, from_validation_error
 from tagrouter.fileio import atomic_write_text, read_yaml_mapping
 
 
@@ -81,9 +81,4 @@ def load_catalog(path: str | Path) -> Catalog:
     try:
         return Catalog.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = first["loc"]
-        row = loc[1] + 1 if len(loc) > 1 and loc[0] == "models" and isinstance(loc[1], int) else None
-        field_name = ".".join(str(p) for p in loc[2:]) if row is not None else ".".join(map(str, loc)) or None
-        what = "required field is missing" if first["type"] == "missing" else first["msg"]
-        raise DataError(what, path=path, row=row, field=field_name) from None
+        raise from_validation_error(exc, path=path, rows_of="models") from None

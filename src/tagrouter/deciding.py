@@ -14,20 +14,81 @@ cheaper models, never to dearer ones):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
 
 import numpy as np
 
-Rule = Literal["gap", "within", "utility"]
+from tagrouter.errors import DataError
+
+
+class Rule(StrEnum):
+    """The decision rules (see the module docstring)."""
+
+    GAP = "gap"
+    WITHIN = "within"
+    UTILITY = "utility"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a calibrated knob achieved on the calibration queries (:func:`calibrate`)."""
+
+    knob: float
+    strong_share: float
+    mean_cost: float
+    target: float
+    achieved: float
+    queries: int = 0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "knob": self.knob,
+            "strong_share": self.strong_share,
+            "mean_cost_usd": self.mean_cost,
+            "target": self.target,
+            "achieved": self.achieved,
+            "queries": self.queries,
+        }
 
 
 @dataclass(frozen=True)
 class Decider:
-    """A decision rule with its knob (θ for ``gap`` and ``within``, λ for ``utility``)."""
+    """The routing policy: a decision rule and its knob (θ for ``gap`` and ``within``, λ in score units
+    per dollar for ``utility``), plus how the knob was set (``calibration``, when it was calibrated).
 
-    rule: Rule = "within"
+    A decider is a small value applied to a fitted model's scores; many deciders can share one model.
+    A rule name or knob it cannot use raises :class:`~tagrouter.errors.DataError`.
+    """
+
+    rule: Rule = Rule.WITHIN
     knob: float = 0.0
+    calibration: Calibration | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "rule", Rule(self.rule))
+        except ValueError:
+            raise DataError(
+                f"unknown decision rule {self.rule!r}; expected one of {', '.join(Rule)}", field="rule"
+            ) from None
+        if not isinstance(self.knob, (int, float)) or not math.isfinite(self.knob):
+            raise DataError(f"the knob must be a finite number, got {self.knob!r}", field="knob")
+        object.__setattr__(self, "knob", float(self.knob))
+        if self.rule is Rule.WITHIN and self.knob < 0:
+            raise DataError(
+                f"the 'within' rule takes a knob θ ≥ 0 (a score margin), got {self.knob:g}", field="knob"
+            )
+
+    def check(self, n_models: int) -> None:
+        """Raise :class:`DataError` unless this rule can decide among ``n_models`` models."""
+        if self.rule is Rule.GAP and n_models != 2:
+            raise DataError(
+                f"the 'gap' rule needs exactly two models, the catalogue has {n_models}; "
+                "use 'within' or 'utility'",
+                field="rule",
+            )
 
     def choose(self, scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
         """Index of the chosen model for each row of ``scores`` (n × M); ``costs`` is (M,) or (n × M)."""
@@ -37,15 +98,34 @@ class Decider:
         """Every model per query, best choice first, then by the rule's preference (for fallbacks)."""
         scores = np.atleast_2d(scores)
         costs = np.broadcast_to(costs, scores.shape)
-        preference = scores - self.knob * costs if self.rule == "utility" else scores
+        preference = scores - self.knob * costs if self.rule is Rule.UTILITY else scores
         order = np.argsort(-preference, axis=1, kind="stable")
         first = self.choose(scores, costs)
         rest = order[order != first[:, None]].reshape(len(order), -1)
-        ranked = np.concatenate([first[:, None], rest], axis=1)
-        return ranked
+        return np.concatenate([first[:, None], rest], axis=1)
 
-    def with_knob(self, knob: float) -> Decider:
-        return Decider(rule=self.rule, knob=float(knob))
+    def with_knob(self, knob: float, calibration: Calibration | None = None) -> Decider:
+        return Decider(rule=self.rule, knob=float(knob), calibration=calibration)
+
+    def to_dict(self) -> dict:
+        out: dict = {"rule": str(self.rule), "knob": self.knob}
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Decider:
+        saved = dict(data.get("calibration") or {})
+        calibration = None
+        if saved:
+            saved["mean_cost"] = saved.pop("mean_cost_usd")
+            calibration = Calibration(**saved)
+        return cls(rule=data["rule"], knob=float(data["knob"]), calibration=calibration)
+
+
+def default_decider(n_models: int) -> Decider:
+    """The paper's ``gap`` rule for two models, ``utility`` for more (θ = λ = 0: the best score)."""
+    return Decider(Rule.GAP if n_models == 2 else Rule.UTILITY)
 
 
 def choose(scores: np.ndarray, costs: np.ndarray, rule: Rule, knob: float) -> np.ndarray:
@@ -54,7 +134,7 @@ def choose(scores: np.ndarray, costs: np.ndarray, rule: Rule, knob: float) -> np
     costs = np.broadcast_to(np.asarray(costs, dtype=float), scores.shape)
     if rule == "gap":
         if scores.shape[1] != 2:
-            raise ValueError(f"the 'gap' rule needs exactly two models, got {scores.shape[1]}")
+            raise DataError(f"the 'gap' rule needs exactly two models, got {scores.shape[1]}")
         strong = costs.argmax(axis=1)
         cheap = 1 - strong
         rows = np.arange(len(scores))
@@ -69,18 +149,7 @@ def choose(scores: np.ndarray, costs: np.ndarray, rule: Rule, knob: float) -> np
         return tie_break.argmax(axis=1)
     if rule == "utility":
         return (scores - knob * costs).argmax(axis=1)
-    raise ValueError(f"unknown rule {rule!r}; expected 'gap', 'within' or 'utility'")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Result of :func:`calibrate`: the knob and what it gives on the calibration queries."""
-
-    knob: float
-    strong_share: float
-    mean_cost: float
-    target: float
-    achieved: float
+    raise DataError(f"unknown decision rule {rule!r}; expected one of {', '.join(Rule)}")
 
 
 def knob_range(scores: np.ndarray, costs: np.ndarray, rule: Rule) -> tuple[float, float]:
@@ -116,12 +185,12 @@ def calibrate(
     result is exact up to one query's share (a step of 1/n) for ``strong_share``.
     """
     if (strong_share is None) == (mean_cost is None):
-        raise ValueError("give exactly one target: strong_share or mean_cost")
+        raise DataError("give exactly one target: strong_share or mean_cost")
     scores = np.atleast_2d(np.asarray(scores, dtype=float))
     costs = np.broadcast_to(np.asarray(costs, dtype=float), scores.shape)
     strong = int(costs.mean(axis=0).argmax()) if strong_index is None else strong_index
     if strong_share is not None and not 0.0 <= strong_share <= 1.0:
-        raise ValueError(f"strong_share must be between 0 and 1, got {strong_share}")
+        raise DataError(f"strong_share must be between 0 and 1, got {strong_share}")
     target = strong_share if strong_share is not None else mean_cost
     rows = np.arange(len(scores))
 
@@ -153,4 +222,5 @@ def calibrate(
         mean_cost=cost,
         target=float(target),
         achieved=share if strong_share is not None else cost,
+        queries=len(scores),
     )

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tagrouter.errors import DataError
+from tagrouter.errors import DataError, from_validation_error
 from tagrouter.fileio import atomic_write_text
 
 Outcome = Literal["win", "tie", "loss"]
@@ -124,19 +125,6 @@ def _open_text(path: Path):
     return path.open(encoding="utf-8", newline="")
 
 
-def _validation_message(exc: ValidationError) -> tuple[str | None, str]:
-    first = exc.errors()[0]
-    field_name = ".".join(str(p) for p in first["loc"]) or None
-    expected = first["msg"]
-    if first["type"] == "literal_error":
-        expected = f"expected one of {', '.join(OUTCOMES)}, got {first['input']!r}"
-    elif first["type"] == "missing":
-        expected = "required field is missing"
-    elif first["type"] == "extra_forbidden":
-        expected = f"unknown field; expected only {', '.join(HistoryRecord.model_fields)}"
-    return field_name, expected
-
-
 def read_history(
     paths: str | Path | Sequence[str | Path],
     *,
@@ -161,11 +149,13 @@ def read_history(
             try:
                 record = HistoryRecord.model_validate(raw)
             except ValidationError as exc:
-                field_name, expected = _validation_message(exc)
+                error = from_validation_error(
+                    exc, path=path, row=number, known_fields=HistoryRecord.model_fields
+                )
                 if on_error == "skip":
-                    report.skipped.append(f"{path} row {number}: {field_name}: {expected}")
+                    report.skipped.append(f"{path} row {number}: {error.field}: {error.reason}")
                     continue
-                raise DataError(expected, path=path, row=number, field=field_name) from None
+                raise error from None
             where = f"{path} row {number}"
             earlier = texts.setdefault(record.query_id, (record.query, where))
             if earlier[0] != record.query:
@@ -184,3 +174,57 @@ def write_history(path: str | Path, records: Iterable[HistoryRecord]) -> None:
     """Write records as JSONL, atomically; unset optional fields are left out."""
     lines = [json.dumps(r.model_dump(exclude_none=True), ensure_ascii=False) for r in records]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+@dataclass(frozen=True, eq=False)
+class History:
+    """Judged records as columns, one entry per record: what :meth:`TagRouter.fit` learns from.
+
+    ``outcome`` holds codes (0 win, 1 tie, 2 loss, the order of :data:`OUTCOMES`); ``output_tokens`` is NaN
+    where unknown. Build one from records with :meth:`from_records`, or straight from arrays (the benchmark
+    does, for speed). A query id always names one query text.
+    """
+
+    query_id: list[str]
+    query: list[str]
+    model: list[str]
+    outcome: np.ndarray
+    output_tokens: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.query_id)
+        if not (len(self.query) == len(self.model) == len(self.outcome) == len(self.output_tokens) == n):
+            raise DataError("history columns must have one entry per record each")
+        if n and (self.outcome.min() < 0 or self.outcome.max() >= len(OUTCOMES)):
+            raise DataError("history outcome codes must be 0 (win), 1 (tie) or 2 (loss)")
+
+    @classmethod
+    def from_records(cls, records: Sequence[HistoryRecord]) -> History:
+        code = {name: i for i, name in enumerate(OUTCOMES)}
+        return cls(
+            query_id=[r.query_id for r in records],
+            query=[r.query for r in records],
+            model=[r.model for r in records],
+            outcome=np.fromiter((code[r.outcome] for r in records), dtype=np.int8, count=len(records)),
+            output_tokens=np.fromiter(
+                (np.nan if r.output_tokens is None else r.output_tokens for r in records),
+                dtype=float,
+                count=len(records),
+            ),
+        )
+
+    def __len__(self) -> int:
+        return len(self.query_id)
+
+    def unique_queries(self) -> dict[str, str]:
+        """Query id -> text, in order of first appearance; two texts under one id raise :class:`DataError`."""
+        texts: dict[str, str] = {}
+        for number, (qid, text) in enumerate(zip(self.query_id, self.query, strict=True), start=1):
+            if texts.setdefault(qid, text) != text:
+                raise DataError(f"query id {qid!r} has two different query texts", row=number, field="query")
+        return texts
+
+
+def as_history(records: History | Sequence[HistoryRecord]) -> History:
+    """``records`` as a :class:`History` (records given as a list are converted)."""
+    return records if isinstance(records, History) else History.from_records(records)

@@ -8,63 +8,148 @@ the table of a refit on all records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from itertools import chain
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from tagrouter.arrays import segment_sums
+from tagrouter.arrays import RowBlocks, segment_sums
+from tagrouter.errors import DataError
 from tagrouter.records import OUTCOMES
 
 WIN, TIE, LOSS = 0, 1, 2
 
 
-@dataclass
 class TagTable:
     """Counts ``counts[tag, model, outcome]`` (outcome order: win, tie, loss) plus per-model totals.
 
     ``model_counts[model, outcome]`` counts each record once (a record adds to every tag of its query), so
     model-level accept rates are not inflated by queries with many tags.
+
+    A table is immutable: :meth:`added` returns a new table that shares the blocks of rows it does not
+    touch with this one (see :class:`~tagrouter.arrays.RowBlocks`), so learning a few records costs in
+    proportion to their tags, not to the table. Tables are sums: :meth:`merged` adds two tables aligned by
+    tag and model name, in any order, to the same result.
     """
 
-    tags: list[str] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)
-    counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3)))
-    model_counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        tags: Sequence[str] = (),
+        models: Sequence[str] = (),
+        counts: np.ndarray | RowBlocks | None = None,
+        model_counts: np.ndarray | None = None,
+    ) -> None:
+        self.tags: tuple[str, ...] = tuple(tags)
+        self.models: tuple[str, ...] = tuple(models)
+        if counts is None:
+            counts = np.zeros((len(self.tags), len(self.models), len(OUTCOMES)))
+        self.blocks = counts if isinstance(counts, RowBlocks) else RowBlocks.from_array(counts)
+        self.model_counts = (
+            np.zeros((len(self.models), len(OUTCOMES)))
+            if model_counts is None
+            else np.asarray(model_counts, float)
+        )
+        if self.blocks.n_rows != len(self.tags) or self.blocks.row_shape != (len(self.models), len(OUTCOMES)):
+            raise ValueError(
+                f"counts of shape {(self.blocks.n_rows, *self.blocks.row_shape)} do not match "
+                f"{len(self.tags)} tags × {len(self.models)} models × {len(OUTCOMES)} outcomes"
+            )
+        if self.model_counts.shape != (len(self.models), len(OUTCOMES)):
+            raise ValueError(f"model_counts must have shape {(len(self.models), len(OUTCOMES))}")
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
         self.model_index = {m: i for i, m in enumerate(self.models)}
+        if len(self.tag_index) != len(self.tags) or len(self.model_index) != len(self.models):
+            raise ValueError("tag and model names must be unique")
 
-    def _grow(self, tags: Sequence[str], models: Sequence[str]) -> None:
+    def _with_counts(self, blocks: RowBlocks, model_counts: np.ndarray) -> TagTable:
+        """This table's tags and models (and their indexes, shared) with other counts."""
+        table = object.__new__(TagTable)
+        table.tags, table.models, table.tag_index, table.model_index = (
+            self.tags,
+            self.models,
+            self.tag_index,
+            self.model_index,
+        )
+        table.blocks, table.model_counts = blocks, model_counts
+        return table
+
+    @property
+    def counts(self) -> np.ndarray:
+        """The whole (tags × models × 3) count array (a fresh copy)."""
+        return self.blocks.to_array()
+
+    @property
+    def records(self) -> int:
+        """Number of records counted."""
+        return int(self.model_counts.sum())
+
+    @classmethod
+    def count(
+        cls, tag_lists: Sequence[Sequence[str]], models: Sequence[str], outcomes: Sequence[str] | np.ndarray
+    ) -> TagTable:
+        """The table of one judged record per position: its query's tags, the model and the outcome (a name
+        of :data:`~tagrouter.records.OUTCOMES` or its code 0 win, 1 tie, 2 loss)."""
+        return cls().added(tag_lists, models, outcomes)
+
+    def added(
+        self,
+        tag_lists: Sequence[Sequence[str]],
+        models: Sequence[str],
+        outcomes: Sequence[str] | np.ndarray,
+    ) -> TagTable:
+        """This table plus one judged record per position (see :meth:`count`)."""
+        if not (len(tag_lists) == len(models) == len(outcomes)):
+            raise ValueError("tag_lists, models and outcomes must have the same length")
+        grown = self._grown([t for tags in tag_lists for t in tags], models)
+        m = np.fromiter((grown.model_index[x] for x in models), dtype=np.intp, count=len(models))
+        r = outcome_codes(outcomes)
+        model_counts = grown.model_counts.copy()
+        np.add.at(model_counts, (m, r), 1)
+        unique_tags = [dict.fromkeys(tags) for tags in tag_lists]  # a record counts once per tag
+        rows = np.fromiter((grown.tag_index[t] for tags in unique_tags for t in tags), dtype=np.intp)
+        per_record = np.fromiter((len(tags) for tags in unique_tags), dtype=np.intp, count=len(unique_tags))
+        touched, inverse = np.unique(rows, return_inverse=True)
+        delta = np.zeros((len(touched), len(grown.models), len(OUTCOMES)))
+        np.add.at(delta, (inverse, np.repeat(m, per_record), np.repeat(r, per_record)), 1)
+        return grown._with_counts(grown.blocks.with_rows(touched, delta, add=True), model_counts)
+
+    def merged(self, other: TagTable) -> TagTable:
+        """The sum of two tables, aligned by tag and model name (the union of both)."""
+        grown = self._grown(other.tags, other.models)
+        rows = np.fromiter((grown.tag_index[t] for t in other.tags), dtype=np.intp, count=len(other.tags))
+        columns = [grown.model_index[m] for m in other.models]
+        delta = np.zeros((len(rows), len(grown.models), len(OUTCOMES)))
+        delta[:, columns] = other.counts
+        model_counts = grown.model_counts.copy()
+        model_counts[columns] += other.model_counts
+        blocks = grown.blocks.with_rows(rows, delta, add=True) if len(rows) else grown.blocks
+        return grown._with_counts(blocks, model_counts)
+
+    def _grown(self, tags: Iterable[str], models: Iterable[str]) -> TagTable:
+        """This table with rows for new ``tags`` and columns for new ``models`` (zero counts). New tags cost
+        a copy of the tag list; a new model (rare) rebuilds the count blocks."""
         new_tags = [t for t in dict.fromkeys(tags) if t not in self.tag_index]
         new_models = [m for m in dict.fromkeys(models) if m not in self.model_index]
         if not new_tags and not new_models:
-            return
-        counts = np.zeros((len(self.tags) + len(new_tags), len(self.models) + len(new_models), 3))
-        counts[: len(self.tags), : len(self.models)] = self.counts
-        model_counts = np.zeros((len(self.models) + len(new_models), 3))
+            return self
+        blocks = self.blocks
+        if new_models:
+            widened = np.zeros((len(self.tags), len(self.models) + len(new_models), len(OUTCOMES)))
+            widened[:, : len(self.models)] = self.counts
+            blocks = RowBlocks.from_array(widened)
+        if new_tags:
+            rows = np.arange(len(self.tags), len(self.tags) + len(new_tags))
+            blocks = blocks.with_rows(rows, np.zeros((len(rows), *blocks.row_shape)))
+        model_counts = np.zeros((len(self.models) + len(new_models), len(OUTCOMES)))
         model_counts[: len(self.models)] = self.model_counts
-        self.tags += new_tags
-        self.models += new_models
-        self.counts, self.model_counts = counts, model_counts
-        self.__post_init__()
+        return TagTable((*self.tags, *new_tags), (*self.models, *new_models), blocks, model_counts)
 
-    def add(self, tag_lists: Sequence[Sequence[str]], models: Sequence[str], outcomes: Sequence[str]) -> None:
-        """Add one judged record per position: its query's tags, the model and the outcome."""
-        if not (len(tag_lists) == len(models) == len(outcomes)):
-            raise ValueError("tag_lists, models and outcomes must have the same length")
-        self._grow([t for tags in tag_lists for t in tags], models)
-        outcome_index = {name: i for i, name in enumerate(OUTCOMES)}
-        m = np.fromiter((self.model_index[x] for x in models), dtype=np.intp, count=len(models))
-        r = np.fromiter((outcome_index[x] for x in outcomes), dtype=np.intp, count=len(outcomes))
-        np.add.at(self.model_counts, (m, r), 1)
-        unique_tags = [dict.fromkeys(tags) for tags in tag_lists]  # a record counts once per tag
-        rows = np.fromiter((self.tag_index[t] for tags in unique_tags for t in tags), dtype=np.intp)
-        per_record = np.fromiter((len(tags) for tags in unique_tags), dtype=np.intp, count=len(unique_tags))
-        np.add.at(self.counts, (rows, np.repeat(m, per_record), np.repeat(r, per_record)), 1)
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Counts (len(rows) × models × 3) of the tag rows ``rows``."""
+        return self.blocks.gather(rows)
 
     def tag_rows(self, tag_lists: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Row indices of each query's known tags (tags absent from the table are ignored)."""
@@ -86,25 +171,52 @@ class TagTable:
         )
 
 
+def outcome_codes(outcomes: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Outcome codes (0 win, 1 tie, 2 loss) of outcome names or codes."""
+    if isinstance(outcomes, np.ndarray) and outcomes.dtype.kind in "iu":
+        return outcomes.astype(np.intp)
+    code = {name: i for i, name in enumerate(OUTCOMES)}
+    return np.fromiter((code[x] for x in outcomes), dtype=np.intp, count=len(outcomes))
+
+
 class TagScorer:
-    """What every scorer shares: per (tag, model) values from the table (``tag_values``), and a query's
-    scores as the mean (``averages``) or sum of its known tags' values."""
+    """What every scorer shares.
+
+    A scorer turns the table into a value per (tag, model) in two steps: :meth:`table_stats` computes the
+    few table-wide quantities the values depend on (per-model rates, …), and :meth:`row_values` computes the
+    values of some tag rows from their counts and those statistics. A tag's value therefore depends on its
+    own row and the statistics only, so a routing model can recompute just the rows that new records touch.
+    A query's score is the mean (``averages``) or sum of its known tags' values; a query with no known tag
+    gets :meth:`empty_scores`.
+    """
 
     averages: ClassVar[bool]
 
-    def tag_values(self, table: TagTable) -> np.ndarray:
+    def table_stats(self, table: TagTable) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def empty_scores(self, table: TagTable) -> np.ndarray:
+    def row_values(self, counts: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+        """Values (rows × models) of tag rows with ``counts`` (rows × models × 3)."""
         raise NotImplementedError
+
+    def empty_scores(self, stats: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def tag_values(self, table: TagTable) -> np.ndarray:
+        """Values (tags × table models) of every tag of ``table``."""
+        return self.row_values(table.counts, self.table_stats(table))
 
     def score(self, table: TagTable, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """Scores (queries × table models) of the queries carrying ``tag_lists``."""
+        stats = self.table_stats(table)
         return aggregate(
-            self.tag_values(table),
+            self.row_values(table.counts, stats),
             table.tag_rows(tag_lists),
             mean=self.averages,
-            empty=self.empty_scores(table),
+            empty=self.empty_scores(stats),
         )
 
 
@@ -122,17 +234,25 @@ class PaperScorer(TagScorer):
     kind: str = "paper"
     averages: ClassVar[bool] = False
 
-    def tag_values(self, table: TagTable) -> np.ndarray:
+    def __post_init__(self) -> None:
+        if self.tag_weighting not in ("uniform", "idf"):
+            raise DataError(f"unknown tag weighting {self.tag_weighting!r}; expected 'uniform' or 'idf'")
+
+    def table_stats(self, table: TagTable) -> dict[str, np.ndarray]:
+        """The number of (tag, record) pairs, for idf weights; the number of models."""
+        return {"tag_records": np.array(table.counts.sum()), "models": np.zeros(len(table.models))}
+
+    def row_values(self, counts: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
         """Per (tag, model) value Σ_r s_r · count[t, m, r], times the tag weight."""
-        values = table.counts @ np.asarray(self.rewards, dtype=float)
+        values = counts @ np.asarray(self.rewards, dtype=float)
         if self.tag_weighting == "idf":
-            per_tag = table.counts.sum(axis=(1, 2))
-            values = values * np.log1p(per_tag.sum() / np.maximum(per_tag, 1.0))[:, None]
+            per_tag = counts.sum(axis=(1, 2))
+            values = values * np.log1p(float(stats["tag_records"]) / np.maximum(per_tag, 1.0))[:, None]
         return values
 
-    def empty_scores(self, table: TagTable) -> np.ndarray:
+    def empty_scores(self, stats: dict[str, np.ndarray]) -> np.ndarray:
         """Scores of a query with no known tag: nothing to add up."""
-        return np.zeros(len(table.models))
+        return np.zeros(len(stats["models"]))
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "rewards": list(self.rewards), "tag_weighting": self.tag_weighting}
@@ -154,9 +274,10 @@ class SmoothedScorer(TagScorer):
 
     with α = ``difficulty_weight`` (the shared difficulty signal) and β = ``specific_weight`` (the
     model-specific deviation, noisier: it rests on one model's answers only); α = β = 1 gives p(t, m)
-    itself. With ``discrimination``, d_t is scaled per model by how strongly that model follows it
-    (:meth:`discrimination_slopes`), in the prior and in the value. A query's score for m is the mean of its tags' values; a query with no known tag gets p_m.
-    Defaults are the best measured on the AlpacaEval benchmark (docs/results.md).
+    itself, α = β = 0 gives p_m for every tag (the router then behaves like the best single model for the
+    cost). With ``discrimination``, d_t is scaled per model by how strongly that model follows it
+    (:meth:`discrimination_slopes`), in the prior and in the value. A query's score for m is the mean of its
+    tags' values; a query with no known tag gets p_m.
     """
 
     prior_strength: float = 20.0
@@ -168,17 +289,33 @@ class SmoothedScorer(TagScorer):
     kind: str = "smoothed"
     averages: ClassVar[bool] = True
 
-    def model_prior(self, table: TagTable) -> np.ndarray:
-        accepted = table.model_counts[:, WIN] + table.model_counts[:, TIE]
-        return (accepted + 1.0) / (table.model_counts.sum(axis=1) + 2.0)
+    def __post_init__(self) -> None:
+        for name in ("prior_strength", "difficulty_strength"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise DataError(f"{name} must be a positive number, got {value!r}")
+        for name in ("difficulty_weight", "specific_weight"):
+            if not np.isfinite(getattr(self, name)):
+                raise DataError(f"{name} must be a finite number, got {getattr(self, name)!r}")
 
-    def tag_values(self, table: TagTable) -> np.ndarray:
-        p_model = self.model_prior(table)
-        accepted = table.counts[:, :, WIN] + table.counts[:, :, TIE]
-        judged = table.counts.sum(axis=2)
-        shift = self.tag_difficulty(table, p_model) if self.difficulty else np.zeros(len(table.tags))
+    def model_prior(self, model_counts: np.ndarray) -> np.ndarray:
+        """Each model's overall accept rate, with one pseudo-accept and one pseudo-loss."""
+        accepted = model_counts[:, WIN] + model_counts[:, TIE]
+        return (accepted + 1.0) / (model_counts.sum(axis=1) + 2.0)
+
+    def table_stats(self, table: TagTable) -> dict[str, np.ndarray]:
+        """Per model: the overall accept rate ``p_model`` and the discrimination ``slope``."""
+        p_model = self.model_prior(table.model_counts)
+        counts = table.counts
+        slope = self.discrimination_slopes(counts, p_model, self.tag_difficulty(counts, p_model))
+        return {"p_model": p_model, "slope": slope}
+
+    def row_values(self, counts: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+        p_model, slope = stats["p_model"], stats["slope"]
+        accepted = counts[:, :, WIN] + counts[:, :, TIE]
+        judged = counts.sum(axis=2)
+        shift = self.tag_difficulty(counts, p_model)
         base = _logit(p_model)[None, :]
-        slope = self.discrimination_slopes(table, p_model, shift)
         prior = _sigmoid(base + slope[None, :] * shift[:, None])
         smoothed = (accepted + self.prior_strength * prior) / (judged + self.prior_strength)
         specific = _logit(smoothed) - _logit(prior)
@@ -186,31 +323,34 @@ class SmoothedScorer(TagScorer):
             base + self.difficulty_weight * slope[None, :] * shift[:, None] + self.specific_weight * specific
         )
 
-    def discrimination_slopes(self, table: TagTable, p_model: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    def discrimination_slopes(self, counts: np.ndarray, p_model: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """Per model, how strongly its accept rate follows the tag difficulty (1 without ``discrimination``):
         the weighted least-squares slope of its smoothed per-tag logit deviation on d_t, pulled toward 1 by
         one unit of weight (a two-parameter IRT model's discrimination)."""
         if not self.discrimination or not self.difficulty:
-            return np.ones(len(table.models))
-        accepted = table.counts[:, :, WIN] + table.counts[:, :, TIE]
-        judged = table.counts.sum(axis=2)
+            return np.ones(len(p_model))
+        accepted = counts[:, :, WIN] + counts[:, :, TIE]
+        judged = counts.sum(axis=2)
         base = _logit(p_model)[None, :]
         prior = _sigmoid(base + shift[:, None])
         deviation = _logit((accepted + self.prior_strength * prior) / (judged + self.prior_strength)) - base
         numerator = (judged * deviation * shift[:, None]).sum(axis=0) + 1.0
         return numerator / ((judged * shift[:, None] ** 2).sum(axis=0) + 1.0)
 
-    def tag_difficulty(self, table: TagTable, p_model: np.ndarray) -> np.ndarray:
-        """Logit shift per tag: Σ_m (a_tm − n_tm p_m) / (Σ_m n_tm p_m (1 − p_m) + strength)."""
-        accepted = table.counts[:, :, WIN] + table.counts[:, :, TIE]
-        judged = table.counts.sum(axis=2)
+    def tag_difficulty(self, counts: np.ndarray, p_model: np.ndarray) -> np.ndarray:
+        """Logit shift per tag row (0 without ``difficulty``):
+        Σ_m (a_tm − n_tm p_m) / (Σ_m n_tm p_m (1 − p_m) + strength)."""
+        if not self.difficulty:
+            return np.zeros(len(counts))
+        accepted = counts[:, :, WIN] + counts[:, :, TIE]
+        judged = counts.sum(axis=2)
         residual = (accepted - judged * p_model).sum(axis=1)
         information = (judged * p_model * (1 - p_model)).sum(axis=1)
         return residual / (information + self.difficulty_strength)
 
-    def empty_scores(self, table: TagTable) -> np.ndarray:
+    def empty_scores(self, stats: dict[str, np.ndarray]) -> np.ndarray:
         """Scores of a query with no known tag: each model's overall accept rate."""
-        return self.model_prior(table)
+        return stats["p_model"]
 
     def config(self) -> dict[str, Any]:
         return {
@@ -227,32 +367,43 @@ class SmoothedScorer(TagScorer):
 Scorer = PaperScorer | SmoothedScorer
 
 
+class ScorerKind(StrEnum):
+    """The scorers by name (``--scorer`` of ``tagrouter fit``)."""
+
+    SMOOTHED = "smoothed"
+    PAPER = "paper"
+
+
 def scorer_from_config(config: dict[str, Any]) -> Scorer:
-    """Rebuild a scorer from :meth:`config` output."""
+    """Rebuild a scorer from :meth:`config` output (``{"kind": "paper"}`` alone gives that scorer's
+    defaults); an unknown kind or setting raises :class:`DataError`."""
     config = dict(config)
-    kind = config.pop("kind", "smoothed")
-    if kind == "paper":
-        return PaperScorer(
-            rewards=tuple(config.get("rewards", (1.0, 0.15, -1.0))),
-            tag_weighting=config.get("tag_weighting", "uniform"),
-        )
-    if kind == "smoothed":
-        # routers saved before these options existed scored with α = β = 1 and no discrimination
-        config.setdefault("difficulty_weight", 1.0)
-        config.setdefault("specific_weight", 1.0)
-        config.setdefault("discrimination", False)
-        return SmoothedScorer(**config)
-    raise ValueError(f"unknown scorer kind {kind!r}; expected 'paper' or 'smoothed'")
+    kind = config.pop("kind", ScorerKind.SMOOTHED)
+    try:
+        if kind == ScorerKind.PAPER:
+            if "rewards" in config:
+                config["rewards"] = tuple(config["rewards"])
+            return PaperScorer(**config)
+        if kind == ScorerKind.SMOOTHED:
+            return SmoothedScorer(**config)
+    except TypeError as exc:
+        raise DataError(f"bad {kind} scorer settings: {exc}") from None
+    raise DataError(f"unknown scorer kind {kind!r}; expected one of {', '.join(ScorerKind)}")
 
 
 def aggregate(
     values: np.ndarray, rows: Sequence[Sequence[int]], *, mean: bool, empty: np.ndarray
 ) -> np.ndarray:
-    """A query's scores from its tags' rows of ``values`` (tags × models): their mean (``mean=True``) or
-    sum; a query with no known tag gets ``empty``. Used by the scorers and the router alike."""
+    """A query's scores from its tags' rows of ``values`` (tags × models): see :func:`combine`."""
     lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
     flat = np.fromiter(chain.from_iterable(rows), dtype=np.intp, count=int(lengths.sum()))
-    scores = segment_sums(values[flat], lengths)
+    return combine(values[flat], lengths, mean=mean, empty=empty)
+
+
+def combine(tag_values: np.ndarray, lengths: np.ndarray, *, mean: bool, empty: np.ndarray) -> np.ndarray:
+    """Scores of queries whose tags' values are consecutive runs of ``tag_values`` (query i: the next
+    ``lengths[i]`` rows): their mean (``mean=True``) or sum; a query with no known tag gets ``empty``."""
+    scores = segment_sums(tag_values, lengths)
     if mean:
         scores /= np.maximum(lengths, 1)[:, None]
     scores[lengths == 0] = empty

@@ -17,6 +17,7 @@ app = typer.Typer(
     help="TagRouter: route LLM queries to the cheapest model that answers them well, via tags.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain usage errors: 'Error: …' on one line, no box
 )
 data_app = typer.Typer(help="Convert benchmark data to history records and catalogues.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (speed, quality).", no_args_is_help=True)
@@ -35,7 +36,8 @@ vocab_app.command("build")(vocab.vocab_build)
 
 
 def main() -> None:
-    """Entry point: turn TagRouter errors into one clear line and exit code 2."""
+    """Entry point: bad input (a TagRouter error) becomes one line on stderr and exit status 2; an option
+    or argument a command cannot take gets the usage message ending in 'Error: …', also exit status 2."""
     try:
         app()
     except TagRouterError as exc:

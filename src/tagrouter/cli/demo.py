@@ -81,7 +81,8 @@ def run_demo(
     best = _best_model(train, router.models)
     train_queries = sorted({(r.query_id, r.query) for r in train})
     best_cost = np.mean([outcome[(q, best)].cost or 0.0 for q, _ in train_queries])
-    result = router.calibrate([q for _, q in train_queries], mean_cost=budget_share * best_cost)
+    router = router.calibrated([q for _, q in train_queries], mean_cost=budget_share * best_cost)
+    result = router.decider.calibration
     console.print(
         f"Calibrated the knob to {result.knob:.4g}: mean expected cost ${result.mean_cost:.6f} per "
         f"query on the training queries, {budget_share:.0%} of always using {best}"

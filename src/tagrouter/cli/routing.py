@@ -10,17 +10,21 @@ import typer
 from rich.console import Console
 
 from tagrouter.cli.common import err, progress_bar, queries_from, read_queries
+from tagrouter.deciding import Rule
+from tagrouter.scoring import ScorerKind
 
 
 def fit(
     history: Annotated[list[Path], typer.Argument(help="History files (.jsonl, .csv, .parquet).")],
     catalog: Annotated[Path, typer.Option(help="Model catalogue (YAML).")],
     out: Annotated[Path, typer.Option(help="Folder to save the router into.")],
-    scorer: Annotated[str, typer.Option(help="'smoothed' (default) or 'paper'.")] = "smoothed",
+    scorer: Annotated[ScorerKind, typer.Option(help="The scorer.")] = ScorerKind.SMOOTHED,
     rule: Annotated[
-        str, typer.Option(help="'gap', 'within' or 'utility' (default: gap for 2 models, utility for more).")
-    ] = "",
-    knob: Annotated[float, typer.Option(help="Threshold θ (gap, within) or λ per dollar (utility).")] = 0.0,
+        Rule | None, typer.Option(help="Decision rule (default: gap for 2 models, utility for more).")
+    ] = None,
+    knob: Annotated[
+        float, typer.Option(help="The rule's knob: θ (gap, within) or λ per dollar (utility).")
+    ] = 0.0,
     skip_bad_rows: Annotated[
         bool, typer.Option(help="Skip invalid rows (and report them) instead of stopping at the first.")
     ] = False,
@@ -44,10 +48,12 @@ def fit(
     err.print(report.summary())
     cards = load_catalog(catalog)
     decider = Decider(rule=rule, knob=knob) if rule else None
+    if decider is not None:
+        decider.check(len(cards.names))
     with progress_bar() as progress:
         chosen = None
         if tagger != "embedded":
-            from tagrouter.tagging.spec import tagger_from_spec
+            from tagrouter.tagging.factory import tagger_from_spec
 
             queries = list({r.query_id: r.query for r in records}.values())
             chosen = tagger_from_spec(tagger, queries=queries, progress=progress)
@@ -111,23 +117,12 @@ def calibrate(
 
     if (strong_share is None) == (mean_cost is None):
         raise typer.BadParameter("give exactly one of --strong-share and --mean-cost")
-    router = TagRouter.load(router_dir)
-    result = router.calibrate(
+    router = TagRouter.load(router_dir).calibrated(
         read_queries(queries), strong_share=strong_share, mean_cost=mean_cost, strong_model=strong_model
     )
     router.save(router_dir)
-    typer.echo(
-        json.dumps(
-            {
-                "rule": router.decider.rule,
-                "knob": result.knob,
-                "target": result.target,
-                "achieved": result.achieved,
-                "strong_share": result.strong_share,
-                "mean_cost_usd": result.mean_cost,
-            }
-        )
-    )
+    result = router.decider.calibration
+    typer.echo(json.dumps({"rule": str(router.decider.rule), **result.to_dict()}))
 
 
 def inspect(

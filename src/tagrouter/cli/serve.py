@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,17 @@ import typer
 
 from tagrouter.errors import TagRouterError
 from tagrouter.server import UVICORN_LOOP
+
+
+class LogLevel(StrEnum):
+    """The log levels uvicorn accepts."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
+    TRACE = "trace"
 
 
 def serve(
@@ -20,7 +32,7 @@ def serve(
         str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.")] = LogLevel.INFO,
     graceful_shutdown_s: Annotated[
         int, typer.Option(help="On SIGTERM/SIGINT, wait this long for requests in flight.")
     ] = 30,
@@ -43,7 +55,7 @@ def serve(
         app,
         host=host,
         port=port,
-        log_level=log_level,
+        log_level=str(log_level),
         timeout_graceful_shutdown=graceful_shutdown_s,
         loop=UVICORN_LOOP,
     )

@@ -22,14 +22,17 @@ from typing import Any
 import numpy as np
 
 from tagrouter.catalog import Catalog
+from tagrouter.deciding import default_decider
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.evaluation.base import FoldData
+from tagrouter.model import RoutingModel
 from tagrouter.records import OUTCOMES, HistoryRecord
 from tagrouter.router import TagRouter
 from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger
-from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec, tagger_from_spec
+from tagrouter.tagging.factory import tagger_from_spec
+from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec
 from tagrouter.tagging.teacher import KeyphraseTeacher
 
 
@@ -136,7 +139,10 @@ class SharedFits:
         )
         if key not in self._routers:
             tagger = self.tagger(train.queries, options)
-            self._routers[key] = TagRouter(tagger, fold_table(tagger.tag(train.queries), train), catalog)
+            table = fold_table(tagger.tag(train.queries), train)
+            self._routers[key] = TagRouter(
+                RoutingModel.build(tagger, table, catalog), default_decider(len(catalog.names))
+            )
         return self._routers[key]
 
 
@@ -233,9 +239,7 @@ class TagRouterMethod:
         if self.scorer is None:
             self.router = base
         else:
-            self.router = TagRouter(
-                base.tagger, base.table, base.catalog, self.scorer, base.decider, base.output_token_stats
-            )
+            self.router = base.with_scorer(self.scorer)
 
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         if self.router is None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tagrouter.catalog import Endpoint
 from tagrouter.deciding import Rule
-from tagrouter.errors import DataError
+from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
 
 #: The profile a request gets with ``model: tagrouter`` (or when the config names no other default).
@@ -165,13 +165,5 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field_name = ".".join(str(p) for p in first["loc"]) or None
-        if first["type"] == "extra_forbidden":
-            what = "unknown setting"
-        elif first["type"] == "missing":
-            what = "required setting is missing"
-        else:
-            what = first["msg"]
-        raise DataError(what, path=path, field=field_name) from None
+        raise from_validation_error(exc, path=path) from None
     return config.resolved(path.resolve().parent)

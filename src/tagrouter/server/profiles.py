@@ -1,9 +1,10 @@
-"""Routing profiles over one shared tag table, updated copy-on-write so that routing never waits.
+"""Routing profiles: one shared routing model, one policy (decider) per profile.
 
-Each profile is the saved router with its own decision rule and knob (fixed, or calibrated at start-up to
-a budget). Feedback updates build a new table and new profile routers off to the side and then swap the
-whole set in one assignment: a request routes on the old set or on the new one, never on a half-updated
-table.
+Every profile routes on the same :class:`~tagrouter.model.RoutingModel`; a profile is only its decider
+(rule and knob, fixed or calibrated at start-up to a budget) and the model its 'cost saved' metric compares
+against. Learning feedback builds one new model (in proportion to the tags it touches) and swaps it in with
+one assignment, so every profile learns every record at once, and a request routes on the old model or the
+new one, never on a half-updated one.
 """
 
 from __future__ import annotations
@@ -13,24 +14,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
+from tagrouter.model import RoutingModel
 from tagrouter.records import HistoryRecord, read_history
 from tagrouter.router import Decision, TagRouter
-from tagrouter.scoring import TagTable
 from tagrouter.server.config import GatewayConfig, Profile
 
 
 @dataclass(frozen=True)
 class RoutingProfile:
-    """A profile's router and the model whose cost its 'cost saved' metric compares against."""
+    """A profile's policy and the model whose cost its 'cost saved' metric compares against."""
 
     name: str
-    router: TagRouter
+    decider: Decider
     reference_model: str
 
 
 class ProfileSet:
-    """The gateway's routing profiles; ``route`` is safe from any thread while ``update`` runs."""
+    """The gateway's routing profiles over one shared model; ``route`` is safe from any thread while
+    ``update`` runs."""
 
     def __init__(self, router: TagRouter, config: GatewayConfig) -> None:
         self.catalog = router.catalog
@@ -41,6 +44,7 @@ class ProfileSet:
                 field="profiles",
             )
         self.default = config.default_profile
+        self.model: RoutingModel = router.model
         self._profiles: Mapping[str, RoutingProfile] = MappingProxyType(
             {name: _build(name, profile, router) for name, profile in config.profiles.items()}
         )
@@ -56,60 +60,37 @@ class ProfileSet:
     def __getitem__(self, name: str) -> RoutingProfile:
         return self._profiles[name]
 
+    def router(self, profile: str) -> TagRouter:
+        """The router of ``profile``: the current shared model under the profile's policy."""
+        return TagRouter(self.model, self._profiles[profile].decider)
+
     def route(self, profile: str, queries: Sequence[str]) -> list[Decision]:
         """Decisions of ``profile`` for ``queries`` (one batch)."""
-        return self._profiles[profile].router.route_batch(list(queries))
+        return self.router(profile).route_batch(list(queries))
 
     def update(self, records: Sequence[HistoryRecord]) -> None:
-        """Learn judged records: every profile moves to one new table at once."""
+        """Learn judged records: one new shared model, swapped in for every profile at once."""
         if not records:
             return
         with self._write_lock:
-            current = self._profiles
-            first = next(iter(current.values())).router
-            table = _copy_table(first.table)
-            stats = {model: list(values) for model, values in first.output_token_stats.items()}
-            learner = _sharing(first, table, stats)
-            learner.update(records)
-            updated = {
-                name: RoutingProfile(
-                    name,
-                    learner if p.router is first else _sharing(p.router, table, stats),
-                    p.reference_model,
-                )
-                for name, p in current.items()
-            }
-            self._profiles = MappingProxyType(updated)
-
-
-def _sharing(router: TagRouter, table: TagTable, stats: dict[str, list[float]]) -> TagRouter:
-    return TagRouter(router.tagger, table, router.catalog, router.scorer, router.decider, stats)
-
-
-def _copy_table(table: TagTable) -> TagTable:
-    return TagTable(
-        tags=list(table.tags),
-        models=list(table.models),
-        counts=table.counts.copy(),
-        model_counts=table.model_counts.copy(),
-    )
+            self.model = self.model.updated(records)
 
 
 def _build(name: str, profile: Profile, router: TagRouter) -> RoutingProfile:
-    """The router of one profile: its rule and fixed knob, or a knob calibrated to its budget."""
+    """The policy of one profile: its rule and fixed knob, or a knob calibrated to its budget."""
     rule = profile.rule or router.decider.rule
     if profile.knob is not None:
         knob = profile.knob
     else:
         knob = router.decider.knob if rule == router.decider.rule else 0.0
     try:
-        routed = router.with_decider(rule, knob)
-    except ValueError as exc:
-        raise DataError(str(exc), field=f"profiles.{name}.rule") from None
+        routed = router.with_decider(Decider(rule, knob))
+    except DataError as exc:
+        raise DataError(exc.reason, field=f"profiles.{name}.{exc.field or 'rule'}") from None
     if profile.budget is not None:
         budget = profile.budget
         queries = list({r.query_id: r.query for r in read_history(budget.history)}.values())
-        routed.calibrate(queries, mean_cost=budget.mean_cost_usd, strong_share=budget.strong_share)
+        routed = routed.calibrated(queries, mean_cost=budget.mean_cost_usd, strong_share=budget.strong_share)
     catalog = router.catalog
     reference = profile.reference_model or max(
         catalog.names, key=lambda m: (catalog[m].output_usd_per_1m, catalog[m].input_usd_per_1m)
@@ -119,4 +100,4 @@ def _build(name: str, profile: Profile, router: TagRouter) -> RoutingProfile:
             f"reference model {reference!r} is not in the router's catalogue ({', '.join(catalog.names)})",
             field=f"profiles.{name}.reference_model",
         )
-    return RoutingProfile(name, routed, reference)
+    return RoutingProfile(name, routed.decider, reference)

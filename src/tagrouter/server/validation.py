@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from tagrouter.errors import from_validation_error
 from tagrouter.server.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -161,25 +162,8 @@ def parse(cls: type[M], body: dict[str, Any]) -> M:
     try:
         return cls.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = _param(first["loc"], body, missing=first["type"] == "missing")
-        raise ApiError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
-
-
-def _param(loc: tuple[int | str, ...], body: Any, *, missing: bool) -> str | None:
-    """The dotted place in ``body`` that an error's ``loc`` points to, without the tags that pydantic adds
-    for union members (``str``, ``function-after[...]``); a missing field's name is kept."""
-    parts, node = [], body
-    for number, part in enumerate(loc):
-        present = (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        )
-        if present:
-            parts.append(str(part))
-            node = node[part]  # type: ignore[index]
-        elif missing and number == len(loc) - 1:
-            parts.append(str(part))
-    return ".".join(parts) or None
+        error = from_validation_error(exc, data=body)
+        raise ApiError(400, str(error), param=error.field) from None
 
 
 def visible(text: str) -> bool:

@@ -139,12 +139,27 @@ class EmbeddedTagger:
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any]) -> EmbeddedTagger:
+        """Load a saved tagger; one built with another embedder than this installation's is refused,
+        since its prototypes would be compared with vectors of another space."""
+        embedder = default_embedder()
+        saved = config.get("embedder")
+        if saved != embedder.name:
+            raise ArtifactError(
+                f"{folder}: this tagger was built with the embedder {saved!r}, but this installation "
+                f"embeds with {embedder.name!r}; install the versions listed under 'provenance' in the "
+                "router's manifest.json, or refit the router with this installation"
+            )
         try:
             prototypes = np.load(folder / "prototypes.npy")
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{folder}: damaged tagger prototypes ({exc})") from None
         try:
-            return cls(vocabulary=Vocabulary.load(folder), prototypes=prototypes, fine=int(config["fine"]))
+            return cls(
+                vocabulary=Vocabulary.load(folder),
+                prototypes=prototypes,
+                fine=int(config["fine"]),
+                embedder=embedder,
+            )
         except (KeyError, ValueError) as exc:
             raise ArtifactError(f"{folder}: damaged tagger configuration ({exc})") from None
 

@@ -16,48 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tagrouter.embedding import Embedder, default_embedder
-from tagrouter.errors import ArtifactError, TagRouterError
+from tagrouter.errors import ArtifactError
+from tagrouter.tagging.backends.chat import BackendError, TextGenerator
+from tagrouter.tagging.backends.generators import generator_from_spec
 from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.parsing import parse_tags
 from tagrouter.tagging.vocabulary import DEFAULT_ALIGN_CUTOFF, Vocabulary, build_vocabulary
 
-#: The TagGenerator's prompt (from its model card), sent as the user turn after the default system message.
-TAGGENERATOR_PROMPT = (
-    "[System]\nYou are an expert text tag extractor. Your task is to identify key tags that readers should "
-    "focus on while engaging with the user query below.\n[User Query]\n{query}\n"
-)
-#: System message for a general instruction-following LLM used as a tagger or teacher.
-GENERAL_SYSTEM = (
-    "You are an expert text tag extractor. Given a user query to an AI assistant, give 3 to 6 short tags "
-    "(1 to 3 words each, lower case, in English) naming the task type, the domain and the key skills or "
-    "topics that answering it needs. Answer with a JSON list of strings only."
-)
-#: Prompt styles: ``taggenerator`` (the fine-tuned TagGenerator) or ``general`` (any instruction LLM).
-PROMPT_STYLES = ("taggenerator", "general")
-
 Progress = Callable[[str, int, int], None]
-
-
-class BackendError(TagRouterError):
-    """A tagging backend failed (model not loadable, endpoint unreachable or answering with errors)."""
-
-
-def chat_messages(query: str, style: str) -> list[dict[str, str]]:
-    """The chat turns that ask for ``query``'s tags in prompt ``style`` (see :data:`PROMPT_STYLES`)."""
-    if style == "taggenerator":
-        return [{"role": "user", "content": TAGGENERATOR_PROMPT.format(query=query)}]
-    if style == "general":
-        return [{"role": "system", "content": GENERAL_SYSTEM}, {"role": "user", "content": query}]
-    raise ValueError(f"unknown prompt style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
-
-
-class TextGenerator(Protocol):
-    """A backend: one generated answer (free text holding tags) per query, in order."""
-
-    def generate(self, queries: Sequence[str]) -> list[str]: ...
 
 
 @dataclass
@@ -153,8 +122,6 @@ class GenerativeTagger:
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any]) -> GenerativeTagger:
-        from tagrouter.tagging.spec import generator_from_spec
-
         try:
             spec, cutoff, max_tags = str(config["spec"]), float(config["cutoff"]), int(config["max_tags"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -163,4 +130,4 @@ class GenerativeTagger:
         return cls(generator_from_spec(spec), spec, vocabulary, cutoff=cutoff, max_tags=max_tags)
 
 
-__all__ = ["BackendError", "GenerativeTagger", "TextGenerator", "chat_messages"]
+__all__ = ["GenerativeTagger"]

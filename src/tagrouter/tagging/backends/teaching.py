@@ -21,9 +21,10 @@ from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import DataError
 from tagrouter.fileio import atomic_write_json
 from tagrouter.tagging.backends.cache import CachedTagger
+from tagrouter.tagging.factory import teacher_from_spec
 from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.saving import save_tagger_folder
-from tagrouter.tagging.spec import parse_spec, teacher_from_spec
+from tagrouter.tagging.spec import parse_spec
 from tagrouter.tagging.vocabulary import Vocabulary, build_vocabulary
 
 Progress = Callable[[str, int, int], None]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagrouter.tagging.backends.generative import BackendError, chat_messages
+from tagrouter.tagging.backends.chat import BackendError, chat_messages
 
 #: The paper's tagger on the Hugging Face Hub.
 TAGGENERATOR_ID = "itpossible/TagGenerator"

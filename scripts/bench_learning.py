@@ -1,0 +1,109 @@
+"""Cost of learning feedback: milliseconds per judged record on routers of 1k, 10k and 100k tags × 8 and 32
+models, through the gateway's profiles (one shared model for one or three profiles).
+
+Each router is a synthetic table of random counts (20 judged records per tag and model on average) with a
+tagger that gives every query 10 fixed tags, so that the figures measure the table and the scorer, not the
+tagger. Each update learns one record (the gateway learns feedback in small batches); the mean includes the
+periodic full rescoring (see ``tagrouter.model``), the median shows a plain update. For contrast, ``full``
+is the time of rescoring the whole table once, which is what every update cost before.
+
+    python scripts/bench_learning.py [--updates 200] [--out bench-learning.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from tagrouter import Catalog, Decider, HistoryRecord, ModelCard, RoutingModel, TagRouter, TagTable
+from tagrouter.server.config import GatewayConfig
+from tagrouter.server.profiles import ProfileSet
+
+TAGS_PER_QUERY = 10
+
+
+class FixedTagger:
+    """Tags each query with the 10 tags listed for it (a stand-in, so that only learning is timed)."""
+
+    def __init__(self, tags_of: dict[str, list[str]]) -> None:
+        self.tags_of = tags_of
+
+    def tag(self, texts: Sequence[str]) -> list[list[str]]:
+        return [self.tags_of[t] for t in texts]
+
+
+def router(n_tags: int, n_models: int, rng: np.random.Generator) -> tuple[TagRouter, list[str]]:
+    tags = [f"tag{i}" for i in range(n_tags)]
+    models = [f"m{i}" for i in range(n_models)]
+    counts = rng.poisson(20 / 3, size=(n_tags, n_models, 3)).astype(float)
+    model_counts = counts.sum(axis=0) / TAGS_PER_QUERY
+    queries = [f"query {i}" for i in range(1000)]
+    tags_of = {q: list(rng.choice(tags, size=TAGS_PER_QUERY, replace=False)) for q in queries}
+    catalog = Catalog(
+        models=[
+            ModelCard(name=m, input_usd_per_1m=i + 1, output_usd_per_1m=i + 1) for i, m in enumerate(models)
+        ]
+    )
+    model = RoutingModel.build(FixedTagger(tags_of), TagTable(tags, models, counts, model_counts), catalog)
+    return TagRouter(model, Decider("utility")), queries
+
+
+def measure(n_tags: int, n_models: int, n_profiles: int, updates: int, seed: int = 0) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    base, queries = router(n_tags, n_models, rng)
+    config = GatewayConfig.model_validate({"profiles": {f"p{i}": {} for i in range(n_profiles)}})
+    profiles = ProfileSet(base, config)
+    times = []
+    for i in range(updates):
+        record = HistoryRecord(
+            query_id=f"f{i}", query=queries[i % len(queries)], model=f"m{i % n_models}", outcome="loss"
+        )
+        start = time.perf_counter()
+        profiles.update([record])
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    base.model.refreshed()
+    full = time.perf_counter() - start
+    return {
+        "tags": n_tags,
+        "models": n_models,
+        "profiles": n_profiles,
+        "ms_per_record_median": 1e3 * float(np.median(times)),
+        "ms_per_record_mean": 1e3 * float(np.mean(times)),
+        "full_rescoring_ms": 1e3 * full,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    rows = []
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}")
+    print(
+        f"{'tags':>7} {'models':>6} {'profiles':>8} {'median ms/rec':>14} {'mean ms/rec':>12} {'full rescoring ms':>18}"
+    )
+    for n_tags in (1_000, 10_000, 100_000):
+        for n_models in (8, 32):
+            for n_profiles in (1, 3):
+                row = measure(n_tags, n_models, n_profiles, args.updates)
+                rows.append(row)
+                print(
+                    f"{n_tags:>7} {n_models:>6} {n_profiles:>8} {row['ms_per_record_median']:>14.3f} "
+                    f"{row['ms_per_record_mean']:>12.3f} {row['full_rescoring_ms']:>18.1f}"
+                )
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump(
+                {"machine": platform.platform(), "updates": args.updates, "rows": rows}, handle, indent=2
+            )
+
+
+if __name__ == "__main__":
+    main()

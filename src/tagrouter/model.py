@@ -1,0 +1,196 @@
+"""The fitted routing model: tagger, tag table, scorer and the per-tag values routing reads.
+
+A :class:`RoutingModel` is immutable. Learning new records (:meth:`RoutingModel.updated`) gives a new
+model and costs in proportion to the tags those records touch: the table and the values are stored in
+blocks of rows (:class:`~tagrouter.arrays.RowBlocks`), and only the touched rows are recounted and rescored.
+
+A tag's value depends on its own row of counts and on a few table-wide statistics of the scorer (e.g. each
+model's overall accept rate; :meth:`~tagrouter.scoring.TagScorer.table_stats`). Between two refreshes,
+rows are rescored with the statistics of the last refresh; a refresh (a full rescoring, in proportion to the
+table) happens when the records added since the last one exceed :data:`REFRESH_SHARE` of the records the
+statistics were computed on, so its cost per record stays bounded. :meth:`RoutingModel.refreshed` forces
+one: a refreshed model scores exactly like a refit on all records with the same tagger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+import numpy as np
+
+from tagrouter.arrays import RowBlocks
+from tagrouter.catalog import Catalog
+from tagrouter.errors import DataError
+from tagrouter.records import History, HistoryRecord, as_history
+from tagrouter.scoring import Scorer, SmoothedScorer, TagTable, combine
+from tagrouter.tagging.base import Tagger
+
+#: Output tokens assumed for a model with no token counts in the history.
+DEFAULT_OUTPUT_TOKENS = 300.0
+#: Characters per input token, to estimate a new query's input tokens (cl100k averages about 4 on English).
+CHARS_PER_TOKEN = 4.0
+#: A full rescoring happens once the records added since the last exceed this share of the records then.
+REFRESH_SHARE = 0.01
+#: Distinct queries tagged per tagger call while fitting.
+TAG_BATCH = 256
+
+Progress = Callable[[str, int, int], None]
+#: Per model: (sum of output tokens, number of records with a count).
+TokenStats = Mapping[str, tuple[float, int]]
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingModel:
+    """Everything fitted: the tagger, the tag table, the scorer with the values it gives every tag for the
+    routable models, and each model's mean output length. Build with :meth:`build` (or
+    ``TagRouter.fit``); never changed in place."""
+
+    tagger: Tagger
+    table: TagTable
+    catalog: Catalog
+    scorer: Scorer
+    output_tokens: TokenStats
+    values: RowBlocks  # (tags × routable models), catalogue order
+    stats: Mapping[str, np.ndarray]  # the scorer's table statistics at the last refresh
+    refreshed_at: int  # records in the table at the last refresh
+    _columns: np.ndarray = field(repr=False)
+
+    # ---- building ----------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        tagger: Tagger,
+        table: TagTable,
+        catalog: Catalog,
+        scorer: Scorer | None = None,
+        output_tokens: TokenStats | None = None,
+    ) -> RoutingModel:
+        """Score every tag of ``table`` for the catalogue's models (which must all be in the table)."""
+        missing = [m for m in catalog.names if m not in table.model_index]
+        if missing:
+            raise DataError(
+                f"the history has no record of catalogue model(s) {', '.join(missing)}: a router can only "
+                "route to models it has judged history for"
+            )
+        scorer = scorer or SmoothedScorer()
+        columns = np.array([table.model_index[m] for m in catalog.names], dtype=np.intp)
+        stats = scorer.table_stats(table)
+        values = RowBlocks.from_array(scorer.row_values(table.counts, stats)[:, columns])
+        return cls(
+            tagger=tagger,
+            table=table,
+            catalog=catalog,
+            scorer=scorer,
+            output_tokens=MappingProxyType(dict(output_tokens or {})),
+            values=values,
+            stats=MappingProxyType(stats),
+            refreshed_at=table.records,
+            _columns=columns,
+        )
+
+    @classmethod
+    def fit(
+        cls,
+        history: History | Sequence[HistoryRecord],
+        catalog: Catalog,
+        tagger: Tagger,
+        scorer: Scorer | None = None,
+        progress: Progress | None = None,
+    ) -> RoutingModel:
+        """Tag each distinct query of ``history`` once, count the table and score it."""
+        history = as_history(history)
+        table = TagTable.count(tag_history(tagger, history, progress), history.model, history.outcome)
+        return cls.build(tagger, table, catalog, scorer, token_stats(history))
+
+    def updated(self, history: History | Sequence[HistoryRecord]) -> RoutingModel:
+        """This model with ``history`` learned: the table becomes exactly that of a fit on all records with
+        this tagger; only the touched rows are rescored (see the module docstring)."""
+        history = as_history(history)
+        if not len(history):
+            return self
+        tag_lists = tag_history(self.tagger, history, None)
+        table = self.table.added(tag_lists, history.model, history.outcome)
+        tokens = dict(self.output_tokens)
+        for model, (total, count) in token_stats(history).items():
+            before = tokens.get(model, (0.0, 0))
+            tokens[model] = (before[0] + total, before[1] + count)
+        if table.records - self.refreshed_at > REFRESH_SHARE * self.refreshed_at or len(table.models) != len(
+            self.table.models
+        ):
+            return RoutingModel.build(self.tagger, table, self.catalog, self.scorer, tokens)
+        rows = np.unique(np.concatenate(table.tag_rows(tag_lists)))
+        fresh = self.scorer.row_values(table.rows(rows), self.stats)[:, self._columns]
+        return replace(
+            self,
+            table=table,
+            output_tokens=MappingProxyType(tokens),
+            values=self.values.with_rows(rows, fresh),
+        )
+
+    def refreshed(self) -> RoutingModel:
+        """This model rescored in full (exactly what a fit with this tagger on the same records gives)."""
+        return RoutingModel.build(self.tagger, self.table, self.catalog, self.scorer, self.output_tokens)
+
+    def with_scorer(self, scorer: Scorer) -> RoutingModel:
+        """This model scored by another scorer (same tagger and table)."""
+        return RoutingModel.build(self.tagger, self.table, self.catalog, scorer, self.output_tokens)
+
+    # ---- scoring -----------------------------------------------------------------------------------
+    @property
+    def models(self) -> list[str]:
+        """The routable models, in catalogue order (the columns of :meth:`score`)."""
+        return self.catalog.names
+
+    def score(self, queries: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
+        """Tags of each query and the (queries × models) score matrix."""
+        tag_lists = self.tagger.tag(list(queries))
+        return tag_lists, self.score_tags(tag_lists)
+
+    def score_tags(self, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """The (queries × models) scores of queries tagged ``tag_lists``."""
+        rows = self.table.tag_rows(tag_lists)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
+        flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.intp)
+        empty = self.scorer.empty_scores(self.stats)[self._columns]
+        return combine(self.values.gather(flat), lengths, mean=self.scorer.averages, empty=empty)
+
+    def mean_output_tokens(self, model: str) -> float:
+        """Mean output tokens of ``model`` in the history (``DEFAULT_OUTPUT_TOKENS`` if it has none)."""
+        total, count = self.output_tokens.get(model, (0.0, 0))
+        return total / count if count else DEFAULT_OUTPUT_TOKENS
+
+    def expected_costs(self, queries: Sequence[str]) -> np.ndarray:
+        """Expected dollars per (query, model): estimated input tokens (characters / 4) × input price + the
+        model's mean output tokens in the history × output price."""
+        cards = [self.catalog[m] for m in self.models]
+        input_price = np.array([c.input_usd_per_1m for c in cards]) / 1e6
+        output_cost = np.array([c.output_usd_per_1m * self.mean_output_tokens(c.name) for c in cards]) / 1e6
+        tokens = np.fromiter((len(q) / CHARS_PER_TOKEN for q in queries), dtype=float, count=len(queries))
+        return tokens[:, None] * input_price[None, :] + output_cost[None, :]
+
+
+def tag_history(tagger: Tagger, history: History, progress: Progress | None) -> list[list[str]]:
+    """The tags of every record's query: each distinct query is tagged once, in batches."""
+    queries = history.unique_queries()
+    ids = list(queries)
+    texts = [queries[i] for i in ids]
+    tags: list[list[str]] = []
+    for start in range(0, len(texts), TAG_BATCH):
+        tags.extend(tagger.tag(texts[start : start + TAG_BATCH]))
+        if progress:
+            progress("tagging history", min(start + TAG_BATCH, len(texts)), len(texts))
+    tags_of = dict(zip(ids, tags, strict=True))
+    return [tags_of[q] for q in history.query_id]
+
+
+def token_stats(history: History) -> dict[str, tuple[float, int]]:
+    """Per model: the sum of known output tokens and how many records have a count."""
+    stats: dict[str, tuple[float, int]] = {}
+    known = ~np.isnan(history.output_tokens)
+    for model, tokens, has in zip(history.model, history.output_tokens, known, strict=True):
+        if has:
+            total, count = stats.get(model, (0.0, 0))
+            stats[model] = (total + float(tokens), count + 1)
+    return stats

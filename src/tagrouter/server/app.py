@@ -22,6 +22,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
@@ -40,6 +41,7 @@ from tagrouter.server.feedback import (
 )
 from tagrouter.server.metrics import GatewayMetrics
 from tagrouter.server.profiles import ProfileSet
+from tagrouter.server.shadow import shadow_judging
 from tagrouter.server.upstream import (
     AllUpstreamsFailed,
     Answer,
@@ -66,11 +68,16 @@ log = logging.getLogger("tagrouter.server")
 PASSTHROUGH = "passthrough"
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _json(
+    data: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
+) -> Response:
     """An upstream's JSON as the client gets it: ASCII-escaped, so that anything the upstream sent (a lone
     surrogate, a NaN) can be written; compact, as the upstream's own answers are."""
     content = json.dumps(data, separators=(",", ":")).encode()
-    return Response(content, status, headers, media_type="application/json")
+    return Response(content, status, headers, media_type="application/json", background=background)
 
 
 @lru_cache(maxsize=8192)
@@ -130,6 +137,9 @@ class Gateway:
         if replayed:
             log.info("learned %d stored feedback records from %s", len(replayed), config.feedback_db)
         self.writer = FeedbackWriter(store, self.profiles.update, learn_interval_s=config.learn_interval_s)
+        self.shadow = shadow_judging(
+            config.shadow, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
+        )
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured), and
@@ -234,7 +244,8 @@ class Gateway:
         data["model"] = answer.model
         data["id"] = request_id
         self.account(profile, decision, answer.model, data.get("usage"))
-        return _json(data, headers=headers)
+        shadow = self.shadow and self.shadow.after_response(request_id, query, answer.model, data)
+        return _json(data, headers=headers, background=shadow)
 
     def _stream(
         self,
@@ -321,6 +332,8 @@ class Gateway:
         except RuntimeError as exc:
             raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None
         self.metrics.feedback.labels(result.status).inc()
+        if self.shadow and sent.request_id:
+            self.shadow.explicit(sent.request_id, item.outcome)
         return {
             "object": "tagrouter.feedback",
             "status": result.status,
@@ -365,6 +378,8 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
         try:
             yield
         finally:  # uvicorn has finished every accepted request by now: drain and close the store
+            if gateway.shadow:
+                await gateway.shadow.aclose()
             await gateway.writer.close()
             await gateway.upstreams.aclose()
 

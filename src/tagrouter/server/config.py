@@ -16,6 +16,7 @@ from tagrouter.catalog import Endpoint
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
+from tagrouter.server.shadow import ShadowConfig
 
 #: The profile a request gets with ``model: tagrouter`` (or when the config names no other default).
 DEFAULT_PROFILE = "tagrouter"
@@ -122,6 +123,7 @@ class GatewayConfig(BaseModel):
     remember_requests_bytes: int = Field(
         default=64_000_000, ge=1_000_000, description="bytes of routing text kept for those request ids"
     )
+    shadow: ShadowConfig | None = Field(default=None, description="shadow judging (off by default)")
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> GatewayConfig:

@@ -131,3 +131,18 @@ def test_a_huge_query_is_routed_on_its_head_and_tail_but_sent_whole(
     with sqlite3.connect(tmp_path / "feedback.sqlite3") as db:
         (stored,) = db.execute("SELECT query FROM requests").fetchone()
     assert stored == capped(query, 1000)  # the store keeps what routing used, not the whole text
+
+
+@pytest.mark.parametrize(
+    ("content", "param", "message"),
+    [
+        ([{"type": "text", "text": "hi \ud800"}], "messages.0.content.0.text", "lone surrogate"),
+        ([{"type": 3}], "messages.0.content.0.type", "valid string"),
+        (7, "messages.0.content", "a string, a list of content parts, or null"),
+    ],
+)
+def test_errors_in_message_content_name_the_part_at_fault(gateway, content, param: str, message: str) -> None:
+    response = post(gateway(), "/v1/chat/completions", json.dumps(_chat(content)).encode())
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param and message in error["message"]

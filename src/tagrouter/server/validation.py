@@ -20,7 +20,7 @@ import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from tagrouter.errors import from_validation_error
 from tagrouter.server.errors import ApiError
@@ -61,11 +61,29 @@ class ContentPart(BaseModel):
     text: Text | None = None
 
 
+def _content_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    return "parts" if isinstance(value, list) else None
+
+
+#: Message content: a string or a list of parts, told apart by type (so that an error in a part is named
+#: as such, not as "not a string"); ``None`` is allowed separately.
+Content = Annotated[
+    Annotated[Text, Tag("text")] | Annotated[list[ContentPart], Tag("parts")],
+    Discriminator(
+        _content_kind,
+        custom_error_type="content_type",
+        custom_error_message="content must be a string, a list of content parts, or null",
+    ),
+]
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     role: str
-    content: Text | list[ContentPart] | None = None
+    content: Content | None = None
 
 
 class ChatRequest(BaseModel):

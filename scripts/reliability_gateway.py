@@ -42,6 +42,7 @@ import yaml
 
 from tagrouter import TagRouter, load_catalog, read_history
 from tagrouter.fileio import atomic_write_json
+from tagrouter.testing.loopback import cpu_seconds, free_port, wait_until_up
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "tagrouter" / "examples"
 KEY = "sk-reliability"
@@ -98,16 +99,7 @@ class Gateway:
             str(self.port),
         ]
         self.process = subprocess.Popen([*command, "--log-level", "error"], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the gateway exited with status {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("the gateway did not come up")
+        wait_until_up(self.url + "/healthz", self.process)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -124,21 +116,15 @@ class Upstream:
     """A replaying upstream for one model in its own process (this script with ``--serve-upstream``)."""
 
     def __init__(self, model: str) -> None:
-        self.model, self.port = model, _free_port()
+        self.model, self.port = model, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Upstream:
         command = [sys.executable, __file__, "--serve-upstream", self.model, "--port", str(self.port)]
         self.process = subprocess.Popen(command)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                self.control(reset=True)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"the upstream of {self.model} did not come up")
+        wait_until_up(self.url + "/docs", self.process)
+        return self
 
     def stop(self) -> None:
         if self.process is not None:
@@ -166,14 +152,6 @@ def serve_upstream(model: str, port: int) -> None:
     uvicorn.run(
         create_replay_app(model), port=port, log_level="critical", access_log=False, loop=UVICORN_LOOP
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- 1. bad inputs --------------------------------------------------------------------------------------------
@@ -456,15 +434,6 @@ async def background_load(
         return {"huge_seconds": done}
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 PHASES = {"chat alone": None, "chat + feedback flood": "feedback", "chat + 1 MB queries": "huge"}
 
 
@@ -484,7 +453,7 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
                            "--flood-clients", str(args.flood_clients), "--huge-rate", str(args.huge_rate)]  # fmt: skip
                 loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
                 assert loader.stdout is not None and loader.stdout.readline().strip() == "ready"
-            cpu_before = _cpu_seconds(gateway.process.pid)
+            cpu_before = cpu_seconds(gateway.process.pid) or 0.0
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=60)
@@ -492,7 +461,7 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
                 deadline = time.perf_counter() + seconds
                 await asyncio.gather(*(_chat_client(http, url, queries, args.chat_rate, deadline, random.Random(f"{phase}{number}{i}"),
                                                     latencies[phase], errors[phase]) for i in range(args.chat_clients)))  # fmt: skip
-            cpu[phase] += _cpu_seconds(gateway.process.pid) - cpu_before
+            cpu[phase] += (cpu_seconds(gateway.process.pid) or 0.0) - cpu_before
             if loader is not None:
                 extras[phase].append(json.loads(loader.communicate(timeout=120)[0]))
     results: dict[str, dict[str, Any]] = {}
@@ -623,7 +592,7 @@ def main() -> None:
             "endpoints": {m: {"base_url": upstream.url + "/v1"} for m, upstream in upstreams.items()},
         }
         (work / "gateway.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        gateway = Gateway(work / "router", work / "gateway.yaml", _free_port())
+        gateway = Gateway(work / "router", work / "gateway.yaml", free_port())
         gateway.start()
         started = time.perf_counter()
         try:

@@ -4,7 +4,6 @@ that starts gateways on loopback. Helpers: ``client`` (the official openai clien
 
 from __future__ import annotations
 
-import socket
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,9 @@ KEY = "sk-test-client"
 
 def closed_port_url() -> str:
     """The base URL of a loopback port where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+    from tagrouter.testing.loopback import free_port
+
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,16 +19,11 @@ pytest.importorskip("aiohttp")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
 
+from tagrouter.testing.loopback import free_port  # noqa: E402
 from tagrouter.testing.replay import create_replay_app  # noqa: E402
 from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> None:
@@ -44,7 +38,7 @@ def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> 
             + "profiles:\n  tagrouter: {rule: within, knob: 0.3}\n",
             encoding="utf-8",
         )
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "TEST_GATEWAY_KEYS": "sk-1"}
         process = subprocess.Popen(
             [

@@ -4,9 +4,12 @@ that applies both in batches.
 The store keeps every feedback record (idempotent by feedback id) so that the router can be rebuilt at
 start-up, and the most recent requests (request id → routing text, model) so that feedback can cite a
 request id. The routing text is capped (``max_routing_chars``), and the requests kept are bounded both in
-number and in bytes of text: the oldest are dropped first. The :class:`FeedbackWriter` runs all store writes and the router updates in one background thread,
-one batch at a time (group commit): a feedback call returns only after its record is committed and the
-router has learned from it.
+number and in bytes of text: the oldest are dropped first.
+
+The :class:`FeedbackWriter` runs all store writes in one background thread, one batch at a time (group
+commit): a feedback call returns only after its record is committed. The router learns the new records at
+a lower priority: at most once per ``learn_interval_s``, all that arrived meanwhile in one update, so that a
+flood of feedback costs the routing of chat requests one update per interval, not one per feedback.
 """
 
 from __future__ import annotations

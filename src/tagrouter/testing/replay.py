@@ -2,7 +2,10 @@
 
 It answers ``POST /v1/chat/completions`` with the recorded answer to the last user message (or a stock
 answer), as one JSON body or as an SSE stream of word chunks, and can be told to misbehave: answer after a
-delay, or answer HTTP 500.
+delay, answer an error status (quoting the caller's Authorization header in it, if told to), send junk
+token usage, answer 200 with a body that is not JSON, or break a stream before or after its first event.
+``POST /control/behaviour`` with a JSON object of :class:`ReplayBehaviour` fields (``raw_body`` as text;
+``"reset": true`` first) changes how an upstream that runs in another process behaves.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tagrouter.cli import bench, data, demo, evaluate, routing, serve, speed, vocab
+from tagrouter.cli import bench, collect, data, demo, evaluate, routing, serve, speed, vocab
 from tagrouter.errors import TagRouterError
 
 app = typer.Typer(
@@ -30,9 +30,13 @@ for command in (routing.fit, routing.route, routing.tag, routing.calibrate, rout
     app.command()(command)
 app.command("serve")(serve.serve)
 app.command("eval")(evaluate.evaluate)
+app.command("collect")(collect.collect)
+app.command("update")(collect.update)
+app.command("judge-check")(collect.judge_check)
 data_app.command("alpacaeval")(data.data_alpacaeval)
 for name in ("dcrouter", "mmlu", "gsm8k", "mt_bench"):
     data_app.command(name)(getattr(data, f"data_{name}"))
+data_app.command("judge-labels")(collect.data_judge_labels)
 bench_app.command("alpacaeval")(bench.bench_alpacaeval)
 bench_app.command("suite")(bench.bench_suite)
 bench_app.command("speed")(speed.bench_speed)

@@ -43,12 +43,13 @@ class Vocabulary:
     ) -> list[list[str]]:
         """Map free-form tags onto the vocabulary: exact (after normalisation) or alias match first, then the
         most similar vocabulary tag by embedding if its cosine similarity is at least ``cutoff``; tags
-        that match nothing are dropped. Order is kept, duplicates removed."""
+        that match nothing are dropped. Order is kept, duplicates removed. A ``cutoff`` above 1 accepts
+        no embedding match, so the embedding step is skipped (exact and alias matches only)."""
         if self.embeddings is None:
             raise ValueError("this vocabulary has no embeddings; build it with build_vocabulary()")
         normalized = [[normalize_tag(t) for t in tags] for tags in raw_tags]
-        unknown = sorted({t for tags in normalized for t in tags if t and t not in self.aliases})
         nearest: dict[str, str] = {}
+        unknown = [] if cutoff > 1 else sorted({t for ts in normalized for t in ts if t and t not in self.aliases})
         if unknown:
             sims = embedder.embed(unknown) @ self.embeddings.T
             best = sims.argmax(axis=1)
@@ -105,14 +106,33 @@ def build_vocabulary(
 ) -> Vocabulary:
     """Build a vocabulary from the teacher's tags of many queries, as in the paper.
 
-    1. normalise every tag (:func:`normalize_tag`), counting each tag once per query;
+    1. normalise every tag (:func:`normalize_tag`), counting each tag once per query (:func:`tag_counts`);
     2. drop tags seen in fewer than ``min_count`` queries (tags in ``keep`` always stay);
     3. merge near-duplicates: DBSCAN (``min_samples=1``, cosine distance ``merge_distance``) over the tag
        embeddings; each cluster becomes its most frequent member, the others its aliases.
     """
+    return vocabulary_from_counts(
+        tag_counts(tag_lists), embedder, min_count=min_count, merge_distance=merge_distance, keep=keep
+    )
+
+
+def tag_counts(tag_lists: Iterable[Sequence[str]]) -> Counter[str]:
+    """In how many queries each normalised tag appears; counts of parts of a history add up."""
     counts: Counter[str] = Counter()
     for tags in tag_lists:
         counts.update({t for t in (normalize_tag(x) for x in tags) if t})
+    return counts
+
+
+def vocabulary_from_counts(
+    counts: Counter[str],
+    embedder: Embedder,
+    *,
+    min_count: int = 5,
+    merge_distance: float = 0.1,
+    keep: Iterable[str] = (),
+) -> Vocabulary:
+    """Steps 2 and 3 of :func:`build_vocabulary`, from the counts of :func:`tag_counts`."""
     keep = {t for t in (normalize_tag(x) for x in keep) if t}
     kept = sorted(t for t, n in counts.items() if n >= min_count or t in keep)
     if not kept:

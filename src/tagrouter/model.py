@@ -90,37 +90,28 @@ class RoutingModel:
             _columns=columns,
         )
 
-    @classmethod
-    def fit(
-        cls,
-        history: History | Sequence[HistoryRecord],
-        catalog: Catalog,
-        tagger: Tagger,
-        scorer: Scorer | None = None,
-        progress: Progress | None = None,
-    ) -> RoutingModel:
-        """Tag each distinct query of ``history`` once, count the table and score it."""
-        history = as_history(history)
-        table = TagTable.count(tag_history(tagger, history, progress), history.model, history.outcome)
-        return cls.build(tagger, table, catalog, scorer, token_stats(history))
-
     def updated(self, history: History | Sequence[HistoryRecord]) -> RoutingModel:
         """This model with ``history`` learned: the table becomes exactly that of a fit on all records with
         this tagger; only the touched rows are rescored (see the module docstring)."""
         history = as_history(history)
         if not len(history):
             return self
-        tag_lists = tag_history(self.tagger, history, None)
-        table = self.table.added(tag_lists, history.model, history.outcome)
+        added = TagTable.count(tag_history(self.tagger, history, None), history.model, history.outcome)
+        return self.learned(added, token_stats(history))
+
+    def learned(self, added: TagTable, output_tokens: TokenStats) -> RoutingModel:
+        """This model with the counts of ``added`` (a table counted with this tagger, e.g. partial tables
+        merged by an engine) and their output-token statistics learned; see :meth:`updated`."""
+        table = self.table.merged(added)
         tokens = dict(self.output_tokens)
-        for model, (total, count) in token_stats(history).items():
+        for model, (total, count) in output_tokens.items():
             before = tokens.get(model, (0.0, 0))
             tokens[model] = (before[0] + total, before[1] + count)
         if table.records - self.refreshed_at > REFRESH_SHARE * self.refreshed_at or len(table.models) != len(
             self.table.models
         ):
             return RoutingModel.build(self.tagger, table, self.catalog, self.scorer, tokens)
-        rows = np.unique(np.concatenate(table.tag_rows(tag_lists)))
+        rows = np.fromiter((table.tag_index[t] for t in added.tags), dtype=np.intp, count=len(added.tags))
         fresh = self.scorer.row_values(table.rows(rows), self.stats)[:, self._columns]
         return replace(
             self,

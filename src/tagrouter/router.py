@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,9 +18,13 @@ from tagrouter.catalog import Catalog
 from tagrouter.deciding import Decider, Rule, calibrate, default_decider
 from tagrouter.errors import DataError
 from tagrouter.model import Progress, RoutingModel
-from tagrouter.records import History, HistoryRecord, as_history
+from tagrouter.records import History, HistoryRecord, ReadReport
 from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
+
+if TYPE_CHECKING:
+    from tagrouter.engines import Engine
+    from tagrouter.engines.source import Paths
 
 
 @dataclass(frozen=True)
@@ -68,34 +72,48 @@ class TagRouter:
     @classmethod
     def fit(
         cls,
-        history: History | Sequence[HistoryRecord],
+        history: History | Sequence[HistoryRecord] | Paths,
         catalog: Catalog,
         *,
         tagger: Tagger | None = None,
         scorer: Scorer | None = None,
         decider: Decider | None = None,
         progress: Progress | None = None,
+        engine: str | Engine = "local",
+        report: ReadReport | None = None,
     ) -> TagRouter:
-        """Fit a router on judged history (a list of records or a columnar :class:`History`).
+        """Fit a router on judged history: a list of records, a columnar :class:`History`, or history
+        files and glob patterns (streamed, never held in memory whole).
 
         Without ``tagger``, the embedded default is built from the history's queries (offline teacher ->
         vocabulary -> student). The history may hold models outside the catalogue: their outcomes feed
-        the scorer's difficulty prior, but they are never chosen.
+        the scorer's difficulty prior, but they are never chosen. ``engine`` runs the fit: ``"local"``
+        (this process) or ``"ray"`` (Ray Data; :class:`~tagrouter.engines.ray.RayEngine` for a cluster
+        address); both give the same router. ``report`` receives the rows read and skipped from files.
         """
-        history = as_history(history)
-        if not len(history):
-            raise DataError("the history is empty: a router needs judged records to fit")
-        if tagger is None:
-            from tagrouter.tagging.embedded import EmbeddedTagger
+        from tagrouter.engines import HistorySource, engine_named, fit_model
 
-            tagger = EmbeddedTagger.fit(list(history.unique_queries().values()), progress=progress)
-        model = RoutingModel.fit(history, catalog, tagger, scorer, progress)
+        model = fit_model(
+            HistorySource.of(history),
+            catalog,
+            engine=engine_named(engine),
+            tagger=tagger,
+            scorer=scorer,
+            report=report,
+            progress=progress,
+        )
         return cls(model, decider or default_decider(len(catalog.names)))
 
-    def update(self, records: History | Sequence[HistoryRecord]) -> TagRouter:
-        """This router with ``records`` learned (see :meth:`RoutingModel.updated`): its table is exactly
-        that of a fit on all records with the same tagger."""
-        return TagRouter(self.model.updated(records), self.decider)
+    def update(
+        self, records: History | Sequence[HistoryRecord] | Paths, *, engine: str | Engine = "local"
+    ) -> TagRouter:
+        """This router with ``records`` (records, a :class:`History`, or history files) learned (see
+        :meth:`RoutingModel.updated`): its table is exactly that of a fit on all records with the same
+        tagger. ``engine`` counts the new records (see :meth:`fit`)."""
+        from tagrouter.engines import HistorySource, engine_named, update_model
+
+        model = update_model(self.model, HistorySource.of(records), engine=engine_named(engine))
+        return TagRouter(model, self.decider)
 
     def with_decider(self, decider: Decider) -> TagRouter:
         """This model under another policy."""

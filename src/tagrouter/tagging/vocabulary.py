@@ -49,7 +49,9 @@ class Vocabulary:
             raise ValueError("this vocabulary has no embeddings; build it with build_vocabulary()")
         normalized = [[normalize_tag(t) for t in tags] for tags in raw_tags]
         nearest: dict[str, str] = {}
-        unknown = [] if cutoff > 1 else sorted({t for ts in normalized for t in ts if t and t not in self.aliases})
+        unknown = (
+            [] if cutoff > 1 else sorted({t for ts in normalized for t in ts if t and t not in self.aliases})
+        )
         if unknown:
             sims = embedder.embed(unknown) @ self.embeddings.T
             best = sims.argmax(axis=1)

@@ -265,6 +265,16 @@ class History:
     def __len__(self) -> int:
         return len(self.query_id)
 
+    def sliced(self, start: int, stop: int) -> History:
+        """Records ``start`` to ``stop`` (exclusive)."""
+        return History(
+            self.query_id[start:stop],
+            self.query[start:stop],
+            self.model[start:stop],
+            self.outcome[start:stop],
+            self.output_tokens[start:stop],
+        )
+
     def unique_queries(self) -> dict[str, str]:
         """Query id -> text, in order of first appearance; two texts under one id raise :class:`DataError`."""
         texts: dict[str, str] = {}

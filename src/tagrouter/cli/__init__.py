@@ -26,7 +26,15 @@ app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(vocab_app, name="vocab")
 
-for command in (routing.fit, routing.route, routing.tag, routing.calibrate, routing.inspect, demo.demo):
+for command in (
+    routing.fit,
+    routing.update,
+    routing.route,
+    routing.tag,
+    routing.calibrate,
+    routing.inspect,
+    demo.demo,
+):
     app.command()(command)
 app.command("serve")(serve.serve)
 data_app.command("alpacaeval")(data.data_alpacaeval)

@@ -1,4 +1,4 @@
-"""The routing commands: ``fit``, ``route``, ``tag``, ``calibrate`` and ``inspect``."""
+"""The routing commands: ``fit``, ``update``, ``route``, ``tag``, ``calibrate`` and ``inspect``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,33 @@ import typer
 from rich.console import Console
 
 from tagrouter.cli.common import err, progress_bar, queries_from, read_queries
-from tagrouter.deciding import Rule
+from tagrouter.deciding import Rule, default_decider
+from tagrouter.engines.kinds import EngineKind
 from tagrouter.scoring import ScorerKind
+
+EngineOption = Annotated[
+    EngineKind,
+    typer.Option(
+        help="Where to run: 'local' (this process) or 'ray' (Ray Data; pip install 'tagrouter[ray]')."
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster address for --engine ray: 'auto' (the cluster 'ray start' began here) or ray://HOST:10001."
+    ),
+]
+HistoryArgument = Annotated[
+    list[str],
+    typer.Argument(help="History files (.jsonl, .csv, .parquet) or quoted glob patterns ('hist/*.parquet')."),
+]
+SkipOption = Annotated[
+    bool, typer.Option(help="Skip invalid rows (and report them) instead of stopping at the first.")
+]
 
 
 def fit(
-    history: Annotated[list[Path], typer.Argument(help="History files (.jsonl, .csv, .parquet).")],
+    history: HistoryArgument,
     catalog: Annotated[Path, typer.Option(help="Model catalogue (YAML).")],
     out: Annotated[Path, typer.Option(help="Folder to save the router into.")],
     scorer: Annotated[ScorerKind, typer.Option(help="The scorer.")] = ScorerKind.SMOOTHED,
@@ -25,9 +46,7 @@ def fit(
     knob: Annotated[
         float, typer.Option(help="The rule's knob: θ (gap, within) or λ per dollar (utility).")
     ] = 0.0,
-    skip_bad_rows: Annotated[
-        bool, typer.Option(help="Skip invalid rows (and report them) instead of stopping at the first.")
-    ] = False,
+    skip_bad_rows: SkipOption = False,
     tagger: Annotated[
         str,
         typer.Option(
@@ -35,41 +54,77 @@ def fit(
             "'openai:MODEL@URL[?...]' (see docs/taggers.md)."
         ),
     ] = "embedded",
+    engine: EngineOption = EngineKind.LOCAL,
+    address: AddressOption = None,
 ) -> None:
-    """Fit a router on judged history and save it."""
+    """Fit a router on judged history (streamed from the files) and save it."""
     from tagrouter.catalog import load_catalog
     from tagrouter.deciding import Decider
-    from tagrouter.records import ReadReport, read_history
+    from tagrouter.engines import HistorySource, engine_named, fit_model
+    from tagrouter.records import ReadReport
     from tagrouter.router import TagRouter
     from tagrouter.scoring import scorer_from_config
 
-    report = ReadReport()
-    records = read_history(history, on_error="skip" if skip_bad_rows else "raise", report=report)
-    err.print(report.summary())
+    source = HistorySource.of(history, on_error="skip" if skip_bad_rows else "raise")
+    runner = engine_named(engine, address=address)
     cards = load_catalog(catalog)
     decider = Decider(rule=rule, knob=knob) if rule else None
     if decider is not None:
         decider.check(len(cards.names))
+    report = ReadReport()
     with progress_bar() as progress:
         chosen = None
         if tagger != "embedded":
             from tagrouter.tagging.factory import tagger_from_spec
 
-            queries = list({r.query_id: r.query for r in records}.values())
+            queries = list(runner.distinct_queries(runner.parts(source), report).values())
             chosen = tagger_from_spec(tagger, queries=queries, progress=progress)
-        router = TagRouter.fit(
-            records,
+            report = ReadReport()  # counted again while fitting
+        model = fit_model(
+            source,
             cards,
+            engine=runner,
             tagger=chosen,
             scorer=scorer_from_config({"kind": scorer}),
-            decider=decider,
+            report=report,
             progress=progress,
         )
+    err.print(report.summary())
+    router = TagRouter(model, decider or default_decider(len(cards.names)))
     router.save(out)
     typer.echo(
         f"saved router to {out}: {len(router.table.tags)} tags, models {', '.join(router.models)}, "
         f"rule {router.decider.rule} (knob {router.decider.knob:g})"
     )
+
+
+def update(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router; the records are added to it in place.")],
+    history: HistoryArgument,
+    skip_bad_rows: SkipOption = False,
+    engine: EngineOption = EngineKind.LOCAL,
+    address: AddressOption = None,
+) -> None:
+    """Add judged records to a saved router without a refit (its tagger tags them; the table becomes
+    exactly that of a refit with this tagger) and save it as a new version."""
+    from tagrouter.engines import HistorySource, engine_named, update_model
+    from tagrouter.records import ReadReport
+    from tagrouter.router import TagRouter
+
+    router = TagRouter.load(router_dir)
+    source = HistorySource.of(history, on_error="skip" if skip_bad_rows else "raise")
+    report = ReadReport()
+    with progress_bar() as progress:
+        model = update_model(
+            router.model,
+            source,
+            engine=engine_named(engine, address=address),
+            report=report,
+            progress=progress,
+        )
+    err.print(report.summary())
+    TagRouter(model, router.decider).save(router_dir)
+    typer.echo(f"updated {router_dir}: {report.rows_read} records added, {model.table.records} in all")
 
 
 def route(

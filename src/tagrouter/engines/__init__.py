@@ -9,7 +9,7 @@ exactly the same table, vocabulary and decisions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tagrouter.catalog import Catalog
 from tagrouter.engines.source import HistorySource
@@ -19,7 +19,9 @@ from tagrouter.model import Progress, RoutingModel
 from tagrouter.records import ReadReport
 from tagrouter.scoring import Scorer
 from tagrouter.tagging.base import Tagger
-from tagrouter.tagging.embedded import EmbeddedTagger
+
+if TYPE_CHECKING:
+    from tagrouter.tagging.embedded import EmbeddedTagger
 
 
 class Engine(Protocol):

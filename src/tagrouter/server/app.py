@@ -33,12 +33,13 @@ from tagrouter.server.config import GatewayConfig
 from tagrouter.server.feedback import (
     Feedback,
     FeedbackConflictError,
-    FeedbackStore,
     FeedbackWriter,
     UnknownRequestError,
 )
+from tagrouter.server.follow import FeedbackFollower
 from tagrouter.server.metrics import GatewayMetrics
 from tagrouter.server.profiles import ProfileSet
+from tagrouter.server.stores import open_feedback_store, store_name
 from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, Upstreams, relay_stream
 
 log = logging.getLogger("tagrouter.server")
@@ -190,16 +191,17 @@ class Gateway:
         #: the decision-time histogram of each endpoint, looked up once (``labels`` takes a lock per call)
         self._decision_seconds: dict[str, Any] = {}
         self.keys = [k.encode() for k in config.client_keys()]
-        store = FeedbackStore(
-            config.feedback_db,
-            synchronous=config.feedback_synchronous,
-            keep_requests=config.remember_requests,
-        )
-        replayed = store.records()
+        store = open_feedback_store(config)
+        replayed, seen = store.changes()
         self.profiles.update(replayed)
         if replayed:
-            log.info("learned %d stored feedback records from %s", len(replayed), config.feedback_db)
+            log.info(
+                "learned %d stored feedback records from %s", len(replayed), store_name(config.feedback_db)
+            )
         self.writer = FeedbackWriter(store, self.profiles.update)
+        self.follower = FeedbackFollower(
+            store, self.profiles.update, after=seen, interval_s=config.follow_interval_s
+        )
         self.upstreams = Upstreams(self.catalog, config)
 
     async def authorize(self, request: Request) -> None:
@@ -425,10 +427,12 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.writer.start()
+        gateway.follower.start()
         await gateway.upstreams.start()
         try:
             yield
         finally:  # uvicorn has finished every accepted request by now: drain and close the store
+            await gateway.follower.close()
             await gateway.writer.close()
             await gateway.upstreams.aclose()
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tagrouter.catalog import Endpoint
 from tagrouter.deciding import Rule
@@ -80,11 +80,25 @@ class GatewayConfig(BaseModel):
     )
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     max_route_queries: int = Field(default=256, ge=1)
-    feedback_db: Path = Path("tagrouter-feedback.sqlite3")
+    feedback_db: Path | str = Field(
+        default=Path("tagrouter-feedback.sqlite3"),
+        description="SQLite file, or postgresql://… (extra postgres); replicas sharing it learn together",
+    )
+    follow_interval_s: float = Field(
+        default=1.0, ge=0, description="how often to apply feedback other replicas stored (0: never)"
+    )
     feedback_synchronous: Literal["normal", "full"] = Field(
         default="normal", description="SQLite 'full' also survives power loss, at an fsync per batch"
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
+
+    @field_validator("feedback_db", mode="before")
+    @classmethod
+    def _file_unless_url(cls, value: object) -> object:
+        """A PostgreSQL URL stays text; anything else is a SQLite file path."""
+        if isinstance(value, str) and not value.startswith(("postgresql://", "postgres://")):
+            return Path(value)
+        return value
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> GatewayConfig:
@@ -118,7 +132,8 @@ class GatewayConfig(BaseModel):
             else p
             for name, p in self.profiles.items()
         }
-        return self.model_copy(update={"feedback_db": fix(self.feedback_db), "profiles": profiles})
+        feedback_db = fix(self.feedback_db) if isinstance(self.feedback_db, Path) else self.feedback_db
+        return self.model_copy(update={"feedback_db": feedback_db, "profiles": profiles})
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     model TEXT NOT NULL,
     outcome TEXT NOT NULL,
     request_id TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    origin TEXT
 );
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -92,7 +94,13 @@ class FeedbackConflictError(DataError):
 
 
 class FeedbackStore:
-    """SQLite store of feedback and recent requests; use it from one thread at a time."""
+    """SQLite store of feedback and recent requests; use it from one thread at a time (:meth:`changes`
+    reads on a connection of its own, so a replica follower may call it from another thread).
+
+    Every feedback row records the ``origin`` (a random id per store object) that wrote it, so that
+    gateway processes sharing the file apply each other's feedback, not their own twice
+    (:mod:`tagrouter.server.follow`).
+    """
 
     def __init__(
         self,
@@ -104,6 +112,8 @@ class FeedbackStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.keep_requests = keep_requests
+        self.origin = uuid.uuid4().hex
+        self._reader: sqlite3.Connection | None = None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -117,6 +127,9 @@ class FeedbackStore:
                 raise DataError(
                     f"feedback store schema version {row[0]}, expected {SCHEMA_VERSION}", path=self.path
                 )
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(feedback)")}
+            if "origin" not in columns:  # a store written before replicas followed each other
+                self._db.execute("ALTER TABLE feedback ADD COLUMN origin TEXT")
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot open the feedback store as SQLite ({exc})", path=self.path) from None
         self._since_prune = 0
@@ -168,9 +181,9 @@ class FeedbackStore:
         if query is None or model is None:
             return DataError("feedback needs a request_id, or a query and a model", field="query")
         inserted = self._db.execute(
-            "INSERT OR IGNORE INTO feedback (feedback_id, query, model, outcome, request_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (item.feedback_id, query, model, item.outcome, item.request_id, now),
+            "INSERT OR IGNORE INTO feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item.feedback_id, query, model, item.outcome, item.request_id, now, self.origin),
         ).rowcount
         if not inserted:
             stored = self._db.execute(
@@ -188,14 +201,40 @@ class FeedbackStore:
         rows = self._db.execute("SELECT query, model, outcome FROM feedback ORDER BY seq").fetchall()
         return [HistoryRecord(query_id=query_id(q), query=q, model=m, outcome=o) for q, m, o in rows]
 
+    def changes(self, after: int = 0) -> tuple[list[HistoryRecord], int]:
+        """The feedback stored after sequence number ``after`` by other store objects (other replicas),
+        oldest first, and the last sequence number read (``changes(0)`` at start: every record)."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._reader.execute("PRAGMA busy_timeout=5000")
+        rows = self._reader.execute(
+            "SELECT seq, query, model, outcome, origin FROM feedback WHERE seq > ? ORDER BY seq", (after,)
+        ).fetchall()
+        return changed_records(rows, self.origin, after)
+
     def count(self) -> int:
         """Number of stored feedback records."""
         return int(self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close."""
+        if self._reader is not None:
+            self._reader.close()
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+
+
+def changed_records(
+    rows: Sequence[tuple[int, str, str, str, str | None]], origin: str, after: int
+) -> tuple[list[HistoryRecord], int]:
+    """History records of feedback rows (seq, query, model, outcome, origin) not written by ``origin``,
+    and the last sequence number among ``rows`` (``after`` when there are none)."""
+    records = [
+        HistoryRecord(query_id=query_id(q), query=q, model=m, outcome=o)
+        for _, q, m, o, by in rows
+        if by != origin
+    ]
+    return records, (rows[-1][0] if rows else after)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,6 +40,9 @@ class HistoryRecord(BaseModel):
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
     cost: float | None = Field(default=None, ge=0)
+    #: who judged the outcome: the judge model and the version of its prompt (``tagrouter collect``)
+    judge: str | None = None
+    judge_prompt: str | None = None
 
     @field_validator("query_id", mode="before")
     @classmethod
@@ -76,6 +80,12 @@ _OPTIONAL_NUMERIC = ("input_tokens", "output_tokens", "cost")
 BATCH_ROWS = 65_536
 #: Rows per Parquet batch read at once.
 PARQUET_BATCH = 8192
+_OPTIONAL_TEXT = ("reference", "judge", "judge_prompt")
+
+
+def query_id(query: str) -> str:
+    """The query id of a query text: a hash of the text, so that equal texts share an id."""
+    return "q-" + hashlib.sha256(query.encode("utf-8")).hexdigest()[:20]
 
 
 def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -105,7 +115,7 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield (
                     number,
                     {
-                        k: (None if v == "" and k in _OPTIONAL_NUMERIC + ("reference",) else v)
+                        k: (None if v == "" and k in _OPTIONAL_NUMERIC + _OPTIONAL_TEXT else v)
                         for k, v in row.items()
                     },
                 )
@@ -264,6 +274,18 @@ class History:
 
     def __len__(self) -> int:
         return len(self.query_id)
+
+    def of_models(self, models: frozenset[str]) -> History:
+        """The records of ``models`` only."""
+        keep = np.fromiter((m in models for m in self.model), dtype=bool, count=len(self))
+        index = np.flatnonzero(keep)
+        return History(
+            [self.query_id[i] for i in index],
+            [self.query[i] for i in index],
+            [self.model[i] for i in index],
+            self.outcome[keep],
+            self.output_tokens[keep],
+        )
 
     def sliced(self, start: int, stop: int) -> History:
         """Records ``start`` to ``stop`` (exclusive)."""

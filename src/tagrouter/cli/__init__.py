@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tagrouter.cli import bench, data, demo, routing, serve, speed, vocab
+from tagrouter.cli import bench, collect, data, demo, routing, serve, speed, vocab
 from tagrouter.errors import TagRouterError
 
 app = typer.Typer(
@@ -37,7 +37,10 @@ for command in (
 ):
     app.command()(command)
 app.command("serve")(serve.serve)
+app.command("collect")(collect.collect)
+app.command("judge-check")(collect.judge_check)
 data_app.command("alpacaeval")(data.data_alpacaeval)
+data_app.command("judge-labels")(collect.data_judge_labels)
 bench_app.command("alpacaeval")(bench.bench_alpacaeval)
 bench_app.command("speed")(speed.bench_speed)
 vocab_app.command("build")(vocab.vocab_build)

@@ -99,32 +99,47 @@ def fit(
 
 
 def update(
-    router_dir: Annotated[Path, typer.Argument(help="A saved router; the records are added to it in place.")],
+    router_dir: Annotated[Path, typer.Argument(help="A saved router.")],
     history: HistoryArgument,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(help="A new catalogue to route over (e.g. with a new model); default: the router's."),
+    ] = None,
+    models: Annotated[
+        str,
+        typer.Option(help="Learn only these models' records (e.g. the one 'collect --models NEW' added)."),
+    ] = "",
+    out: Annotated[Path | None, typer.Option(help="Folder to save into (default: the router's own).")] = None,
     skip_bad_rows: SkipOption = False,
     engine: EngineOption = EngineKind.LOCAL,
     address: AddressOption = None,
 ) -> None:
-    """Add judged records to a saved router without a refit (its tagger tags them; the table becomes
+    """Teach a saved router new judged records without a refit (its tagger tags them; the table becomes
     exactly that of a refit with this tagger) and save it as a new version."""
+    from tagrouter.catalog import load_catalog
     from tagrouter.engines import HistorySource, engine_named, update_model
+    from tagrouter.model import RoutingModel
     from tagrouter.records import ReadReport
     from tagrouter.router import TagRouter
 
     router = TagRouter.load(router_dir)
-    source = HistorySource.of(history, on_error="skip" if skip_bad_rows else "raise")
+    only = frozenset(name.strip() for name in models.split(",") if name.strip())
+    source = HistorySource.of(history, on_error="skip" if skip_bad_rows else "raise", models=only)
     report = ReadReport()
     with progress_bar() as progress:
-        model = update_model(
-            router.model,
-            source,
-            engine=engine_named(engine, address=address),
-            report=report,
-            progress=progress,
-        )
+        runner = engine_named(engine, address=address)
+        model = update_model(router.model, source, engine=runner, report=report, progress=progress)
     err.print(report.summary())
-    TagRouter(model, router.decider).save(router_dir)
-    typer.echo(f"updated {router_dir}: {report.rows_read} records added, {model.table.records} in all")
+    if catalog is not None:  # the learned table, routed over the new catalogue's models
+        model = RoutingModel.build(
+            model.tagger, model.table, load_catalog(catalog), model.scorer, model.output_tokens
+        )
+    learned = model.table.records - router.table.records
+    router = TagRouter(model, router.decider)
+    router.save(out or router_dir)
+    typer.echo(
+        f"learned {learned} records; saved the router to {out or router_dir} (models {', '.join(router.models)})"
+    )
 
 
 def route(

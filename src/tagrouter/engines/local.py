@@ -31,7 +31,7 @@ class LocalEngine:
         """All files as one part, so that a query id's text is checked across files with row numbers."""
         if source.history is not None:
             return [MemoryPart(source.history)]
-        return [FilePart(tuple(source.files), source.on_error)]
+        return [FilePart(tuple(source.files), source.on_error, source.models)]
 
     def distinct_queries(self, parts: Sequence[Part], report: ReadReport) -> dict[str, str]:
         texts: dict[str, str] = {}

@@ -73,7 +73,7 @@ class RayEngine:
     def parts(self, source: HistorySource) -> list[Part]:
         """One part per file; an in-memory history in slices of ``BATCH_ROWS`` records."""
         if source.history is None:
-            return [FilePart((path,), source.on_error) for path in source.files]
+            return [FilePart((path,), source.on_error, source.models) for path in source.files]
         history = source.history
         return [MemoryPart(history.sliced(i, i + BATCH_ROWS)) for i in range(0, len(history), BATCH_ROWS)]
 

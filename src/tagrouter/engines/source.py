@@ -14,19 +14,23 @@ Paths = str | Path | Sequence[str | Path]
 
 @dataclass(frozen=True)
 class HistorySource:
-    """History files (each a path or a glob pattern, resolved at once), or a history in memory."""
+    """History files (each a path or a glob pattern, resolved at once; with ``models``, only those
+    models' records of them), or a history in memory."""
 
     files: tuple[Path, ...] = ()
     history: History | None = None
     on_error: OnError = "raise"
+    models: frozenset[str] = frozenset()
 
     @classmethod
     def of(
-        cls, source: History | Sequence[HistoryRecord] | Paths, on_error: OnError = "raise"
+        cls,
+        source: History | Sequence[HistoryRecord] | Paths,
+        on_error: OnError = "raise",
+        models: frozenset[str] = frozenset(),
     ) -> HistorySource:
         """``source`` as a history source: a :class:`History`, a list of records, or paths and patterns."""
-        if isinstance(source, History):
-            return cls(history=source)
-        if isinstance(source, (str, Path)) or (len(source) and isinstance(source[0], (str, Path))):
-            return cls(files=tuple(history_files(source)), on_error=on_error)
-        return cls(history=as_history(source))
+        if isinstance(source, str | Path) or (len(source) and isinstance(source[0], str | Path)):
+            return cls(files=tuple(history_files(source)), on_error=on_error, models=models)
+        history = as_history(source)
+        return cls(history=history.of_models(models) if models else history)

@@ -33,13 +33,16 @@ class Part(Protocol):
 
 @dataclass(frozen=True)
 class FilePart:
-    """History files, streamed in validated batches (see :func:`~tagrouter.records.iter_history`)."""
+    """History files, streamed in validated batches (see :func:`~tagrouter.records.iter_history`); with
+    ``models``, only those models' records."""
 
     paths: tuple[Path, ...]
     on_error: OnError = "raise"
+    models: frozenset[str] = frozenset()
 
     def batches(self, report: ReadReport) -> Iterator[History]:
-        return iter_history(self.paths, on_error=self.on_error, report=report)
+        for batch in iter_history(self.paths, on_error=self.on_error, report=report):
+            yield batch.of_models(self.models) if self.models else batch
 
 
 @dataclass(frozen=True)

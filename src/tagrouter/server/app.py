@@ -39,6 +39,7 @@ from tagrouter.server.feedback import (
 from tagrouter.server.follow import FeedbackFollower
 from tagrouter.server.metrics import GatewayMetrics
 from tagrouter.server.profiles import ProfileSet
+from tagrouter.server.shadow import shadow_judging
 from tagrouter.server.stores import open_feedback_store, store_name
 from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, Upstreams, relay_stream
 
@@ -203,6 +204,9 @@ class Gateway:
             store, self.profiles.update, after=seen, interval_s=config.follow_interval_s
         )
         self.upstreams = Upstreams(self.catalog, config)
+        self.shadow = shadow_judging(
+            config.shadow, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
+        )
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured).
@@ -305,7 +309,8 @@ class Gateway:
             data["id"] = request_id
             usage = data.get("usage")
             self.account(profile, decision, answer.model, usage if isinstance(usage, dict) else None)
-        return JSONResponse(data, headers=headers)
+        shadow = self.shadow and self.shadow.after_response(request_id, query, answer.model, data)
+        return JSONResponse(data, headers=headers, background=shadow)
 
     def _stream(
         self,
@@ -387,6 +392,8 @@ class Gateway:
         except RuntimeError as exc:
             raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None
         self.metrics.feedback.labels(result.status).inc()
+        if self.shadow and sent.request_id:
+            self.shadow.explicit(sent.request_id, item.outcome)
         return {
             "object": "tagrouter.feedback",
             "status": result.status,
@@ -433,6 +440,8 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
             yield
         finally:  # uvicorn has finished every accepted request by now: drain and close the store
             await gateway.follower.close()
+            if gateway.shadow:
+                await gateway.shadow.aclose()
             await gateway.writer.close()
             await gateway.upstreams.aclose()
 

@@ -16,6 +16,7 @@ from tagrouter.catalog import Endpoint
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
+from tagrouter.server.shadow import ShadowConfig
 
 #: The profile a request gets with ``model: tagrouter`` (or when the config names no other default).
 DEFAULT_PROFILE = "tagrouter"
@@ -91,6 +92,7 @@ class GatewayConfig(BaseModel):
         default="normal", description="SQLite 'full' also survives power loss, at an fsync per batch"
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
+    shadow: ShadowConfig | None = Field(default=None, description="shadow judging (off by default)")
 
     @field_validator("feedback_db", mode="before")
     @classmethod

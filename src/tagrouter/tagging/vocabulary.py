@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn import config_context
 from sklearn.cluster import DBSCAN
 
 from tagrouter.embedding import Embedder
@@ -17,6 +18,8 @@ from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json
 from tagrouter.tagging.normalize import normalize_tag
 
+#: Megabytes of pairwise tag distances DBSCAN computes at a time.
+DBSCAN_WORKING_MB = 64
 #: Cosine similarity below which a free-form tag is not aligned to any vocabulary tag.
 DEFAULT_ALIGN_CUTOFF = 0.55
 
@@ -140,7 +143,8 @@ def vocabulary_from_counts(
     if not kept:
         raise ValueError(f"no tag is seen in at least {min_count} queries; lower min_count")
     vectors = embedder.embed(kept)
-    labels = DBSCAN(eps=merge_distance, min_samples=1, metric="cosine").fit_predict(vectors)
+    with config_context(working_memory=DBSCAN_WORKING_MB):  # sklearn's default chunk is 1 GB of distances
+        labels = DBSCAN(eps=merge_distance, min_samples=1, metric="cosine").fit_predict(vectors)
     clusters: dict[int, list[str]] = {}
     for tag, label in zip(kept, labels, strict=True):
         clusters.setdefault(int(label), []).append(tag)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from tagrouter.artifact import live_version
 from tagrouter.catalog import Catalog, ModelCard
 from tagrouter.deciding import default_decider
 from tagrouter.engines import HistorySource, engine_named, fit_model
@@ -147,7 +148,8 @@ def one_run(data: Path, engine_name: str, router_dir: Path) -> dict[str, Any]:
         "seconds": seconds,
         "total_s": sum(seconds.values()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "artifact_mb": sum(f.stat().st_size for f in router_dir.rglob("*") if f.is_file()) / 1e6,
+        "artifact_mb": sum(f.stat().st_size for f in live_version(router_dir).rglob("*") if f.is_file())
+        / 1e6,
         "tags": len(model.table.tags),
     }
 

@@ -51,3 +51,36 @@ def test_ray_reports_a_bad_row_with_its_file_and_row(tmp_path, example_records, 
     with pytest.raises(DataError) as info:
         TagRouter.fit(paths, example_catalog, engine="ray")
     assert (info.value.path, info.value.row) == (str(paths[1]), 3)
+
+
+def test_fit_and_update_commands_on_ray(tmp_path, example_records, example_catalog):
+    from typer.testing import CliRunner
+
+    from tagrouter.cli import app
+    from tagrouter.cli.demo import EXAMPLES
+
+    write_parts(tmp_path, example_records, 3)
+    catalog = str(EXAMPLES / "catalog.yaml")
+    fitted = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            str(tmp_path / "part-[01].jsonl"),
+            "--catalog",
+            catalog,
+            "--out",
+            str(tmp_path / "r"),
+            "--engine",
+            "ray",
+        ],
+    )
+    assert fitted.exit_code == 0, fitted.output
+    updated = CliRunner().invoke(
+        app, ["update", str(tmp_path / "r"), str(tmp_path / "part-2.jsonl"), "--engine", "ray"]
+    )
+    assert updated.exit_code == 0, updated.output
+    router = TagRouter.load(tmp_path / "r")
+    refit = TagRouter.fit(example_records, example_catalog, tagger=router.tagger)
+    assert router.table.equals(refit.table)
+    added = len((tmp_path / "part-2.jsonl").read_text().splitlines())
+    assert f"learned {added} records" in updated.output

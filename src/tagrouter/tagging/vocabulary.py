@@ -18,6 +18,8 @@ from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json
 from tagrouter.tagging.normalize import normalize_tag
 
+#: Tags embedded at once while building a vocabulary.
+EMBED_TAGS = 8192
 #: Megabytes of pairwise tag distances DBSCAN computes at a time.
 DBSCAN_WORKING_MB = 64
 #: Cosine similarity below which a free-form tag is not aligned to any vocabulary tag.
@@ -142,7 +144,8 @@ def vocabulary_from_counts(
     kept = sorted(t for t, n in counts.items() if n >= min_count or t in keep)
     if not kept:
         raise ValueError(f"no tag is seen in at least {min_count} queries; lower min_count")
-    vectors = embedder.embed(kept)
+    chunks = range(0, len(kept), EMBED_TAGS)  # bounds the tokens × 256 matrix of one embedding call
+    vectors = np.concatenate([embedder.embed(kept[i : i + EMBED_TAGS]) for i in chunks])
     with config_context(working_memory=DBSCAN_WORKING_MB):  # sklearn's default chunk is 1 GB of distances
         labels = DBSCAN(eps=merge_distance, min_samples=1, metric="cosine").fit_predict(vectors)
     clusters: dict[int, list[str]] = {}

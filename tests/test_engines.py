@@ -102,12 +102,14 @@ def test_iter_history_errors_name_file_row_and_field(tmp_path, example_records):
     assert kept == len(example_records) - 1
 
 
-def test_local_fit_from_files_equals_fit_on_records(
-    tmp_path, example_records, example_catalog, example_router
-):
-    write_parts(tmp_path, example_records, 3)
+def test_local_fit_from_files_equals_fit_on_records(tmp_path, example_records, example_catalog):
+    paths = write_parts(tmp_path, example_records, 3)
     from_files = TagRouter.fit(str(tmp_path / "part-*.jsonl"), example_catalog)
-    assert_same_router(from_files, example_router, queries_of(example_records))
+    assert from_files.model.tuning is not None  # the self-tuning runs on a sample read from the files
+    in_memory = TagRouter.fit(read_history(paths), example_catalog)  # the same records in the same order
+    assert_same_router(from_files, in_memory, queries_of(example_records))
+    assert from_files.decider == in_memory.decider
+    assert {**from_files.model.tuning, "seconds": 0} == {**in_memory.model.tuning, "seconds": 0}
 
 
 def test_local_update_from_files_equals_a_refit(tmp_path, example_records, example_catalog):

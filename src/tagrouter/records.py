@@ -277,7 +277,14 @@ class History:
 
     def of_models(self, models: frozenset[str]) -> History:
         """The records of ``models`` only."""
-        keep = np.fromiter((m in models for m in self.model), dtype=bool, count=len(self))
+        return self.taken(np.fromiter((m in models for m in self.model), dtype=bool, count=len(self)))
+
+    def of_queries(self, query_ids: frozenset[str]) -> History:
+        """The records of the queries ``query_ids`` only."""
+        return self.taken(np.fromiter((q in query_ids for q in self.query_id), dtype=bool, count=len(self)))
+
+    def taken(self, keep: np.ndarray) -> History:
+        """The records where the boolean mask ``keep`` is true."""
         index = np.flatnonzero(keep)
         return History(
             [self.query_id[i] for i in index],
@@ -285,6 +292,17 @@ class History:
             [self.model[i] for i in index],
             self.outcome[keep],
             self.output_tokens[keep],
+        )
+
+    @classmethod
+    def concatenated(cls, parts: Sequence[History]) -> History:
+        """The records of ``parts``, in order."""
+        return cls(
+            [q for p in parts for q in p.query_id],
+            [q for p in parts for q in p.query],
+            [m for p in parts for m in p.model],
+            np.concatenate([p.outcome for p in parts] or [np.zeros(0, np.int8)]),
+            np.concatenate([p.output_tokens for p in parts] or [np.zeros(0)]),
         )
 
     def sliced(self, start: int, stop: int) -> History:

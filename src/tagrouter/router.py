@@ -23,7 +23,7 @@ from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
 
 if TYPE_CHECKING:
-    from tagrouter.engines import Engine
+    from tagrouter.engines import Engine, HistorySource
     from tagrouter.engines.source import Paths
 
 
@@ -72,7 +72,7 @@ class TagRouter:
     @classmethod
     def fit(
         cls,
-        history: History | Sequence[HistoryRecord] | Paths,
+        history: History | Sequence[HistoryRecord] | Paths | HistorySource,
         catalog: Catalog,
         *,
         tagger: Tagger | None = None,
@@ -86,22 +86,31 @@ class TagRouter:
         files and glob patterns (streamed, never held in memory whole).
 
         Without ``tagger``, the embedded default is built from the history's queries (offline teacher ->
-        vocabulary -> student). The history may hold models outside the catalogue: their outcomes feed
-        the scorer's difficulty prior, but they are never chosen. ``engine`` runs the fit: ``"local"``
-        (this process) or ``"ray"`` (Ray Data; :class:`~tagrouter.engines.ray.RayEngine` for a cluster
-        address); both give the same router. ``report`` receives the rows read and skipped from files.
+        vocabulary -> student). Without ``scorer``, the smoothed scorer's settings are chosen for this
+        history by inner cross-validation (:mod:`tagrouter.tuning`), and, without ``decider``, the knob
+        too: the cheapest operating point whose inner out-of-fold accept rate reaches the best single
+        model's; ``router.model.tuning`` reports the choice. The history may hold models outside the
+        catalogue: their outcomes feed the scorer's difficulty prior, but they are never chosen.
+        ``engine`` runs the fit: ``"local"`` (this process) or ``"ray"`` (Ray Data;
+        :class:`~tagrouter.engines.ray.RayEngine` for a cluster address); both give the same router.
+        ``report`` receives the rows read and skipped from files.
         """
-        from tagrouter.engines import HistorySource, engine_named, fit_model
+        from tagrouter.engines import HistorySource, engine_named, fit_model, tuning_sample
 
+        source = HistorySource.of(history)
+        runner = engine_named(engine)
         model = fit_model(
-            HistorySource.of(history),
-            catalog,
-            engine=engine_named(engine),
-            tagger=tagger,
-            scorer=scorer,
-            report=report,
-            progress=progress,
+            source, catalog, engine=runner, tagger=tagger, scorer=scorer, report=report, progress=progress
         )
+        if scorer is None:
+            from tagrouter.tuning import tune_model
+
+            if progress:
+                progress("choosing the scorer's settings", 0, 1)
+            sample = source.history if source.history is not None else tuning_sample(source, runner)
+            chosen, point, tuned = tune_model(model, sample)
+            model = model.with_scorer(chosen, tuned.to_dict())
+            decider = decider or Decider(point.rule, point.knob)
         return cls(model, decider or default_decider(len(catalog.names)))
 
     def update(

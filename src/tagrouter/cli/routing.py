@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from tagrouter.cli.common import err, progress_bar, queries_from, read_queries
-from tagrouter.deciding import Rule, default_decider
+from tagrouter.deciding import Rule
 from tagrouter.engines.kinds import EngineKind
 from tagrouter.scoring import ScorerKind
 
@@ -39,7 +39,13 @@ def fit(
     history: HistoryArgument,
     catalog: Annotated[Path, typer.Option(help="Model catalogue (YAML).")],
     out: Annotated[Path, typer.Option(help="Folder to save the router into.")],
-    scorer: Annotated[ScorerKind, typer.Option(help="The scorer.")] = ScorerKind.SMOOTHED,
+    scorer: Annotated[
+        ScorerKind | None,
+        typer.Option(
+            help="A fixed scorer with its default settings (default: the smoothed scorer with settings, "
+            "and the knob, chosen for this history by inner cross-validation)."
+        ),
+    ] = None,
     rule: Annotated[
         Rule | None, typer.Option(help="Decision rule (default: gap for 2 models, utility for more).")
     ] = None,
@@ -60,7 +66,7 @@ def fit(
     """Fit a router on judged history (streamed from the files) and save it."""
     from tagrouter.catalog import load_catalog
     from tagrouter.deciding import Decider
-    from tagrouter.engines import HistorySource, engine_named, fit_model
+    from tagrouter.engines import HistorySource, engine_named
     from tagrouter.records import ReadReport
     from tagrouter.router import TagRouter
     from tagrouter.scoring import scorer_from_config
@@ -80,21 +86,36 @@ def fit(
             queries = list(runner.distinct_queries(runner.parts(source), report).values())
             chosen = tagger_from_spec(tagger, queries=queries, progress=progress)
             report = ReadReport()  # counted again while fitting
-        model = fit_model(
+        router = TagRouter.fit(
             source,
             cards,
-            engine=runner,
             tagger=chosen,
-            scorer=scorer_from_config({"kind": scorer}),
-            report=report,
+            scorer=scorer_from_config({"kind": scorer}) if scorer else None,
+            decider=decider,
             progress=progress,
+            engine=runner,
+            report=report,
         )
     err.print(report.summary())
-    router = TagRouter(model, decider or default_decider(len(cards.names)))
     router.save(out)
     typer.echo(
         f"saved router to {out}: {len(router.table.tags)} tags, models {', '.join(router.models)}, "
         f"rule {router.decider.rule} (knob {router.decider.knob:g})"
+    )
+    if router.model.tuning is not None:
+        typer.echo(describe_tuning(router.model.tuning))
+
+
+def describe_tuning(tuning: dict) -> str:
+    """One paragraph saying what the fit chose by inner cross-validation, and what it expects there."""
+    chosen = {k: v for k, v in tuning["chosen"].items() if k != "kind"}
+    point = tuning["operating_point"]
+    return (
+        f"chosen by {tuning['folds']}-fold inner cross-validation on {tuning['queries']} queries: scorer "
+        f"{chosen}; inner routing AUC {tuning['chosen_auc']:.4f} vs {tuning['mixture_auc']:.4f} for the best "
+        f"single model for the cost; at the chosen knob the inner out-of-fold accept rate is "
+        f"{point['accept_rate']:.3f} at ${point['mean_cost']:.6f} per query (always {point['best_single']}: "
+        f"{point['best_single_accept_rate']:.3f} at ${point['best_single_mean_cost']:.6f})"
     )
 
 
@@ -217,4 +238,10 @@ def inspect(
             "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.strongest),
             "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.weakest),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"scorer: {router.scorer.config()}; rule {router.decider.rule}, knob {router.decider.knob:g}"
+    )
+    if router.model.tuning is not None:
+        console.print(describe_tuning(router.model.tuning))

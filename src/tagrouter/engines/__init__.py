@@ -16,7 +16,7 @@ from tagrouter.engines.source import HistorySource
 from tagrouter.engines.stages import Counted, Part, StudentOptions
 from tagrouter.errors import DataError
 from tagrouter.model import Progress, RoutingModel
-from tagrouter.records import ReadReport
+from tagrouter.records import History, ReadReport
 from tagrouter.scoring import Scorer
 from tagrouter.tagging.base import Tagger
 
@@ -97,4 +97,26 @@ def update_model(
     return model.learned(counted.table, counted.tokens)
 
 
-__all__ = ["Engine", "HistorySource", "StudentOptions", "engine_named", "fit_model", "update_model"]
+def tuning_sample(source: HistorySource, engine: Engine) -> History:
+    """The records of the queries that tuning looks at (:func:`tagrouter.tuning.sampled_ids` of the
+    distinct queries in order of first appearance), read from ``source`` in order: what
+    :func:`~tagrouter.tuning.tune_model` would pick from the whole history in memory."""
+    from tagrouter.engines.local import LocalEngine
+    from tagrouter.tuning import sampled_ids
+
+    keep = frozenset(sampled_ids(list(engine.distinct_queries(engine.parts(source), ReadReport()))))
+    local = LocalEngine()
+    return History.concatenated(
+        [batch.of_queries(keep) for part in local.parts(source) for batch in part.batches(ReadReport())]
+    )
+
+
+__all__ = [
+    "Engine",
+    "HistorySource",
+    "StudentOptions",
+    "engine_named",
+    "fit_model",
+    "tuning_sample",
+    "update_model",
+]

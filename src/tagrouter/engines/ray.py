@@ -78,12 +78,17 @@ class RayEngine:
         return [MemoryPart(history.sliced(i, i + BATCH_ROWS)) for i in range(0, len(history), BATCH_ROWS)]
 
     def distinct_queries(self, parts: Sequence[Part], report: ReadReport) -> dict[str, str]:
-        texts: dict[str, str] = {}
+        """The distinct queries in order of first appearance (parts and their batches are put back in
+        order on the driver, as the local engine reads them)."""
+        found: list[tuple[int, int, dict[str, str]]] = []
         for result in self._map(self._parts(parts), _read_queries, None):
             if isinstance(result, ReadReport):
                 _add_report(report, result)
             else:
-                add_query_texts(texts, result)
+                found.append(result)
+        texts: dict[str, str] = {}
+        for _, _, part in sorted(found, key=lambda item: item[:2]):
+            add_query_texts(texts, part)
         return texts
 
     def student(
@@ -136,7 +141,8 @@ class RayEngine:
         """A dataset of one row (and block) per part."""
         self._start()
         return _ray().data.from_items(
-            [{"part": pickle.dumps(p)} for p in parts], override_num_blocks=max(1, len(parts))
+            [{"index": i, "part": pickle.dumps(p)} for i, p in enumerate(parts)],
+            override_num_blocks=max(1, len(parts)),
         )
 
     def _stage(self, dataset: Any, stage: Callable[[Batch, Any], Any], shared: Any) -> Any:
@@ -183,11 +189,12 @@ def _add_report(report: ReadReport, part: ReadReport) -> None:
 
 
 def _read_queries(batch: Batch, _: None) -> Iterator[Batch]:
-    """Stage task: validate a part's records; its distinct queries per batch, then its read report."""
-    for raw in batch["part"]:
+    """Stage task: validate a part's records; its distinct queries per batch (with the part's index and
+    the batch's number), then its read report."""
+    for index, raw in zip(batch["index"], batch["part"], strict=True):
         report = ReadReport()
-        for records in pickle.loads(raw).batches(report):
-            yield _payload(query_texts(records))
+        for number, records in enumerate(pickle.loads(raw).batches(report)):
+            yield _payload((int(index), number, query_texts(records)))
         yield _payload(report)
 
 

@@ -25,11 +25,14 @@ class HistorySource:
     @classmethod
     def of(
         cls,
-        source: History | Sequence[HistoryRecord] | Paths,
+        source: HistorySource | History | Sequence[HistoryRecord] | Paths,
         on_error: OnError = "raise",
         models: frozenset[str] = frozenset(),
     ) -> HistorySource:
-        """``source`` as a history source: a :class:`History`, a list of records, or paths and patterns."""
+        """``source`` as a history source: a :class:`History`, a list of records, or paths and patterns
+        (a history source is itself)."""
+        if isinstance(source, HistorySource):
+            return source
         if isinstance(source, str | Path) or (len(source) and isinstance(source[0], str | Path)):
             return cls(files=tuple(history_files(source)), on_error=on_error, models=models)
         history = as_history(source)

@@ -83,7 +83,10 @@ def open_feedback_store(config: GatewayConfig) -> FeedbackBackend:
     if isinstance(config.feedback_db, str) and is_database_url(config.feedback_db):
         return PostgresFeedbackStore(config.feedback_db, keep_requests=config.remember_requests)
     return FeedbackStore(
-        config.feedback_db, synchronous=config.feedback_synchronous, keep_requests=config.remember_requests
+        config.feedback_db,
+        synchronous=config.feedback_synchronous,
+        keep_requests=config.remember_requests,
+        keep_request_bytes=config.remember_requests_bytes,
     )
 
 

@@ -89,10 +89,11 @@ def write_history(folder: Path, records: int) -> None:
         draw = rng.random(accept.shape)
         outcome = np.where(draw < 0.7 * accept, "win", np.where(draw < accept, "tie", "loss"))
         tokens = rng.lognormal(0, 0.3, accept.shape) * np.array([m[4] for m in MODELS])[None, :]
+        each = pa.array(np.repeat(np.arange(len(ids)), len(MODELS)))  # not a fixed-width array of texts
         table = pa.table(
             {
-                "query_id": np.repeat([f"q{j}" for j in ids], len(MODELS)),
-                "query": np.repeat(texts, len(MODELS)),
+                "query_id": pa.array([f"q{j}" for j in ids]).take(each),
+                "query": pa.array(texts).take(each),
                 "model": np.tile([m[0] for m in MODELS], len(ids)),
                 "outcome": outcome.ravel(),
                 "output_tokens": tokens.ravel().astype(np.int64),
@@ -122,6 +123,15 @@ class Timed:
         return timed
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM, which, unlike ``getrusage``'s ru_maxrss, does not inherit the peak
+    of the parent that started it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def one_run(data: Path, engine_name: str, router_dir: Path) -> dict[str, Any]:
     """Fit and save one router in this process; its figures."""
     engine = engine_named(engine_name)
@@ -147,7 +157,7 @@ def one_run(data: Path, engine_name: str, router_dir: Path) -> dict[str, Any]:
         "records": report.rows_read,
         "seconds": seconds,
         "total_s": sum(seconds.values()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "artifact_mb": sum(f.stat().st_size for f in live_version(router_dir).rglob("*") if f.is_file())
         / 1e6,
         "tags": len(model.table.tags),

@@ -137,6 +137,16 @@ class RoutingModel:
         """This model scored by another scorer (same tagger and table)."""
         return RoutingModel.build(self.tagger, self.table, self.catalog, scorer, self.output_tokens)
 
+    def with_catalog(self, catalog: Catalog) -> RoutingModel:
+        """This model with another card for each of its models (new prices, capabilities or endpoints)."""
+        if catalog.names != self.catalog.names:
+            raise DataError(
+                f"the new catalogue must list the same models in the same order ({', '.join(self.models)}), "
+                f"got {', '.join(catalog.names)}",
+                field="models",
+            )
+        return replace(self, catalog=catalog)
+
     # ---- scoring -----------------------------------------------------------------------------------
     @property
     def models(self) -> list[str]:

@@ -11,6 +11,8 @@ VENV=${VENV:-.venv}
 # torch first, pinned to the CPU build (a plain 'torch' requirement would pull a multi-GB CUDA build);
 # if it cannot be installed, the transformers tests skip with a reason and everything else still runs.
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" || echo "warning: torch==2.13.0 not installed; transformers tests will skip" >&2
+# dev includes the litellm extra: the LiteLLM plugin is tested against the real package (its tests skip
+# with a reason when it is absent)
 "$VENV/bin/python" -m pip install --quiet -e ".[dev,transformers]"
 
 "$VENV/bin/ruff" check src tests scripts

@@ -54,7 +54,7 @@ class Needs:
     def refusal(self, card: ModelCard, floor: tuple[float, float] | None) -> str | None:
         """Why ``card`` cannot take this request (None when it can), without the cost ceiling."""
         if card.name in self.exclude:
-            return "excluded by the request"
+            return "excluded"
         if floor is not None and card.price_key < floor:
             return f"below min_model {self.min_model}"
         missing = sorted(self.modalities - set(card.modalities))

@@ -39,6 +39,8 @@ class Needs:
     min_model: str | None = None
     #: only models whose expected cost for this query is at most this many dollars
     max_cost_usd: float | None = None
+    #: models at their rate limit now (the gateway's :mod:`~tagrouter.server.limits`)
+    saturated: frozenset[str] = field(default_factory=frozenset)
 
     def check(self, catalog: Catalog) -> None:
         """Raise :class:`DataError` naming the field when a model it names is not in ``catalog``."""
@@ -55,6 +57,8 @@ class Needs:
         """Why ``card`` cannot take this request (None when it can), without the cost ceiling."""
         if card.name in self.exclude:
             return "excluded"
+        if card.name in self.saturated:
+            return "at its rate limit"
         if floor is not None and card.price_key < floor:
             return f"below min_model {self.min_model}"
         missing = sorted(self.modalities - set(card.modalities))

@@ -1,0 +1,44 @@
+"""Per-request overrides from headers and the body's 'tagrouter' object."""
+
+import pytest
+
+from tagrouter.errors import DataError
+from tagrouter.server.overrides import Overrides, read_overrides
+
+
+def test_overrides_from_headers_and_body_the_body_winning():
+    body = {"messages": [], "tagrouter": {"max_cost_usd": 0.01, "exclude": ["a", "b"]}}
+    headers = {
+        "x-tagrouter-min-model": "mid",
+        "x-tagrouter-max-cost-usd": "5",
+        "x-tagrouter-profile": "cheap",
+    }
+    overrides = read_overrides(body, headers)
+    assert overrides == Overrides(
+        profile="cheap", max_cost_usd=0.01, min_model="mid", exclude=frozenset({"a", "b"})
+    )
+    assert "tagrouter" not in body  # never sent upstream
+    assert overrides.echo() == {
+        "x-tagrouter-max-cost-usd": "0.01",
+        "x-tagrouter-min-model": "mid",
+        "x-tagrouter-exclude": "a,b",
+    }
+    assert read_overrides({}, {"x-tagrouter-exclude": "a, b,"}).exclude == {"a", "b"}
+    assert read_overrides({}, {}) == Overrides()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "field"),
+    [
+        ({"tagrouter": {"max_cost_usd": -1}}, {}, "tagrouter.max_cost_usd"),
+        ({"tagrouter": {"max_cost_usd": "lots"}}, {}, "tagrouter.max_cost_usd"),
+        ({}, {"x-tagrouter-max-cost-usd": "lots"}, "x-tagrouter-max-cost-usd"),
+        ({"tagrouter": {"colour": "red"}}, {}, "tagrouter.colour"),
+        ({"tagrouter": "cheap"}, {}, "tagrouter"),
+        ({"tagrouter": {"exclude": "a"}}, {}, "tagrouter.exclude"),
+    ],
+)
+def test_a_bad_override_names_its_field(body, headers, field):
+    with pytest.raises(DataError) as caught:
+        read_overrides(body, headers)
+    assert caught.value.field == field

@@ -55,36 +55,37 @@ def test_a_pin_lasts_its_ttl_and_its_turns_then_the_session_is_routed_again():
     clock = Clock()
     store = pins(clock)
     assert store.lookup("a") is None
-    store.pin("a", "mid")
+    store.pin("a", "mid", "r1")
     clock.now += 59
     assert store.lookup("a").model == "mid"  # a use renews nothing: only a new turn (pin) does
-    store.pin("a", "mid")
-    store.pin("a", "mid")
+    store.pin("a", "mid", "r-a")
+    store.pin("a", "mid", "r-a")
     assert store.lookup("a") is None  # three turns served: routed again
-    store.pin("b", "mid")
+    store.pin("b", "mid", "r-b")
     clock.now += 60
     assert store.lookup("b") is None  # expired
 
 
 def test_memory_is_bounded_least_recently_used_first():
     store = pins(Clock(), max_sessions=2)
-    store.pin("a", "mid")
-    store.pin("b", "mid")
+    store.pin("a", "mid", "r-a")
+    store.pin("b", "mid", "r-b")
     store.lookup("a")
-    store.pin("c", "mid")
+    store.pin("c", "mid", "r-c")
     assert len(store) == 2 and store.lookup("b") is None and store.lookup("a") is not None
 
 
 def test_escalation_sets_a_floor_above_the_model_that_lost():
     store = pins(Clock())
-    store.pin("a", "cheap")
+    store.pin("a", "cheap", "r-a")
     store.escalate("a", "dear")  # not the session's model (an old turn): nothing changes
     assert store.lookup("a").model == "cheap"
     store.escalate("a", "cheap")
     assert (store.lookup("a").model, store.lookup("a").floor) == (None, "mid")
-    store.pin("a", "dear", floor="mid")
-    store.escalate("a", "dear")  # the dearest lost: routed again, without a floor
+    store.pin("a", "dear", "r2")
+    store.lost("r2", "dear")  # the dearest lost (by its request id): routed again, without a floor
     assert (store.lookup("a").model, store.lookup("a").floor) == (None, None)
+    store.lost("unknown", "dear")
 
 
 def test_a_model_at_its_rate_limit_is_saturated_for_a_minute():

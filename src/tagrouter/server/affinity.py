@@ -71,6 +71,7 @@ class SessionPins:
         self.ttl_s, self.max_turns, self.max_sessions = ttl_s, max_turns, max_sessions
         self._clock = clock
         self._pins: OrderedDict[str, Pin] = OrderedDict()
+        self._requests: OrderedDict[str, str] = OrderedDict()  # request id -> session, for feedback
         self._lock = threading.Lock()
         by_price = sorted(catalog.names, key=lambda m: catalog[m].price_key)
         self._next_dearer = {
@@ -92,15 +93,23 @@ class SessionPins:
             self._pins.move_to_end(key)
             return pin
 
-    def pin(self, key: str, model: str, *, floor: str | None = None) -> None:
-        """Record that the session's turn went to ``model`` (a new pin, or one more turn of its pin)."""
+    def pin(self, key: str, model: str, request_id: str) -> None:
+        """Record that the session's turn ``request_id`` went to ``model`` (a new pin, or one more turn)."""
         with self._lock:
             before = self._pins.get(key)
             turns = before.turns + 1 if before is not None and before.model == model else 1
-            self._pins[key] = Pin(model, turns, self._clock() + self.ttl_s, floor)
+            self._pins[key] = Pin(model, turns, self._clock() + self.ttl_s)
             self._pins.move_to_end(key)
-            while len(self._pins) > self.max_sessions:
-                self._pins.popitem(last=False)
+            self._requests[request_id] = key
+            for kept in (self._pins, self._requests):
+                while len(kept) > self.max_sessions:
+                    kept.popitem(last=False)
+
+    def lost(self, request_id: str, model: str) -> None:
+        """A loss feedback on request ``request_id``: escalate its session, if it is still on ``model``."""
+        key = self._requests.get(request_id)
+        if key is not None:
+            self.escalate(key, model)
 
     def escalate(self, key: str, model: str) -> None:
         """``model`` lost or failed for the session: drop its pin and route its next turn above it."""

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import quote
@@ -26,8 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
+from tagrouter.chat import needs_of, routing_text
+from tagrouter.constraints import Needs, UnroutableError, allowed
 from tagrouter.errors import DataError, from_validation_error
 from tagrouter.router import Decision, TagRouter
+from tagrouter.server.affinity import Pin, SessionPins, session_key
 from tagrouter.server.batching import RouteBatcher
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.feedback import (
@@ -37,7 +41,9 @@ from tagrouter.server.feedback import (
     FeedbackWriter,
     UnknownRequestError,
 )
+from tagrouter.server.limits import ModelLimits
 from tagrouter.server.metrics import GatewayMetrics
+from tagrouter.server.overrides import Overrides, read_overrides
 from tagrouter.server.profiles import ProfileSet
 from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, Upstreams, relay_stream
 
@@ -134,23 +140,6 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def routing_text(messages: list[ChatMessage]) -> str | None:
-    """The text the router decides on: the last user message (its text parts, for multi-part content);
-    None when the last user message has no text, or there is none."""
-    for message in reversed(messages):
-        if message.role != "user":
-            continue
-        content = message.content
-        if isinstance(content, list):
-            content = "\n".join(
-                part["text"]
-                for part in content
-                if part.get("type") == "text" and isinstance(part.get("text"), str)
-            )
-        return content if content and content.strip() else None
-    return None
-
-
 @lru_cache(maxsize=8192)
 def _quoted_tag(tag: str) -> str:
     """A tag as it appears in ``x-tagrouter-tags`` (cached: the tag vocabulary is small and fixed, and
@@ -201,6 +190,20 @@ class Gateway:
             log.info("learned %d stored feedback records from %s", len(replayed), config.feedback_db)
         self.writer = FeedbackWriter(store, self.profiles.update)
         self.upstreams = Upstreams(self.catalog, config)
+        self.limits = ModelLimits(self.catalog)
+        affinity = config.affinity
+        self.pins = (
+            SessionPins(
+                self.catalog,
+                ttl_s=affinity.ttl_s,
+                max_turns=affinity.max_turns,
+                max_sessions=affinity.max_sessions,
+            )
+            if affinity.enabled
+            else None
+        )
+        if self.pins is not None:
+            self.metrics.sessions.set_function(self.pins.__len__)
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured).
@@ -215,9 +218,29 @@ class Gateway:
                 401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
             )
 
-    async def decide(self, profile: str, queries: list[str], endpoint: str) -> list[Decision]:
+    def overrides(self, body: dict[str, Any], request: Request) -> Overrides:
+        """The request's overrides (taken out of ``body``); a bad one is a 400 naming the field."""
+        try:
+            return read_overrides(body, request.headers, self.catalog, self.profiles.names)
+        except DataError as exc:
+            raise ApiError(400, str(exc), param=exc.field, code="invalid_override") from None
+
+    def needs(self, queries: list[str], needs: list[Needs]) -> list[Needs]:
+        """``needs`` with the models at their rate limit, checked: a request that no model can take is a
+        400 here rather than an error of the batch it would join."""
+        saturated = self.limits.saturated()
+        needs = [replace(n, saturated=saturated) for n in needs] if saturated else needs
+        try:
+            allowed(self.catalog, needs, self.profiles.model.expected_costs(queries))
+        except UnroutableError as exc:
+            raise ApiError(400, str(exc), param="messages", code="no_model_fits") from None
+        return needs
+
+    async def decide(
+        self, profile: str, queries: list[str], endpoint: str, needs: list[Needs] | None = None
+    ) -> list[Decision]:
         start = time.perf_counter()
-        decisions = await self.batcher.decide(profile, queries)
+        decisions = await self.batcher.decide(profile, queries, needs)
         histogram = self._decision_seconds.get(endpoint)
         if histogram is None:
             histogram = self._decision_seconds[endpoint] = self.metrics.decision_seconds.labels(endpoint)
@@ -253,18 +276,24 @@ class Gateway:
     # ---- endpoints ----------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
         body = await _read_json(request, self.config.max_request_bytes)
+        overrides = self.overrides(body, request)
         chat: ChatRequest = _parse(ChatRequest, body)
-        requested = chat.model or self.profiles.default
-        query = routing_text(chat.messages)
+        requested = overrides.profile or chat.model or self.profiles.default
+        query = routing_text(body["messages"])
         decision: Decision | None = None
+        session, affinity = None, None
         if requested in self.profiles:
             if query is None:
                 raise ApiError(
                     400, "messages: the last user message must carry text to route on", param="messages"
                 )
             profile = requested
-            decision = (await self.decide(profile, [query], "chat"))[0]
-            models = decision.ranking[: 1 + self.config.fallback_depth]
+            session = self.session(request, body)
+            pin = self.pins.lookup(session) if self.pins is not None and session is not None else None
+            needs = self.needs([query], [self.request_needs(body, overrides, pin)])
+            decision = (await self.decide(profile, [query], "chat", needs))[0]
+            models, affinity = self.fallbacks(decision, pin)
+            self.metrics.affinity.labels(profile, affinity).inc()
         elif requested in self.catalog:
             profile, models = PASSTHROUGH, [requested]
         else:
@@ -279,14 +308,26 @@ class Gateway:
             answer = await self.upstreams.send(models, body, stream=chat.stream, on_failure=self._failed)
         except AllUpstreamsFailed as exc:
             self.metrics.requests.labels(profile, "none", "failed").inc()
+            if session is not None:
+                self.pins.escalate(session, models[0])
             raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
+        if self.limits.tracks(answer.model):
+            self.limits.record(answer.model, needs_of(body).input_tokens)
         request_id = "chatcmpl-tr-" + uuid.uuid4().hex
         headers = _decision_headers(decision, answer.model, request_id, profile)
+        headers.update(overrides.echo())
+        if affinity is not None:
+            headers["x-tagrouter-affinity"] = affinity
         if answer.status >= 400:  # the request's own fault: the upstream's answer as it is
             self.metrics.requests.labels(profile, answer.model, "client_error").inc()
             content = answer.body if answer.body is not None else await answer.response.read()
             answer.response.release()
             return Response(content, answer.status, headers, media_type="application/json")
+        if session is not None:  # keep the model, or re-route upward after the first model failed
+            if answer.model == models[0]:
+                self.pins.pin(session, answer.model, request_id)
+            else:
+                self.pins.escalate(session, models[0])
         if query is not None:  # so that feedback can cite the request id
             self.writer.remember(request_id, query, answer.model)
         self.metrics.requests.labels(profile, answer.model, "ok").inc()
@@ -304,6 +345,33 @@ class Gateway:
             usage = data.get("usage")
             self.account(profile, decision, answer.model, usage if isinstance(usage, dict) else None)
         return JSONResponse(data, headers=headers)
+
+    # ---- session affinity and constraints ---------------------------------------------------------------
+    def session(self, request: Request, body: dict[str, Any]) -> str | None:
+        """The request's session key, when affinity is on (see :mod:`tagrouter.server.affinity`)."""
+        if self.pins is None:
+            return None
+        key = session_key(request.headers, body)
+        return key if key is None or key.startswith("id:") or self.config.affinity.by_opening else None
+
+    def request_needs(self, body: dict[str, Any], overrides: Overrides, pin: Pin | None) -> Needs:
+        """What the request needs (its messages and tools), what its overrides allow, and the floor of
+        an escalated session (the dearer of it and ``min_model``)."""
+        floors = [m for m in (overrides.min_model, pin.floor if pin is not None else None) if m is not None]
+        return replace(
+            needs_of(body),
+            exclude=overrides.exclude,
+            min_model=max(floors, key=lambda m: self.catalog[m].price_key) if floors else None,
+            max_cost_usd=overrides.max_cost_usd,
+        )
+
+    def fallbacks(self, decision: Decision, pin: Pin | None) -> tuple[list[str], str]:
+        """The models to try in order, and the request's affinity: ``pinned`` (the session's model
+        first, when it can still take the request), ``escalated`` or ``routed``."""
+        depth = 1 + self.config.fallback_depth
+        if pin is not None and pin.model in decision.ranking:
+            return [pin.model, *[m for m in decision.ranking if m != pin.model]][:depth], "pinned"
+        return decision.ranking[:depth], "escalated" if pin is not None and pin.model is None else "routed"
 
     def _stream(
         self,
@@ -324,7 +392,9 @@ class Gateway:
         return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
     async def route(self, request: Request) -> dict[str, Any]:
-        route: RouteRequest = _parse(RouteRequest, await _read_json(request, self.config.max_request_bytes))
+        body = await _read_json(request, self.config.max_request_bytes)
+        overrides = self.overrides(body, request)
+        route: RouteRequest = _parse(RouteRequest, body)
         if (route.query is None) == (route.queries is None):
             raise ApiError(400, "give exactly one of 'query' (a string) or 'queries' (a list)", param="query")
         queries = [route.query] if route.query is not None else route.queries or []
@@ -336,7 +406,7 @@ class Gateway:
             )
         if any(not q.strip() for q in queries):
             raise ApiError(400, "queries: every query must be non-empty text", param="queries")
-        profile = route.model or self.profiles.default
+        profile = overrides.profile or route.model or self.profiles.default
         if profile not in self.profiles:
             raise ApiError(
                 404,
@@ -344,7 +414,10 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
-        decisions = await self.decide(profile, queries, "route")
+        limits = Needs(
+            exclude=overrides.exclude, min_model=overrides.min_model, max_cost_usd=overrides.max_cost_usd
+        )
+        decisions = await self.decide(profile, queries, "route", self.needs(queries, [limits] * len(queries)))
         return {
             "object": "tagrouter.route",
             "profile": profile,
@@ -385,6 +458,8 @@ class Gateway:
         except RuntimeError as exc:
             raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None
         self.metrics.feedback.labels(result.status).inc()
+        if self.pins is not None and item.outcome == "loss" and sent.request_id is not None:
+            self.pins.lost(sent.request_id, result.model)
         return {
             "object": "tagrouter.feedback",
             "status": result.status,

@@ -13,16 +13,18 @@ from collections.abc import Callable, Sequence
 
 from starlette.concurrency import run_in_threadpool
 
+from tagrouter.constraints import Needs
 from tagrouter.router import Decision
 
-Route = Callable[[str, Sequence[str]], list[Decision]]
-_Waiting = list[tuple[list[str], asyncio.Future[list[Decision]]]]
+Route = Callable[[str, Sequence[str], Sequence[Needs]], list[Decision]]
+_Waiting = list[tuple[list[str], list[Needs], asyncio.Future[list[Decision]]]]
 
 
 class RouteBatcher:
-    """``await batcher.decide(profile, queries)``: the decisions for ``queries``, made in a shared batch.
+    """``await batcher.decide(profile, queries, needs)``: the decisions for ``queries`` (under their
+    ``needs``, default none), made in a shared batch.
 
-    ``route(profile, queries)`` makes the decisions; with ``in_threadpool`` it runs in a worker thread (for
+    ``route(profile, queries, needs)`` makes the decisions; with ``in_threadpool`` it runs in a worker thread (for
     slow taggers), and the queries that arrive meanwhile form the next batch.
     """
 
@@ -33,10 +35,12 @@ class RouteBatcher:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def decide(self, profile: str, queries: list[str]) -> list[Decision]:
+    async def decide(
+        self, profile: str, queries: list[str], needs: list[Needs] | None = None
+    ) -> list[Decision]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Decision]] = loop.create_future()
-        self._waiting.setdefault(profile, []).append((queries, future))
+        self._waiting.setdefault(profile, []).append((queries, needs or [Needs()] * len(queries), future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -55,7 +59,8 @@ class RouteBatcher:
 
     def _decide_now(self, profile: str, items: _Waiting) -> list[Decision] | Exception:
         try:
-            return self._route(profile, [q for queries, _ in items for q in queries])
+            queries = [q for batch, _, _ in items for q in batch]
+            return self._route(profile, queries, [n for _, needs, _ in items for n in needs])
         except Exception as exc:  # every waiting request gets the error
             return exc
 
@@ -65,7 +70,7 @@ class RouteBatcher:
     @staticmethod
     def _resolve(items: _Waiting, decisions: list[Decision] | Exception) -> None:
         start = 0
-        for queries, future in items:
+        for queries, _, future in items:
             end = start + len(queries)
             if not future.done():  # (a cancelled request's future is done already)
                 if isinstance(decisions, Exception):

@@ -55,6 +55,21 @@ class Profile(BaseModel):
         return self
 
 
+class Affinity(BaseModel):
+    """Session affinity (see ``tagrouter.server.affinity``): a conversation keeps its model for ``ttl_s``
+    seconds after its last turn and at most ``max_turns`` turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    ttl_s: float = Field(default=1800.0, gt=0)
+    max_turns: int = Field(default=50, ge=1)
+    max_sessions: int = Field(default=100_000, ge=1, description="pins kept in memory (LRU beyond)")
+    by_opening: bool = Field(
+        default=True, description="key conversations that send no session id by their opening messages"
+    )
+
+
 class GatewayConfig(BaseModel):
     """All settings of the gateway (see ``docs/gateway.md`` for a complete example)."""
 
@@ -85,6 +100,7 @@ class GatewayConfig(BaseModel):
         default="normal", description="SQLite 'full' also survives power loss, at an fsync per batch"
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
+    affinity: Affinity = Field(default_factory=Affinity)
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> GatewayConfig:

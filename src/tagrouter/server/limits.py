@@ -26,9 +26,13 @@ class ModelLimits:
         self._clock = clock
         self._lock = threading.Lock()
 
+    def tracks(self, model: str) -> bool:
+        """Whether ``model`` has a rate limit (only those are counted)."""
+        return model in self._limits
+
     def record(self, model: str, tokens: int) -> None:
         """Count one request of ``tokens`` prompt tokens against ``model``."""
-        if model in self._used:
+        if self.tracks(model):
             with self._lock:
                 self._used[model].append((self._clock(), tokens))
 

@@ -56,6 +56,12 @@ class GatewayMetrics:
             "Estimated dollars saved versus the profile's reference model (negative if routing cost more)",
             ["profile", "reference_model"], registry=r,
         )  # fmt: skip
+        self.affinity = Counter(
+            "tagrouter_affinity", "Routed chat requests by session affinity: pinned (kept the session's "
+            "model), routed (no live pin), escalated (re-routed above a model that lost or failed)",
+            ["profile", "affinity"], registry=r,
+        )  # fmt: skip
+        self.sessions = Gauge("tagrouter_sessions", "Sessions with a pin or a floor in memory", registry=r)
         self.feedback = Counter(
             "tagrouter_feedback",
             "Feedback calls, by result (recorded, duplicate, rejected)",

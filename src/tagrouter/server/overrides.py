@@ -14,11 +14,12 @@ removed before the request goes upstream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tagrouter.catalog import Catalog
 from tagrouter.errors import DataError, from_validation_error
 
 #: The body field that carries overrides.
@@ -54,9 +55,12 @@ class Overrides(BaseModel):
         return headers
 
 
-def read_overrides(body: dict[str, Any], headers: Mapping[str, str]) -> Overrides:
-    """The request's overrides, taking the ``tagrouter`` object out of ``body``; a bad one raises
-    :class:`DataError` naming the field (``tagrouter.max_cost_usd``, or the header)."""
+def read_overrides(
+    body: dict[str, Any], headers: Mapping[str, str], catalog: Catalog, profiles: Collection[str]
+) -> Overrides:
+    """The request's overrides, taking the ``tagrouter`` object out of ``body``; a bad one (malformed, or
+    naming a profile or model that does not exist) raises :class:`DataError` naming the field
+    (``tagrouter.max_cost_usd``, or the header it came from)."""
     sent: dict[str, Any] = {}
     for header, name in HEADERS.items():
         value = headers.get(header)
@@ -65,12 +69,26 @@ def read_overrides(body: dict[str, Any], headers: Mapping[str, str]) -> Override
     from_body = body.pop(BODY_FIELD, None)
     if from_body is not None and not isinstance(from_body, dict):
         raise DataError("expected an object of overrides", field=BODY_FIELD)
+    from_body = from_body or {}
+
+    def where(name: str) -> str:
+        header = next((h for h, f in HEADERS.items() if f == name), None)
+        return (
+            header if header is not None and name.split(".")[0] not in from_body else f"{BODY_FIELD}.{name}"
+        )
+
     try:
-        return Overrides.model_validate({**sent, **(from_body or {})})
+        overrides = Overrides.model_validate({**sent, **from_body})
     except ValidationError as exc:
         error = from_validation_error(exc)
-        name = error.field or ""
-        header = next((h for h, f in HEADERS.items() if f == name), None)
-        in_body = from_body is not None and name.split(".")[0] in from_body
-        where = f"{BODY_FIELD}.{name}" if in_body or header is None else header
-        raise DataError(error.reason, field=where) from None
+        raise DataError(error.reason, field=where(error.field or "")) from None
+    if overrides.profile is not None and overrides.profile not in profiles:
+        message = f"unknown routing profile {overrides.profile!r} (profiles: {', '.join(profiles)})"
+        raise DataError(message, field=where("profile"))
+    unknown = sorted(m for m in overrides.exclude if m not in catalog)
+    if unknown:
+        raise DataError(f"unknown model(s) {', '.join(unknown)}", field=where("exclude"))
+    if overrides.min_model is not None and overrides.min_model not in catalog:
+        message = f"{overrides.min_model!r} is not in the catalogue ({', '.join(catalog.names)})"
+        raise DataError(message, field=where("min_model"))
+    return overrides

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from tagrouter.constraints import Needs
 from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
@@ -64,9 +65,11 @@ class ProfileSet:
         """The router of ``profile``: the current shared model under the profile's policy."""
         return TagRouter(self.model, self._profiles[profile].decider)
 
-    def route(self, profile: str, queries: Sequence[str]) -> list[Decision]:
-        """Decisions of ``profile`` for ``queries`` (one batch)."""
-        return self.router(profile).route_batch(list(queries))
+    def route(
+        self, profile: str, queries: Sequence[str], needs: Sequence[Needs] | None = None
+    ) -> list[Decision]:
+        """Decisions of ``profile`` for ``queries`` (one batch), under their ``needs`` (default none)."""
+        return self.router(profile).route_batch(list(queries), needs)
 
     def update(self, records: Sequence[HistoryRecord]) -> None:
         """Learn judged records: one new shared model, swapped in for every profile at once."""
@@ -92,9 +95,7 @@ def _build(name: str, profile: Profile, router: TagRouter) -> RoutingProfile:
         queries = list({r.query_id: r.query for r in read_history(budget.history)}.values())
         routed = routed.calibrated(queries, mean_cost=budget.mean_cost_usd, strong_share=budget.strong_share)
     catalog = router.catalog
-    reference = profile.reference_model or max(
-        catalog.names, key=lambda m: (catalog[m].output_usd_per_1m, catalog[m].input_usd_per_1m)
-    )
+    reference = profile.reference_model or max(catalog.names, key=lambda m: catalog[m].price_key)
     if reference not in catalog:
         raise DataError(
             f"reference model {reference!r} is not in the router's catalogue ({', '.join(catalog.names)})",

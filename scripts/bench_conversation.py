@@ -7,9 +7,10 @@ fitted on both turns of the training questions, scored on the second turns of th
 operating points of a pair (``pair_choices``) and the hull AUC / APGR of ``curve_metrics``.
 
 Variants of the text routed on (training second turns use the same text):
-- ``last``: the second user turn alone (what the gateway routes on);
-- ``conversation``: the first user turn, then the second (``chat.conversation_text``);
-- ``mixed``: the ``last`` router's scores, 0.7 × score(second turn) + 0.3 × score(first turn).
+- ``last``: the second user turn alone;
+- ``concatenated``: the earlier user turn's text, then the second (``chat.earlier_text`` + the turn);
+- ``weighted``: the ``last`` router, (1 − w) × score(second turn) + w × score(earlier turns), w =
+  ``chat.EARLIER_WEIGHT`` = 0.3 (chosen before measuring; the gateway's ``conversation_weight``).
 
 Costs: per query, (characters / 4) input tokens and 300 output tokens at $0.60 / $0.60 (Mixtral) and
 $10 / $30 (GPT-4 Turbo) per 1M tokens. Usage: ``python scripts/bench_conversation.py [--data DIR]``.
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tagrouter.catalog import Catalog
-from tagrouter.chat import conversation_text
+from tagrouter.chat import EARLIER_WEIGHT, earlier_text
 from tagrouter.evaluation.metrics import Reference, curve_metrics, realised
 from tagrouter.evaluation.protocol import N_FOLDS, SEEDS, fold_ids, pair_choices
 from tagrouter.records import HistoryRecord
@@ -34,7 +35,6 @@ from tagrouter.router import TagRouter
 
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 PRICES = {WEAK: (0.6, 0.6), STRONG: (10.0, 30.0)}
-MIX = 0.7
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm"
 
 
@@ -54,21 +54,20 @@ def load(folder: Path, accept: int) -> tuple[list[list[str]], np.ndarray]:
     return [q["turns"][:2] for q in questions], accepted
 
 
+def conversation(first: str, second: str) -> list[dict[str, str]]:
+    """The second turn's request messages (the first answer's text is not in the data set)."""
+    return [
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": "…"},
+        {"role": "user", "content": second},
+    ]
+
+
 def texts(turns: list[list[str]], variant: str) -> list[str]:
     """The routed text of each question's second turn."""
-    if variant != "conversation":
+    if variant != "concatenated":
         return [second for _, second in turns]
-    return [
-        conversation_text(
-            [
-                {"role": "user", "content": a},
-                {"role": "assistant", "content": "…"},
-                {"role": "user", "content": b},
-            ]
-        )
-        or b
-        for a, b in turns
-    ]
+    return [f"{earlier_text(conversation(a, b))}\n\n{b}" for a, b in turns]
 
 
 def costs_of(queries: list[str]) -> np.ndarray:
@@ -105,8 +104,8 @@ def main() -> None:
     turns, accepted = load(args.data, args.accept)
     n = len(turns)
     second = accepted[:, 1, :]
-    variants = ("last", "conversation", "mixed")
-    routed = {v: texts(turns, v) for v in ("last", "conversation")}
+    variants = ("last", "concatenated", "weighted")
+    routed = {v: texts(turns, v) for v in ("last", "concatenated")}
     costs = costs_of(routed["last"])
     singles = [realised(np.full(n, m), second, costs) for m in (0, 1)]
     ref = Reference.from_singles([c for c, _ in singles], [a for _, a in singles])
@@ -118,12 +117,13 @@ def main() -> None:
         scores = {v: np.zeros((n, 2)) for v in variants}
         for fold in range(N_FOLDS):
             train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-            for variant in ("last", "conversation"):
+            for variant in ("last", "concatenated"):
                 router = fit(turns, routed[variant], accepted, train)
                 scores[variant][test] = router.score_batch([routed[variant][i] for i in test])[1]
-                if variant == "last":
-                    first = router.score_batch([turns[i][0] for i in test])[1]
-                    scores["mixed"][test] = MIX * scores["last"][test] + (1 - MIX) * first
+                if variant == "last":  # the same router, the earlier turn's scores weighing EARLIER_WEIGHT
+                    earlier = [earlier_text(conversation(*turns[i])) for i in test]
+                    last = [routed[variant][i] for i in test]
+                    scores["weighted"][test] = router.score_batch(last, earlier, EARLIER_WEIGHT)[1]
         for variant in variants:
             points = [realised(c, second, costs) for c in pair_choices(scores[variant])]
             m = curve_metrics([c for c, _ in points], [a for _, a in points], ref, pair=pair)

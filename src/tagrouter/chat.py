@@ -15,8 +15,11 @@ from tagrouter.tokens import count_tokens
 
 Message = Mapping[str, Any]
 
-#: Characters of earlier user turns that :func:`conversation_text` keeps (the most recent ones).
-CONVERSATION_CHARS = 2000
+#: Characters of earlier user turns that :func:`earlier_text` keeps (the most recent ones).
+EARLIER_CHARS = 2000
+#: The weight of the earlier turns' scores in conversation-aware routing (measured on MT-bench's second
+#: turns: ``scripts/bench_conversation.py``, README *Conversations*).
+EARLIER_WEIGHT = 0.3
 #: Tokens a chat format adds per message (role and separators; OpenAI documents 3 to 4).
 TOKENS_PER_MESSAGE = 4
 #: Content part types that carry an image or audio.
@@ -45,7 +48,7 @@ def message_text(message: Message) -> str:
 
 def routing_text(messages: Sequence[Message]) -> str | None:
     """The text the router decides on: the last user message's text (None when it has none, or there is
-    no user message). The MT-bench measurement behind this choice is in ``docs/conversations.md``."""
+    no user message)."""
     for message in reversed(messages):
         if message.get("role") == "user":
             text = message_text(message)
@@ -53,20 +56,16 @@ def routing_text(messages: Sequence[Message]) -> str | None:
     return None
 
 
-def conversation_text(messages: Sequence[Message], max_chars: int = CONVERSATION_CHARS) -> str | None:
-    """The last user message's text after the earlier user turns' text (the most recent ``max_chars``
-    characters of them): routing on the conversation rather than on its last message alone."""
-    last = routing_text(messages)
-    if last is None:
-        return None
-    earlier = [message_text(m) for m in conversation_prefix(messages) if m.get("role") == "user"]
-    context = "\n\n".join(t for t in earlier if t.strip())[-max_chars:] if max_chars > 0 else ""
-    return f"{context}\n\n{last}" if context else last
+def earlier_text(messages: Sequence[Message], max_chars: int = EARLIER_CHARS) -> str | None:
+    """The text of the user turns before the last user message (the most recent ``max_chars``
+    characters of them), None for a first turn: what conversation-aware routing adds to the last turn."""
+    turns = [message_text(m) for m in conversation_prefix(messages) if m.get("role") == "user"]
+    text = "\n\n".join(t for t in turns if t.strip())[-max_chars:]
+    return text or None
 
 
 def conversation_prefix(messages: Sequence[Message]) -> list[Message]:
-    """The messages before the last user message (empty for a first turn): what identifies a
-    conversation that sends no session id."""
+    """The messages before the last user message (empty for a first turn)."""
     for index in range(len(messages) - 1, -1, -1):
         if messages[index].get("role") == "user":
             return list(messages[:index])

@@ -139,29 +139,40 @@ class TagRouter:
         """Expected dollars per (query, model); see :meth:`RoutingModel.expected_costs`."""
         return self.model.expected_costs(queries)
 
-    def score_batch(self, queries: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
-        """Tags of each query and the (n × models) score matrix."""
-        return self.model.score(queries)
+    def score_batch(
+        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Tags of each query and the (n × models) score matrix (``earlier``: see :meth:`route_batch`)."""
+        return self.model.score(queries, earlier, earlier_weight)
 
-    def route_batch(self, queries: Sequence[str], needs: Sequence[Needs] | None = None) -> list[Decision]:
+    def route_batch(
+        self,
+        queries: Sequence[str],
+        needs: Sequence[Needs] | None = None,
+        earlier: Sequence[str | None] | None = None,
+        earlier_weight: float = 0.0,
+    ) -> list[Decision]:
         """Decide for many queries in one call (much faster per query than calling :meth:`route`).
 
         ``needs`` (one per query) are hard constraints (:mod:`tagrouter.constraints`): a model that cannot
         take a query is neither chosen nor in its ranking, and the decision's ``removed`` and ``reason``
-        say why; a query that no model can take raises ``UnroutableError`` (a :class:`DataError`). A query
-        that is empty or only white space raises :class:`DataError` naming its position."""
+        say why; a query that no model can take raises ``UnroutableError`` (a :class:`DataError`).
+        ``earlier`` (one per query, None for none): the conversation's earlier user turns, whose scores
+        weigh ``earlier_weight`` (see :meth:`RoutingModel.score` and :func:`tagrouter.chat.earlier_text`).
+        A query that is empty or only white space raises :class:`DataError` naming its position."""
         if isinstance(queries, str):
             raise TypeError("route_batch takes a list of queries; use route() for one query")
         queries = list(queries)
         for number, query in enumerate(queries, start=1):
             if not isinstance(query, str) or not query.strip():
                 raise DataError(f"query {number} is empty: there is nothing to route on", field="query")
-        if needs is not None and len(needs) != len(queries):
-            raise DataError(f"got {len(needs)} needs for {len(queries)} queries", field="needs")
+        for name, values in (("needs", needs), ("earlier", earlier)):
+            if values is not None and len(values) != len(queries):
+                raise DataError(f"got {len(values)} {name} for {len(queries)} queries", field=name)
         if not queries:
             return []
         model, decider = self.model, self.decider
-        tag_lists, scores = model.score(queries)
+        tag_lists, scores = model.score(queries, earlier, earlier_weight)
         costs = model.expected_costs(queries)
         fits = allowed(model.catalog, needs, costs) if needs is not None else None
         mask = fits.mask if fits is not None else None

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
-from tagrouter.chat import needs_of, routing_text
+from tagrouter.chat import earlier_text, needs_of, routing_text
 from tagrouter.constraints import Needs, UnroutableError, allowed
 from tagrouter.errors import DataError, from_validation_error
 from tagrouter.router import Decision, TagRouter
@@ -237,10 +237,15 @@ class Gateway:
         return needs
 
     async def decide(
-        self, profile: str, queries: list[str], endpoint: str, needs: list[Needs] | None = None
+        self,
+        profile: str,
+        queries: list[str],
+        endpoint: str,
+        needs: list[Needs] | None = None,
+        earlier: list[str | None] | None = None,
     ) -> list[Decision]:
         start = time.perf_counter()
-        decisions = await self.batcher.decide(profile, queries, needs)
+        decisions = await self.batcher.decide(profile, queries, needs, earlier)
         histogram = self._decision_seconds.get(endpoint)
         if histogram is None:
             histogram = self._decision_seconds[endpoint] = self.metrics.decision_seconds.labels(endpoint)
@@ -291,7 +296,8 @@ class Gateway:
             session = self.session(request, body)
             pin = self.pins.lookup(session) if self.pins is not None and session is not None else None
             needs = self.needs([query], [self.request_needs(body, overrides, pin)])
-            decision = (await self.decide(profile, [query], "chat", needs))[0]
+            earlier = [earlier_text(body["messages"])]
+            decision = (await self.decide(profile, [query], "chat", needs, earlier))[0]
             models, affinity = self.fallbacks(decision, pin)
             self.metrics.affinity.labels(profile, affinity).inc()
         elif requested in self.catalog:

@@ -16,15 +16,15 @@ from starlette.concurrency import run_in_threadpool
 from tagrouter.constraints import Needs
 from tagrouter.router import Decision
 
-Route = Callable[[str, Sequence[str], Sequence[Needs]], list[Decision]]
-_Waiting = list[tuple[list[str], list[Needs], asyncio.Future[list[Decision]]]]
+Route = Callable[[str, Sequence[str], Sequence[Needs], Sequence[str | None]], list[Decision]]
+_Waiting = list[tuple[list[str], list[Needs], list[str | None], asyncio.Future[list[Decision]]]]
 
 
 class RouteBatcher:
-    """``await batcher.decide(profile, queries, needs)``: the decisions for ``queries`` (under their
-    ``needs``, default none), made in a shared batch.
+    """``await batcher.decide(profile, queries, needs, earlier)``: the decisions for ``queries`` (under
+    their ``needs``, after their conversations' ``earlier`` turns; default none), made in a shared batch.
 
-    ``route(profile, queries, needs)`` makes the decisions; with ``in_threadpool`` it runs in a worker thread (for
+    ``route(profile, queries, needs, earlier)`` makes the decisions; with ``in_threadpool`` it runs in a worker thread (for
     slow taggers), and the queries that arrive meanwhile form the next batch.
     """
 
@@ -36,11 +36,16 @@ class RouteBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def decide(
-        self, profile: str, queries: list[str], needs: list[Needs] | None = None
+        self,
+        profile: str,
+        queries: list[str],
+        needs: list[Needs] | None = None,
+        earlier: list[str | None] | None = None,
     ) -> list[Decision]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Decision]] = loop.create_future()
-        self._waiting.setdefault(profile, []).append((queries, needs or [Needs()] * len(queries), future))
+        item = (queries, needs or [Needs()] * len(queries), earlier or [None] * len(queries), future)
+        self._waiting.setdefault(profile, []).append(item)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -59,8 +64,9 @@ class RouteBatcher:
 
     def _decide_now(self, profile: str, items: _Waiting) -> list[Decision] | Exception:
         try:
-            queries = [q for batch, _, _ in items for q in batch]
-            return self._route(profile, queries, [n for _, needs, _ in items for n in needs])
+            queries = [q for batch, _, _, _ in items for q in batch]
+            needs = [n for _, batch, _, _ in items for n in batch]
+            return self._route(profile, queries, needs, [e for _, _, batch, _ in items for e in batch])
         except Exception as exc:  # every waiting request gets the error
             return exc
 
@@ -70,7 +76,7 @@ class RouteBatcher:
     @staticmethod
     def _resolve(items: _Waiting, decisions: list[Decision] | Exception) -> None:
         start = 0
-        for queries, _, future in items:
+        for queries, _, _, future in items:
             end = start + len(queries)
             if not future.done():  # (a cancelled request's future is done already)
                 if isinstance(decisions, Exception):

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tagrouter.catalog import Endpoint
+from tagrouter.chat import EARLIER_WEIGHT
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
@@ -101,6 +102,12 @@ class GatewayConfig(BaseModel):
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
     affinity: Affinity = Field(default_factory=Affinity)
+    conversation_weight: float = Field(
+        default=EARLIER_WEIGHT,
+        ge=0,
+        le=1,
+        description="weight of the earlier user turns' scores (0: route on the last user message only)",
+    )
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> GatewayConfig:

@@ -45,6 +45,7 @@ class ProfileSet:
                 field="profiles",
             )
         self.default = config.default_profile
+        self.conversation_weight = config.conversation_weight
         self.model: RoutingModel = router.model
         self._profiles: Mapping[str, RoutingProfile] = MappingProxyType(
             {name: _build(name, profile, router) for name, profile in config.profiles.items()}
@@ -66,10 +67,15 @@ class ProfileSet:
         return TagRouter(self.model, self._profiles[profile].decider)
 
     def route(
-        self, profile: str, queries: Sequence[str], needs: Sequence[Needs] | None = None
+        self,
+        profile: str,
+        queries: Sequence[str],
+        needs: Sequence[Needs] | None = None,
+        earlier: Sequence[str | None] | None = None,
     ) -> list[Decision]:
-        """Decisions of ``profile`` for ``queries`` (one batch), under their ``needs`` (default none)."""
-        return self.router(profile).route_batch(list(queries), needs)
+        """Decisions of ``profile`` for ``queries`` (one batch), under their ``needs``, after their
+        conversations' ``earlier`` turns (weighing the config's ``conversation_weight``)."""
+        return self.router(profile).route_batch(list(queries), needs, earlier, self.conversation_weight)
 
     def update(self, records: Sequence[HistoryRecord]) -> None:
         """Learn judged records: one new shared model, swapped in for every profile at once."""

@@ -8,6 +8,7 @@ A record says how a model's answer to a query was judged against a reference ans
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +39,9 @@ class HistoryRecord(BaseModel):
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
     cost: float | None = Field(default=None, ge=0)
+    #: who judged the outcome: the judge model and the version of its prompt (``tagrouter collect``)
+    judge: str | None = None
+    judge_prompt: str | None = None
 
     @field_validator("query_id", mode="before")
     @classmethod
@@ -71,6 +75,12 @@ class ReadReport:
 
 
 _OPTIONAL_NUMERIC = ("input_tokens", "output_tokens", "cost")
+_OPTIONAL_TEXT = ("reference", "judge", "judge_prompt")
+
+
+def query_id(query: str) -> str:
+    """The query id of a query text: a hash of the text, so that equal texts share an id."""
+    return "q-" + hashlib.sha256(query.encode("utf-8")).hexdigest()[:20]
 
 
 def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -100,7 +110,7 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield (
                     number,
                     {
-                        k: (None if v == "" and k in _OPTIONAL_NUMERIC + ("reference",) else v)
+                        k: (None if v == "" and k in _OPTIONAL_NUMERIC + _OPTIONAL_TEXT else v)
                         for k, v in row.items()
                     },
                 )

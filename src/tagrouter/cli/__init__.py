@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tagrouter.cli import bench, data, demo, routing, serve, speed, vocab
+from tagrouter.cli import bench, collect, data, demo, routing, serve, speed, vocab
 from tagrouter.errors import TagRouterError
 
 app = typer.Typer(
@@ -29,7 +29,11 @@ app.add_typer(vocab_app, name="vocab")
 for command in (routing.fit, routing.route, routing.tag, routing.calibrate, routing.inspect, demo.demo):
     app.command()(command)
 app.command("serve")(serve.serve)
+app.command("collect")(collect.collect)
+app.command("update")(collect.update)
+app.command("judge-check")(collect.judge_check)
 data_app.command("alpacaeval")(data.data_alpacaeval)
+data_app.command("judge-labels")(collect.data_judge_labels)
 bench_app.command("alpacaeval")(bench.bench_alpacaeval)
 bench_app.command("speed")(speed.bench_speed)
 vocab_app.command("build")(vocab.vocab_build)

@@ -45,6 +45,7 @@ from tagrouter.server.limits import ModelLimits
 from tagrouter.server.metrics import GatewayMetrics
 from tagrouter.server.overrides import Overrides, read_overrides
 from tagrouter.server.profiles import ProfileSet
+from tagrouter.server.shadow import shadow_judging
 from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, Upstreams, relay_stream
 
 log = logging.getLogger("tagrouter.server")
@@ -204,6 +205,9 @@ class Gateway:
         )
         if self.pins is not None:
             self.metrics.sessions.set_function(self.pins.__len__)
+        self.shadow = shadow_judging(
+            config.shadow, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
+        )
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured).
@@ -350,7 +354,8 @@ class Gateway:
             data["id"] = request_id
             usage = data.get("usage")
             self.account(profile, decision, answer.model, usage if isinstance(usage, dict) else None)
-        return JSONResponse(data, headers=headers)
+        shadow = self.shadow and self.shadow.after_response(request_id, query, answer.model, data)
+        return JSONResponse(data, headers=headers, background=shadow)
 
     # ---- session affinity and constraints ---------------------------------------------------------------
     def session(self, request: Request, body: dict[str, Any]) -> str | None:
@@ -466,6 +471,8 @@ class Gateway:
         self.metrics.feedback.labels(result.status).inc()
         if self.pins is not None and item.outcome == "loss" and sent.request_id is not None:
             self.pins.lost(sent.request_id, result.model)
+        if self.shadow and sent.request_id:
+            self.shadow.explicit(sent.request_id, item.outcome)
         return {
             "object": "tagrouter.feedback",
             "status": result.status,
@@ -510,6 +517,8 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
         try:
             yield
         finally:  # uvicorn has finished every accepted request by now: drain and close the store
+            if gateway.shadow:
+                await gateway.shadow.aclose()
             await gateway.writer.close()
             await gateway.upstreams.aclose()
 

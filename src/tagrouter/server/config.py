@@ -17,6 +17,7 @@ from tagrouter.chat import EARLIER_WEIGHT
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
+from tagrouter.server.shadow import ShadowConfig
 
 #: The profile a request gets with ``model: tagrouter`` (or when the config names no other default).
 DEFAULT_PROFILE = "tagrouter"
@@ -108,6 +109,7 @@ class GatewayConfig(BaseModel):
         le=1,
         description="weight of the earlier user turns' scores (0: route on the last user message only)",
     )
+    shadow: ShadowConfig | None = Field(default=None, description="shadow judging (off by default)")
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> GatewayConfig:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import sqlite3
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from tagrouter.errors import DataError
-from tagrouter.records import HistoryRecord
+from tagrouter.records import HistoryRecord, query_id
 
 log = logging.getLogger("tagrouter.server")
 
@@ -49,11 +48,6 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at REAL NOT NULL
 );
 """
-
-
-def query_id(query: str) -> str:
-    """The history query id of a query text: a hash of the text, so equal texts share an id."""
-    return "q-" + hashlib.sha256(query.encode("utf-8")).hexdigest()[:20]
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from tagrouter.retrying import RETRY_STATUSES, backoff_delay, retry_after
 from tagrouter.tagging.backends.chat import BackendError, chat_messages
-
-RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-MAX_BACKOFF_S = 30.0
 
 
 @dataclass
@@ -97,7 +95,7 @@ class OpenAIChatGenerator:
             "max_tokens": self.max_new_tokens,
         }
         for attempt in range(self.retries + 1):
-            wait = min(self.backoff * 2**attempt, MAX_BACKOFF_S)
+            wait = backoff_delay(self.backoff, attempt)
             try:
                 response = client.post(self.url, json=body, headers=headers)
             except httpx.TimeoutException:
@@ -110,7 +108,7 @@ class OpenAIChatGenerator:
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code not in RETRY_STATUSES:
                     raise BackendError(f"POST {self.url} failed: {problem}{self._hint(response.status_code)}")
-                wait = _retry_after(response, wait)
+                wait = retry_after(response, wait)
             if attempt < self.retries:
                 time.sleep(wait)
         raise BackendError(f"POST {self.url} failed after {self.retries + 1} attempts: {problem}")
@@ -130,13 +128,6 @@ class OpenAIChatGenerator:
         if status == 404:
             return f" (check the base URL, usually ending in /v1, and that the server serves {self.model!r})"
         return ""
-
-
-def _retry_after(response: Any, default: float) -> float:
-    try:
-        return min(max(float(response.headers.get("retry-after", default)), 0.0), MAX_BACKOFF_S)
-    except ValueError:
-        return default
 
 
 __all__ = ["OpenAIChatGenerator"]

@@ -84,10 +84,10 @@ class Allowed:
     removed: list[dict[str, str]]
 
 
-def allowed(catalog: Catalog, needs: Sequence[Needs], costs: np.ndarray) -> Allowed:
+def allowed(catalog: Catalog, needs: Sequence[Needs], costs: np.ndarray | None) -> Allowed:
     """The models of ``catalog`` (in catalogue order) that can take each request; ``costs`` are the
-    expected dollars per (query, model). A request that no model can take raises :class:`DataError`
-    listing why each model was removed."""
+    expected dollars per (query, model), needed only for a ``max_cost_usd``. A request that no model can
+    take raises :class:`UnroutableError` listing why each model was removed."""
     cards = catalog.models
     mask = np.ones((len(needs), len(cards)), dtype=bool)
     removed: list[dict[str, str]] = []
@@ -100,6 +100,8 @@ def allowed(catalog: Catalog, needs: Sequence[Needs], costs: np.ndarray) -> Allo
             refusals[need] = reasons
         reasons = dict(refusals[need])
         if need.max_cost_usd is not None:
+            if costs is None:
+                raise ValueError("a max_cost_usd needs the expected costs")
             for j, card in enumerate(cards):
                 if card.name not in reasons and costs[i, j] > need.max_cost_usd:
                     reasons[card.name] = f"expected ${costs[i, j]:.6f} > max_cost_usd {need.max_cost_usd:g}"

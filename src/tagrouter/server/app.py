@@ -235,7 +235,8 @@ class Gateway:
         saturated = self.limits.saturated()
         needs = [replace(n, saturated=saturated) for n in needs] if saturated else needs
         try:
-            allowed(self.catalog, needs, self.profiles.model.expected_costs(queries))
+            ceiling = any(n.max_cost_usd is not None for n in needs)
+            allowed(self.catalog, needs, self.profiles.model.expected_costs(queries) if ceiling else None)
         except UnroutableError as exc:
             raise ApiError(400, str(exc), param="messages", code="no_model_fits") from None
         return needs

@@ -38,6 +38,7 @@ import yaml
 
 from tagrouter import TagRouter, read_history
 from tagrouter.fileio import atomic_write_json
+from tagrouter.testing.loopback import cpu_seconds, free_port, wait_until_up
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "tagrouter" / "examples"
 KEY = "sk-bench"
@@ -197,38 +198,6 @@ def _decision_seconds(gateway_url: str) -> tuple[float, float]:
     return values.get("sum", 0.0), values.get("count", 0.0)
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds a process has used so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, path: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{url} exited early with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + path, timeout=2) as response:
-                if response.status < 500:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve_upstream(port: int, delay_ms: float) -> None:
     """Run the replaying upstream in this process (the benchmark starts itself with --serve-upstream)."""
     import uvicorn
@@ -277,7 +246,7 @@ def main() -> None:
             TagRouter.fit(records, load_catalog(args.catalog)).save(work / "router")
             args.router = work / "router"
         router = TagRouter.load(args.router)
-        upstream_port, gateway_port = _free_port(), _free_port()
+        upstream_port, gateway_port = free_port(), free_port()
         upstream_url, gateway_url = f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{gateway_port}"
         config = {
             "api_keys": [KEY],
@@ -301,19 +270,19 @@ def main() -> None:
         )  # fmt: skip
         phases, accepted = [], set()
         try:
-            _wait_healthy(upstream_url, upstream, "/docs")
-            _wait_healthy(gateway_url, gateway, "/healthz")
+            wait_until_up(upstream_url + "/docs", upstream)
+            wait_until_up(gateway_url + "/healthz", gateway)
             for clients in (int(c) for c in args.clients.split(",")):
                 print(
                     f"phase: {clients} clients via the gateway + {clients} direct, {args.duration:g} s",
                     flush=True,
                 )
                 decisions_before = _decision_seconds(gateway_url)
-                cpu_before = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
+                cpu_before = cpu_seconds(gateway.pid), cpu_seconds(upstream.pid)
                 result, feedback = asyncio.run(
                     _phase(clients, gateway_url, upstream_url, router.models[0], queries, args)
                 )
-                cpu_after = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
+                cpu_after = cpu_seconds(gateway.pid), cpu_seconds(upstream.pid)
                 decided = [
                     a - b for a, b in zip(_decision_seconds(gateway_url), decisions_before, strict=True)
                 ]

@@ -13,6 +13,8 @@ from tagrouter.cli.demo import EXAMPLES
 from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 
+pytest_plugins = ["gateway_fixtures"]
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval"
 
 

@@ -53,7 +53,9 @@ def test_expected_costs_use_history_output_tokens(example_router, example_record
 def test_update_equals_refit_with_the_same_tagger(example_records, example_catalog):
     first, second = example_records[:60], example_records[60:]
     incremental = TagRouter.fit(first, example_catalog).update(second)
-    refit = TagRouter.fit(example_records, example_catalog, tagger=incremental.tagger)
+    refit = TagRouter.fit(
+        example_records, example_catalog, tagger=incremental.tagger, scorer=incremental.scorer
+    )
     assert incremental.table.equals(refit.table)
     assert dict(incremental.model.output_tokens) == dict(refit.model.output_tokens)
     queries = ["Tell me a joke.", "Integrate x^2."]
@@ -179,7 +181,9 @@ def test_a_small_update_rescores_only_the_touched_tags_and_a_refresh_equals_a_re
     assert np.array_equal(before[untouched], after[untouched]) and not np.allclose(
         before[touched], after[touched]
     )
-    refit = TagRouter.fit(example_records * 3 + new, example_catalog, tagger=router.tagger)
+    refit = TagRouter.fit(
+        example_records * 3 + new, example_catalog, tagger=router.tagger, scorer=router.scorer
+    )
     assert updated.table.equals(refit.table)
     fresh = updated.model.refreshed().score_tags(updated.tagger.tag([query]))
     assert np.allclose(fresh, refit.model.score_tags(refit.tagger.tag([query])))
@@ -207,3 +211,16 @@ def test_route_batch_of_nothing_and_empty_queries(example_router):
     assert example_router.route_batch([]) == []
     with pytest.raises(DataError, match="query 2 is empty"):
         example_router.route_batch(["hello", " \n"])
+
+
+def test_fit_chooses_the_scorer_and_the_knob_by_inner_cross_validation(example_router, tmp_path):
+    tuning = example_router.model.tuning
+    assert tuning is not None and tuning["queries"] == 34 and tuning["folds"] == 5
+    chosen = tuning["chosen"]
+    assert example_router.scorer.config() == chosen
+    point = tuning["operating_point"]
+    assert (example_router.decider.rule, example_router.decider.knob) == (point["rule"], point["knob"])
+    grid = [{k: v for k, v in g.items() if k not in ("auc", "se", "log_loss")} for g in tuning["grid"]]
+    assert chosen in grid and grid[0]["difficulty_weight"] == grid[0]["specific_weight"] == 0.0  # mixture
+    example_router.save(tmp_path / "r")
+    assert TagRouter.load(tmp_path / "r").model.tuning == tuning

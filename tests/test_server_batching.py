@@ -48,16 +48,37 @@ def test_concurrent_requests_share_one_batch_per_profile(in_threadpool: bool) ->
     assert (loop_thread in route.threads) is not in_threadpool
 
 
-def test_a_failed_batch_fails_each_of_its_requests_and_not_later_ones() -> None:
+def test_a_bad_request_fails_alone_and_its_batch_neighbours_are_decided() -> None:
     route = RecordingRoute(fail_on="bad")
 
     async def scenario():
         batcher = RouteBatcher(route)
-        failed = await asyncio.gather(
-            batcher.decide("a", ["ok"]), batcher.decide("a", ["bad"]), return_exceptions=True
+        together = await asyncio.gather(
+            batcher.decide("a", ["ok"]),
+            batcher.decide("a", ["bad"]),
+            batcher.decide("a", ["also", "fine"]),
+            return_exceptions=True,
         )
-        return failed, await batcher.decide("a", ["fine"])
+        return together, await batcher.decide("a", ["later"])
 
-    failed, later = asyncio.run(scenario())
-    assert all(isinstance(r, ValueError) and "bad" in str(r) for r in failed)
-    assert later == ["a:fine"]
+    together, later = asyncio.run(scenario())
+    assert together[0] == ["a:ok"] and together[2] == ["a:also", "a:fine"]
+    assert isinstance(together[1], ValueError) and "bad" in str(together[1])
+    assert later == ["a:later"]
+    # the shared batch failed once, then each request was decided alone
+    assert route.batches[0] == ("a", ["ok", "bad", "also", "fine"])
+    assert route.batches[1:4] == [("a", ["ok"]), ("a", ["bad"]), ("a", ["also", "fine"])]
+
+
+def test_batches_with_more_text_than_the_threshold_are_routed_off_the_event_loop() -> None:
+    route = RecordingRoute()
+
+    async def scenario():
+        batcher = RouteBatcher(route, thread_chars=100)
+        small = await batcher.decide("a", ["x" * 100])
+        large = await batcher.decide("a", ["y" * 101])
+        return small, large, threading.get_ident()
+
+    small, large, loop_thread = asyncio.run(scenario())
+    assert small == ["a:" + "x" * 100] and large == ["a:" + "y" * 101]
+    assert len(route.threads) == 2 and loop_thread in route.threads

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,16 +19,11 @@ pytest.importorskip("aiohttp")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
 
+from tagrouter.testing.loopback import free_port  # noqa: E402
 from tagrouter.testing.replay import create_replay_app  # noqa: E402
 from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> None:
@@ -44,7 +38,7 @@ def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> 
             + "profiles:\n  tagrouter: {rule: within, knob: 0.3}\n",
             encoding="utf-8",
         )
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "TEST_GATEWAY_KEYS": "sk-1"}
         process = subprocess.Popen(
             [
@@ -100,16 +94,33 @@ def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> 
         assert connection.execute("SELECT outcome, model FROM feedback").fetchall() == [("win", "mid")]
 
 
-def test_serve_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("fallback_depth: many\n", ["gateway.yaml", "fallback_depth"]),
+        (  # a typo in an endpoint name: that model would never be reachable
+            "endpoints: {chep: {base_url: 'http://127.0.0.1:9/v1'}}\n",
+            ["field 'endpoints'", "chep not in the router's catalogue (cheap, mid, dear)"],
+        ),
+        (
+            "endpoints: {mid: {base_url: 'http://127.0.0.1:9/v1', api_key_env: TAGROUTER_TEST_NEVER_SET}}\n",
+            ["field 'endpoints.mid.api_key_env'", "TAGROUTER_TEST_NEVER_SET is not set"],
+        ),
+    ],
+)
+def test_serve_reports_a_bad_config_in_one_line(tmp_path: Path, text: str, expected: list[str]) -> None:
     router = save_router(tmp_path / "router")
     config = tmp_path / "gateway.yaml"
-    config.write_text("fallback_depth: many\n", encoding="utf-8")
+    config.write_text(text + f"feedback_db: {tmp_path / 'fb.sqlite3'}\n", encoding="utf-8")
     result = subprocess.run(
         [*TAGROUTER, "serve", str(router), "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "TAGROUTER_TEST_NEVER_SET"},
     )
     assert result.returncode == 2
-    assert "gateway.yaml" in result.stderr and "fallback_depth" in result.stderr
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert all(part in lines[0] for part in expected), lines[0]
+    assert not (tmp_path / "fb.sqlite3").exists()  # nothing was opened before the check

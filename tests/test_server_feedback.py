@@ -93,7 +93,9 @@ def test_writer_batches_concurrent_feedback_and_drains_on_close(tmp_path: Path) 
 
     results = asyncio.run(scenario())
     assert [r.status for r in results].count("recorded") == 52 and results[50].status == "duplicate"
-    assert sum(len(batch) for batch in learned) == 52 and len(learned) < 10  # batched, every record once
+    assert (
+        sum(len(batch) for batch in learned) == 52 and len(learned) <= 2
+    )  # learned at once, every record once
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     assert store.count() == 52
     store.close()
@@ -164,3 +166,39 @@ def test_two_profiles_share_one_model_and_learn_every_record_once(router) -> Non
     assert [d.scores for d in profiles.route("a", GREETINGS)] == [
         d.scores for d in profiles.route("b", GREETINGS)
     ]
+
+
+def test_the_request_store_is_bounded_in_bytes_and_in_rows(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "fb.sqlite3", keep_requests=1000, keep_request_bytes=1_000_000)
+    for batch in range(30):  # 30 × 10 requests of 10 kB: 3 MB offered
+        store.apply([(f"r{batch}-{i}", f"{batch}-{i} " + "x" * 10_000, "mid") for i in range(10)], [])
+    assert store.request_bytes <= 1_000_000 and store.request_rows < 100
+    db = sqlite3.connect(tmp_path / "fb.sqlite3")
+    rows, size = db.execute("SELECT COUNT(*), SUM(LENGTH(CAST(query AS BLOB))) FROM requests").fetchone()
+    assert (rows, size) == (store.request_rows, store.request_bytes)  # the running count is exact
+    newest = store.apply([], [Feedback("f1", "win", request_id="r29-9")])[0]
+    oldest = store.apply([], [Feedback("f2", "win", request_id="r0-0")])[0]
+    assert newest.status == "recorded" and isinstance(oldest, UnknownRequestError)
+    for number in range(1100):  # small requests: the row limit applies
+        store.apply([(f"s{number}", "hi", "cheap")], [])
+    assert store.request_rows <= 1000
+    store.close()
+    assert FeedbackStore(tmp_path / "fb.sqlite3").request_rows == store.request_rows  # counted again on open
+
+
+def test_the_router_learns_at_most_once_per_interval_and_after_the_commit(tmp_path: Path) -> None:
+    learned: list[list[HistoryRecord]] = []
+
+    async def scenario() -> tuple[int, int]:
+        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb.sqlite3"), learned.append, learn_interval_s=0.3)
+        writer.start()
+        for number in range(20):  # one at a time: twenty commits
+            await writer.submit(Feedback(f"f{number}", "win", model="mid", query=f"q{number}"))
+        acknowledged_before_learning = len(learned)
+        await asyncio.sleep(0.5)
+        after_interval = len(learned)
+        await writer.close()
+        return acknowledged_before_learning, after_interval
+
+    before, after = asyncio.run(scenario())
+    assert before == 0 and after == 1 and len(learned[0]) == 20  # one update for the twenty

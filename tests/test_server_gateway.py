@@ -3,7 +3,6 @@ upstream servers (also on loopback) that can be made slow, failing or unreachabl
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import threading
 import time
@@ -17,93 +16,10 @@ pytest.importorskip("aiohttp")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from server_support import CODE_QUERY, GREETING_QUERY, GREETINGS, MODELS, UPSTREAM_IDS, save_router  # noqa: E402
+from gateway_fixtures import ANSWERS, KEY, ask, client, closed_port_url  # noqa: E402
+from server_support import CODE_QUERY, GREETING_QUERY, GREETINGS, MODELS  # noqa: E402
 
-from tagrouter import TagRouter  # noqa: E402
-from tagrouter.server.app import create_app  # noqa: E402
-from tagrouter.server.config import GatewayConfig  # noqa: E402
-from tagrouter.testing.replay import ReplayBehaviour, create_replay_app  # noqa: E402
 from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
-
-ANSWERS = {
-    CODE_QUERY: "def invert(d): return {v: k for k, v in d.items()}",
-    GREETING_QUERY: "Hi Zoe, I am fine!",
-}
-KEY = "sk-test-client"
-
-
-@pytest.fixture(scope="module")
-def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_router(tmp_path_factory.mktemp("router") / "router")
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    behaviours = {m: ReplayBehaviour() for m in MODELS}
-    servers = {m: ThreadedServer(create_replay_app(m, ANSWERS, behaviours[m])).start() for m in MODELS}
-    yield servers, behaviours
-    for server in servers.values():
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _healthy_upstreams(upstreams) -> None:
-    for behaviour in upstreams[1].values():
-        behaviour.delay_s, behaviour.fail_status, behaviour.break_stream_after, behaviour.calls = (
-            0.0,
-            None,
-            None,
-            0,
-        )
-        behaviour.seen_models.clear()
-        behaviour.seen_auth.clear()
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
-
-
-@pytest.fixture
-def gateway(router_dir: Path, upstreams, tmp_path: Path):
-    """``gateway(**settings)`` starts a gateway on loopback; settings override the test defaults."""
-    servers, _ = upstreams
-    started: list[ThreadedServer] = []
-
-    def start(**settings) -> ThreadedServer:
-        endpoints = {
-            m: {"base_url": servers[m].url + "/v1", "model": UPSTREAM_IDS[m], "timeout_s": 5.0}
-            for m in MODELS
-        }
-        endpoints.update(settings.pop("endpoints", {}))
-        config = GatewayConfig.model_validate(
-            {
-                "endpoints": endpoints,
-                "feedback_db": tmp_path / "feedback.sqlite3",
-                "api_keys": [KEY],
-                **settings,
-            }
-        )
-        server = ThreadedServer(create_app(TagRouter.load(router_dir), config)).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-def client(server: ThreadedServer, key: str = KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=30)
-
-
-def ask(server: ThreadedServer, query: str, model: str = "tagrouter", **kwargs):
-    raw = client(server).chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": query}], **kwargs
-    )
-    return raw, raw.parse()
 
 
 # ---- routing and forwarding ---------------------------------------------------------------------------------
@@ -170,7 +86,7 @@ def test_unknown_model_is_an_openai_not_found_error(gateway) -> None:
 
 # ---- faults -------------------------------------------------------------------------------------------------
 def test_falls_back_when_the_chosen_upstream_is_down(gateway, upstreams) -> None:
-    server = gateway(endpoints={"mid": {"base_url": _closed_port_url(), "model": "mid-70b"}})
+    server = gateway(endpoints={"mid": {"base_url": closed_port_url(), "model": "mid-70b"}})
     raw, completion = ask(server, CODE_QUERY)
     assert completion.model == "dear" and raw.headers["x-tagrouter-model"] == "dear"
     metrics = httpx.get(server.url + "/metrics").text
@@ -270,6 +186,7 @@ def test_upstream_keys_come_from_the_environment_and_are_never_logged(
     gateway, upstreams, monkeypatch, caplog
 ) -> None:
     monkeypatch.setenv("TAGROUTER_TEST_UPSTREAM_KEY", "sk-upstream-secret")
+    monkeypatch.setenv("TAGROUTER_TEST_LATER_UNSET_KEY", "sk-other")
     servers = upstreams[0]
     server = gateway(
         endpoints={
@@ -278,30 +195,32 @@ def test_upstream_keys_come_from_the_environment_and_are_never_logged(
                 "model": "mid-70b",
                 "api_key_env": "TAGROUTER_TEST_UPSTREAM_KEY",
             },
-            "cheap": {"base_url": _closed_port_url(), "api_key_env": "TAGROUTER_TEST_UNSET_KEY"},
+            "cheap": {"base_url": closed_port_url(), "api_key_env": "TAGROUTER_TEST_LATER_UNSET_KEY"},
         }
     )
+    monkeypatch.delenv("TAGROUTER_TEST_LATER_UNSET_KEY")  # read at each call: unset now, so cheap fails
     with caplog.at_level("DEBUG"):
-        assert ask(server, GREETING_QUERY)[1].model == "mid"  # cheap has no key set: it falls back
+        assert ask(server, GREETING_QUERY)[1].model == "mid"
     assert upstreams[1]["mid"].seen_auth == ["Bearer sk-upstream-secret"]
-    assert "TAGROUTER_TEST_UNSET_KEY" in caplog.text and "sk-upstream-secret" not in caplog.text
+    assert "TAGROUTER_TEST_LATER_UNSET_KEY" in caplog.text and "sk-upstream-secret" not in caplog.text
 
 
 @pytest.mark.parametrize(
-    ("body", "code"),
+    ("body", "status", "code"),
     [
-        (b"{not json", "invalid_json"),
-        (b"[1, 2]", "invalid_json"),
-        (b'{"model": "tagrouter", "messages": []}', None),
-        (b'{"model": "tagrouter", "messages": [{"role": "system", "content": "hi"}]}', None),
+        (b"{not json", 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_json"),
+        (b'{"model": "tagrouter", "messages": []}', 400, None),
+        (b'{"model": "tagrouter", "messages": [{"role": "system", "content": "hi"}]}', 400, None),
         (
             b'{"model": "tagrouter", "messages": [{"role": "user", "content": "' + b"x" * 5000 + b'"}]}',
+            413,
             "request_too_large",
         ),
     ],
 )
-def test_malformed_or_oversized_requests_get_a_400_openai_error(
-    gateway, body: bytes, code: str | None
+def test_malformed_or_oversized_requests_get_an_openai_error(
+    gateway, body: bytes, status: int, code: str | None
 ) -> None:
     server = gateway(max_request_bytes=4096)
     response = httpx.post(
@@ -309,7 +228,7 @@ def test_malformed_or_oversized_requests_get_a_400_openai_error(
         content=body,
         headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
     )
-    assert response.status_code == 400
+    assert response.status_code == status
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"] and error["code"] == code
 
@@ -379,11 +298,12 @@ def test_feedback_by_request_id_is_idempotent_by_feedback_id(gateway, tmp_path: 
 
 
 def test_enough_feedback_changes_routing_and_survives_a_restart(gateway, tmp_path: Path) -> None:
-    server = gateway()
+    server = gateway(learn_interval_s=0.2)
     assert ask(server, GREETING_QUERY)[1].model == "cheap"
     for number, query in enumerate(GREETINGS * 2):
         response = _feedback(server, query=query, model="cheap", outcome="loss", feedback_id=f"g{number}")
         assert response.json()["status"] == "recorded"
+    time.sleep(0.2)  # learned within learn_interval_s of being recorded
     _, answered = ask(server, GREETING_QUERY)
     assert answered.model == "mid"  # learned online, no restart
     server.stop()

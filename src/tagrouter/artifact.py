@@ -82,6 +82,7 @@ def _write_version(staging: Path, model: RoutingModel, decider: Decider) -> None
             "models": list(model.table.models),
             "output_token_stats": {m: list(v) for m, v in model.output_tokens.items()},
             "tagger": tagger_entry,
+            "tuning": model.tuning,
         },
     )
     model.catalog.save(staging / "catalog.yaml")
@@ -180,6 +181,7 @@ def load_router(folder: Path) -> tuple[RoutingModel, Decider]:
             catalog,
             scorer_from_config(meta["scorer"]),
             {k: (float(v[0]), int(v[1])) for k, v in meta["output_token_stats"].items()},
+            meta.get("tuning"),
         )
         return model, Decider.from_dict(meta["decider"])
     except ArtifactError:

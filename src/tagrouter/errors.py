@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -42,6 +43,20 @@ class ArtifactError(TagRouterError):
     """A saved router directory is missing, damaged or of an incompatible version."""
 
 
+def _place(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> list[int | str]:
+    """The parts of an error location that are places in ``data`` (a missing field's name is kept)."""
+    place, node = [], data
+    for number, part in enumerate(loc):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            place.append(part)
+            node = node[part]
+        elif missing and number == len(loc) - 1:
+            place.append(part)
+    return place
+
+
 def from_validation_error(
     exc: ValidationError,
     *,
@@ -49,13 +64,18 @@ def from_validation_error(
     row: int | None = None,
     rows_of: str | None = None,
     known_fields: Iterable[str] = (),
+    data: Any = None,
 ) -> DataError:
     """The one translation of a pydantic ``ValidationError`` into a :class:`DataError` naming the field at
     fault (its first error). ``rows_of``: the name of a list field whose items are the rows of the file
     (e.g. ``models`` of a catalogue), so that ``models.2.name`` reads as row 3, field ``name``;
-    ``known_fields`` lists the accepted fields in the message about an unknown one."""
+    ``known_fields`` lists the accepted fields in the message about an unknown one; ``data``, the validated
+    input, if given, names the field by its place in it (without the tags pydantic adds to the location of
+    a union member, such as ``str`` or ``function-after[...]``)."""
     first = exc.errors()[0]
-    loc = list(first["loc"])
+    loc = (
+        list(first["loc"]) if data is None else _place(first["loc"], data, missing=first["type"] == "missing")
+    )
     if rows_of is not None and len(loc) > 1 and loc[0] == rows_of and isinstance(loc[1], int):
         row, loc = loc[1] + 1, loc[2:]
     kind = first["type"]

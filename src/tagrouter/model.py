@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,8 @@ class RoutingModel:
     stats: Mapping[str, np.ndarray]  # the scorer's table statistics at the last refresh
     refreshed_at: int  # records in the table at the last refresh
     _columns: np.ndarray = field(repr=False)
+    #: how the fit chose the scorer's settings (:class:`~tagrouter.tuning.TuningReport`), when it did
+    tuning: Mapping[str, Any] | None = None
 
     # ---- building ----------------------------------------------------------------------------------
     @classmethod
@@ -66,6 +69,7 @@ class RoutingModel:
         catalog: Catalog,
         scorer: Scorer | None = None,
         output_tokens: TokenStats | None = None,
+        tuning: Mapping[str, Any] | None = None,
     ) -> RoutingModel:
         """Score every tag of ``table`` for the catalogue's models (which must all be in the table)."""
         missing = [m for m in catalog.names if m not in table.model_index]
@@ -88,6 +92,7 @@ class RoutingModel:
             stats=MappingProxyType(stats),
             refreshed_at=table.records,
             _columns=columns,
+            tuning=tuning,
         )
 
     @classmethod
@@ -119,7 +124,7 @@ class RoutingModel:
         if table.records - self.refreshed_at > REFRESH_SHARE * self.refreshed_at or len(table.models) != len(
             self.table.models
         ):
-            return RoutingModel.build(self.tagger, table, self.catalog, self.scorer, tokens)
+            return RoutingModel.build(self.tagger, table, self.catalog, self.scorer, tokens, self.tuning)
         rows = np.unique(np.concatenate(table.tag_rows(tag_lists)))
         fresh = self.scorer.row_values(table.rows(rows), self.stats)[:, self._columns]
         return replace(
@@ -131,11 +136,13 @@ class RoutingModel:
 
     def refreshed(self) -> RoutingModel:
         """This model rescored in full (exactly what a fit with this tagger on the same records gives)."""
-        return RoutingModel.build(self.tagger, self.table, self.catalog, self.scorer, self.output_tokens)
+        return RoutingModel.build(
+            self.tagger, self.table, self.catalog, self.scorer, self.output_tokens, self.tuning
+        )
 
-    def with_scorer(self, scorer: Scorer) -> RoutingModel:
-        """This model scored by another scorer (same tagger and table)."""
-        return RoutingModel.build(self.tagger, self.table, self.catalog, scorer, self.output_tokens)
+    def with_scorer(self, scorer: Scorer, tuning: Mapping[str, Any] | None = None) -> RoutingModel:
+        """This model scored by another scorer (same tagger and table); ``tuning`` says how it was chosen."""
+        return RoutingModel.build(self.tagger, self.table, self.catalog, scorer, self.output_tokens, tuning)
 
     def with_catalog(self, catalog: Catalog) -> RoutingModel:
         """This model with another card for each of its models (new prices, capabilities or endpoints)."""

@@ -83,8 +83,11 @@ class TagRouter:
         """Fit a router on judged history (a list of records or a columnar :class:`History`).
 
         Without ``tagger``, the embedded default is built from the history's queries (offline teacher ->
-        vocabulary -> student). The history may hold models outside the catalogue: their outcomes feed
-        the scorer's difficulty prior, but they are never chosen.
+        vocabulary -> student). Without ``scorer``, the smoothed scorer's settings are chosen for this
+        history by inner cross-validation (:mod:`tagrouter.tuning`), and, without ``decider``, the knob
+        too: the cheapest operating point whose inner out-of-fold accept rate reaches the best single
+        model's; ``router.model.tuning`` reports the choice. The history may hold models outside the
+        catalogue: their outcomes feed the scorer's difficulty prior, but they are never chosen.
         """
         history = as_history(history)
         if not len(history):
@@ -94,6 +97,14 @@ class TagRouter:
 
             tagger = EmbeddedTagger.fit(list(history.unique_queries().values()), progress=progress)
         model = RoutingModel.fit(history, catalog, tagger, scorer, progress)
+        if scorer is None:
+            from tagrouter.tuning import tune_model
+
+            if progress:
+                progress("choosing the scorer's settings", 0, 1)
+            chosen, point, report = tune_model(model, history)
+            model = model.with_scorer(chosen, report.to_dict())
+            decider = decider or Decider(point.rule, point.knob)
         return cls(model, decider or default_decider(len(catalog.names)))
 
     def update(self, records: History | Sequence[HistoryRecord]) -> TagRouter:

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from tagrouter.model import RoutingModel
+from tagrouter.records import History
 from tagrouter.scoring import SmoothedScorer, TagTable
 
 #: The mixture point: tags carry no weight, scores are the models' overall accept rates.
@@ -168,6 +170,8 @@ def _curve_auc(scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expe
     choices = pair_choices(scores) if scores.shape[1] == 2 else _pool_choices(scores, expected)
     points = np.array([realised(c, accepted, costs) for c in choices])
     ref = _reference(accepted, costs)
+    if ref.cost_best <= ref.cost_lo:  # no cost range to route over: every candidate is as good
+        return float(accepted.mean(axis=0).max())
     h = hull(ref.normalise(points[:, 0]), points[:, 1], ref.ar_cheapest)
     xs = np.unique(np.concatenate(([0.0, 1.0], h.x[(h.x > 0) & (h.x < 1)])))
     ys = h(xs)
@@ -377,3 +381,34 @@ def select_scorer(
         seconds=time.perf_counter() - started,
     )
     return replace(grid[chosen]), point, report
+
+
+#: At most this many distinct queries (a seeded sample) take part in the inner cross-validation of a fit.
+TUNING_QUERIES = 20_000
+
+
+def tune_model(
+    model: RoutingModel, history: History, *, max_queries: int = TUNING_QUERIES, seed: int = 0
+) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
+    """:func:`select_scorer` on the history a model was fitted on, with the model's tagger and expected
+    costs: what ``TagRouter.fit`` runs when no scorer is given. A model judged several times on one
+    query counts with its last outcome."""
+    queries = history.unique_queries()
+    ids = list(queries)
+    if len(ids) > max_queries:
+        ids = [
+            ids[i] for i in np.sort(np.random.default_rng(seed).choice(len(ids), max_queries, replace=False))
+        ]
+    row_of = {qid: i for i, qid in enumerate(ids)}
+    table = model.table
+    codes = np.full((len(ids), len(table.models)), -1, dtype=np.intp)
+    for qid, name, outcome in zip(history.query_id, history.model, history.outcome, strict=True):
+        row = row_of.get(qid)
+        if row is not None:
+            codes[row, table.model_index[name]] = outcome
+    texts = [queries[qid] for qid in ids]
+    tag_lists = [
+        tags for start in range(0, len(texts), 1024) for tags in model.tagger.tag(texts[start : start + 1024])
+    ]
+    routable = [table.model_index[m] for m in model.models]
+    return select_scorer(tag_lists, codes, list(table.models), model.expected_costs(texts), routable)

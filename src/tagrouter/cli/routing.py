@@ -18,7 +18,13 @@ def fit(
     history: Annotated[list[Path], typer.Argument(help="History files (.jsonl, .csv, .parquet).")],
     catalog: Annotated[Path, typer.Option(help="Model catalogue (YAML).")],
     out: Annotated[Path, typer.Option(help="Folder to save the router into.")],
-    scorer: Annotated[ScorerKind, typer.Option(help="The scorer.")] = ScorerKind.SMOOTHED,
+    scorer: Annotated[
+        ScorerKind | None,
+        typer.Option(
+            help="A fixed scorer with its default settings (default: the smoothed scorer with settings, "
+            "and the knob, chosen for this history by inner cross-validation)."
+        ),
+    ] = None,
     rule: Annotated[
         Rule | None, typer.Option(help="Decision rule (default: gap for 2 models, utility for more).")
     ] = None,
@@ -61,7 +67,7 @@ def fit(
             records,
             cards,
             tagger=chosen,
-            scorer=scorer_from_config({"kind": scorer}),
+            scorer=scorer_from_config({"kind": scorer}) if scorer else None,
             decider=decider,
             progress=progress,
         )
@@ -69,6 +75,21 @@ def fit(
     typer.echo(
         f"saved router to {out}: {len(router.table.tags)} tags, models {', '.join(router.models)}, "
         f"rule {router.decider.rule} (knob {router.decider.knob:g})"
+    )
+    if router.model.tuning is not None:
+        typer.echo(describe_tuning(router.model.tuning))
+
+
+def describe_tuning(tuning: dict) -> str:
+    """One paragraph saying what the fit chose by inner cross-validation, and what it expects there."""
+    chosen = {k: v for k, v in tuning["chosen"].items() if k != "kind"}
+    point = tuning["operating_point"]
+    return (
+        f"chosen by {tuning['folds']}-fold inner cross-validation on {tuning['queries']} queries: scorer "
+        f"{chosen}; inner routing AUC {tuning['chosen_auc']:.4f} vs {tuning['mixture_auc']:.4f} for the best "
+        f"single model for the cost; at the chosen knob the inner out-of-fold accept rate is "
+        f"{point['accept_rate']:.3f} at ${point['mean_cost']:.6f} per query (always {point['best_single']}: "
+        f"{point['best_single_accept_rate']:.3f} at ${point['best_single_mean_cost']:.6f})"
     )
 
 
@@ -147,4 +168,10 @@ def inspect(
             "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.strongest),
             "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.weakest),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"scorer: {router.scorer.config()}; rule {router.decider.rule}, knob {router.decider.knob:g}"
+    )
+    if router.model.tuning is not None:
+        console.print(describe_tuning(router.model.tuning))

@@ -17,23 +17,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
-from tagrouter.chat import earlier_text, needs_of, routing_text
+from tagrouter.chat import earlier_text, needs_of
 from tagrouter.constraints import Needs, UnroutableError, allowed
-from tagrouter.errors import DataError, from_validation_error
+from tagrouter.errors import DataError
 from tagrouter.router import Decision, TagRouter
+from tagrouter.server.admission import AdmissionControl
 from tagrouter.server.affinity import Pin, SessionPins, session_key
 from tagrouter.server.batching import RouteBatcher
 from tagrouter.server.config import GatewayConfig
+from tagrouter.server.errors import ApiError
 from tagrouter.server.feedback import (
     Feedback,
     FeedbackConflictError,
@@ -46,7 +48,25 @@ from tagrouter.server.metrics import GatewayMetrics
 from tagrouter.server.overrides import Overrides, read_overrides
 from tagrouter.server.profiles import ProfileSet
 from tagrouter.server.shadow import shadow_judging
-from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, Upstreams, relay_stream
+from tagrouter.server.upstream import (
+    AllUpstreamsFailed,
+    Answer,
+    Failure,
+    Upstreams,
+    relay_stream,
+    token_counts,
+)
+from tagrouter.server.validation import (
+    ChatRequest,
+    FeedbackRequest,
+    RouteRequest,
+    capped,
+    openapi_body,
+    parse,
+    read_json,
+    routing_text,
+    visible,
+)
 
 log = logging.getLogger("tagrouter.server")
 
@@ -54,91 +74,16 @@ log = logging.getLogger("tagrouter.server")
 PASSTHROUGH = "passthrough"
 
 
-class ApiError(Exception):
-    """An error answered with the OpenAI error body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type_: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-
-    def response(self) -> JSONResponse:
-        body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status)
-
-
-# ---- request bodies ---------------------------------------------------------------------------------------
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-
-class ChatRequest(BaseModel):
-    """The fields the gateway reads; every other field is passed to the upstream unchanged."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-
-
-class RouteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = Field(default=None, description="routing profile; default: the default profile")
-    query: str | None = Field(default=None, min_length=1)
-    queries: list[str] | None = Field(default=None, min_length=1)
-
-
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    outcome: Literal["win", "tie", "loss"]
-    request_id: str | None = Field(default=None, min_length=1)
-    query: str | None = Field(default=None, min_length=1)
-    model: str | None = Field(default=None, min_length=1)
-    feedback_id: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-def _parse(cls: type[BaseModel], body: dict[str, Any]) -> Any:
-    try:
-        return cls.model_validate(body)
-    except ValidationError as exc:
-        error = from_validation_error(exc)
-        raise ApiError(400, str(error), param=error.field) from None
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object, read up to ``limit`` bytes."""
-    too_large = ApiError(
-        400, f"request body is larger than the limit of {limit} bytes", code="request_too_large"
-    )
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON ({exc})", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
-    return body
+def _json(
+    data: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
+) -> Response:
+    """An upstream's JSON as the client gets it: ASCII-escaped, so that anything the upstream sent (a lone
+    surrogate, a NaN) can be written; compact, as the upstream's own answers are."""
+    content = json.dumps(data, separators=(",", ":")).encode()
+    return Response(content, status, headers, media_type="application/json", background=background)
 
 
 @lru_cache(maxsize=8192)
@@ -169,14 +114,21 @@ def _decision_headers(decision: Decision | None, model: str, request_id: str, pr
 
 
 class Gateway:
-    """Everything one app serves from: profiles, upstreams, the feedback writer, metrics and client keys."""
+    """Everything one app serves from: profiles, upstreams, the feedback writer, metrics, client keys and
+    admission control."""
 
     def __init__(self, router: TagRouter, config: GatewayConfig) -> None:
         self.config = config
         self.catalog = router.catalog
+        self.upstreams = Upstreams(self.catalog, config)  # checks the endpoints before anything is opened
         self.profiles = ProfileSet(router, config)
-        self.batcher = RouteBatcher(self.profiles.route, in_threadpool=config.route_in_threadpool)
+        self.batcher = RouteBatcher(
+            self.profiles.route,
+            in_threadpool=config.route_in_threadpool,
+            thread_chars=config.thread_routing_chars,
+        )
         self.metrics = GatewayMetrics()
+        self.admission = AdmissionControl(config.admission, self.metrics.rejected)
         #: the decision-time histogram of each endpoint, looked up once (``labels`` takes a lock per call)
         self._decision_seconds: dict[str, Any] = {}
         self.keys = [k.encode() for k in config.client_keys()]
@@ -184,13 +136,16 @@ class Gateway:
             config.feedback_db,
             synchronous=config.feedback_synchronous,
             keep_requests=config.remember_requests,
+            keep_request_bytes=config.remember_requests_bytes,
         )
         replayed = store.records()
         self.profiles.update(replayed)
         if replayed:
             log.info("learned %d stored feedback records from %s", len(replayed), config.feedback_db)
-        self.writer = FeedbackWriter(store, self.profiles.update)
-        self.upstreams = Upstreams(self.catalog, config)
+        self.writer = FeedbackWriter(store, self.profiles.update, learn_interval_s=config.learn_interval_s)
+        self.shadow = shadow_judging(
+            config.shadow, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
+        )
         self.limits = ModelLimits(self.catalog)
         affinity = config.affinity
         self.pins = (
@@ -205,22 +160,22 @@ class Gateway:
         )
         if self.pins is not None:
             self.metrics.sessions.set_function(self.pins.__len__)
-        self.shadow = shadow_judging(
-            config.shadow, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
-        )
 
     async def authorize(self, request: Request) -> None:
-        """Reject the request unless it carries one of the client keys (when any are configured).
+        """Reject the request unless it carries one of the client keys (when any are configured), and
+        count it against that key's rate limit.
 
         A coroutine, so that FastAPI runs it on the event loop instead of in a worker thread."""
         if not self.keys:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token_bytes = token.strip().encode()
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token_bytes, k) for k in self.keys):
+        token_bytes = token.strip().encode("utf-8", "replace")
+        matched = [hmac.compare_digest(token_bytes, k) for k in self.keys]
+        if scheme.lower() != "bearer" or not any(matched):
             raise ApiError(
                 401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
             )
+        self.admission.check_key(matched.index(True))
 
     def overrides(self, body: dict[str, Any], request: Request) -> Overrides:
         """The request's overrides (taken out of ``body``); a bad one is a 400 naming the field."""
@@ -262,15 +217,19 @@ class Gateway:
         if falls_back:
             self.metrics.fallbacks.labels(failure.model).inc()
 
-    def account(
-        self, profile: str, decision: Decision | None, model: str, usage: dict[str, Any] | None
-    ) -> None:
-        """Count tokens and the estimated cost of one answer (and what the reference model would cost)."""
+    def account(self, profile: str, decision: Decision | None, model: str, usage: Any) -> None:
+        """Count tokens and the estimated cost of one answer (and what the reference model would cost).
+
+        Usage that is not valid token counts is counted in ``tagrouter_bad_usage_total`` and logged; the
+        answer is then accounted at the decision's expected cost, as a stream without usage is."""
         reference = self.profiles[profile].reference_model if profile in self.profiles else None
         reference = reference or self.profiles[self.profiles.default].reference_model
-        if usage:
-            prompt = float(usage.get("prompt_tokens") or 0)
-            completion = float(usage.get("completion_tokens") or 0)
+        counts = token_counts(usage) if isinstance(usage, dict) else None
+        if usage is not None and counts is None:
+            self.metrics.bad_usage.labels(model).inc()
+            log.warning("upstream %s sent token usage that is not valid counts: not accounted", model)
+        if counts is not None:
+            prompt, completion = counts
             self.metrics.tokens.labels(model, "prompt").inc(prompt)
             self.metrics.tokens.labels(model, "completion").inc(completion)
             cost = self.catalog[model].cost(prompt, completion)
@@ -279,23 +238,27 @@ class Gateway:
             cost, reference_cost = decision.expected_costs[model], decision.expected_costs[reference]
         else:
             return
-        self.metrics.cost.labels(profile).inc(cost)
-        self.metrics.reference_cost.labels(profile, reference).inc(reference_cost)
-        self.metrics.cost_saved.labels(profile, reference).inc(reference_cost - cost)
+        self.metrics.spent(profile, reference, cost, reference_cost)
 
     # ---- endpoints ----------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
-        body = await _read_json(request, self.config.max_request_bytes)
+        with self.admission.chat():
+            return await self._chat(request)
+
+    async def _chat(self, request: Request) -> Response:
+        body = await read_json(request, self.config.max_request_bytes)
         overrides = self.overrides(body, request)
-        chat: ChatRequest = _parse(ChatRequest, body)
+        chat = parse(ChatRequest, body)
         requested = overrides.profile or chat.model or self.profiles.default
-        query = routing_text(body["messages"])
+        query = routing_text(body["messages"], self.config.max_routing_chars)
         decision: Decision | None = None
         session, affinity = None, None
         if requested in self.profiles:
             if query is None:
                 raise ApiError(
-                    400, "messages: the last user message must carry text to route on", param="messages"
+                    400,
+                    "messages: the last user message must carry visible text to route on",
+                    param="messages",
                 )
             profile = requested
             session = self.session(request, body)
@@ -329,11 +292,9 @@ class Gateway:
         headers.update(overrides.echo())
         if affinity is not None:
             headers["x-tagrouter-affinity"] = affinity
-        if answer.status >= 400:  # the request's own fault: the upstream's answer as it is
+        if answer.status >= 400:  # the request's own fault: the upstream's error message, redacted
             self.metrics.requests.labels(profile, answer.model, "client_error").inc()
-            content = answer.body if answer.body is not None else await answer.response.read()
-            answer.response.release()
-            return Response(content, answer.status, headers, media_type="application/json")
+            return _json(answer.data, answer.status, headers)
         if session is not None:  # keep the model, or re-route upward after the first model failed
             if answer.model == models[0]:
                 self.pins.pin(session, answer.model, request_id)
@@ -344,19 +305,12 @@ class Gateway:
         self.metrics.requests.labels(profile, answer.model, "ok").inc()
         if chat.stream:
             return self._stream(answer, request_id, headers, profile, decision)
-        try:
-            data = json.loads(answer.body or b"")
-        except ValueError:
-            raise ApiError(
-                502, f"the upstream {answer.model} answered with invalid JSON", type_="upstream_error"
-            ) from None
-        if isinstance(data, dict):
-            data["model"] = answer.model
-            data["id"] = request_id
-            usage = data.get("usage")
-            self.account(profile, decision, answer.model, usage if isinstance(usage, dict) else None)
+        data = answer.data or {}
+        data["model"] = answer.model
+        data["id"] = request_id
+        self.account(profile, decision, answer.model, data.get("usage"))
         shadow = self.shadow and self.shadow.after_response(request_id, query, answer.model, data)
-        return JSONResponse(data, headers=headers, background=shadow)
+        return _json(data, headers=headers, background=shadow)
 
     # ---- session affinity and constraints ---------------------------------------------------------------
     def session(self, request: Request, body: dict[str, Any]) -> str | None:
@@ -404,9 +358,9 @@ class Gateway:
         return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
     async def route(self, request: Request) -> dict[str, Any]:
-        body = await _read_json(request, self.config.max_request_bytes)
+        body = await read_json(request, self.config.max_request_bytes)
         overrides = self.overrides(body, request)
-        route: RouteRequest = _parse(RouteRequest, body)
+        route = parse(RouteRequest, body)
         if (route.query is None) == (route.queries is None):
             raise ApiError(400, "give exactly one of 'query' (a string) or 'queries' (a list)", param="query")
         queries = [route.query] if route.query is not None else route.queries or []
@@ -416,8 +370,8 @@ class Gateway:
                 f"queries: at most {self.config.max_route_queries} per call, got {len(queries)}",
                 param="queries",
             )
-        if any(not q.strip() for q in queries):
-            raise ApiError(400, "queries: every query must be non-empty text", param="queries")
+        if not all(visible(q) for q in queries):
+            raise ApiError(400, "queries: every query must hold visible text", param="queries")
         profile = overrides.profile or route.model or self.profiles.default
         if profile not in self.profiles:
             raise ApiError(
@@ -426,6 +380,7 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
+        queries = [capped(q, self.config.max_routing_chars) for q in queries]
         limits = Needs(
             exclude=overrides.exclude, min_model=overrides.min_model, max_cost_usd=overrides.max_cost_usd
         )
@@ -437,13 +392,17 @@ class Gateway:
         }
 
     async def feedback(self, request: Request) -> dict[str, Any]:
-        sent: FeedbackRequest = _parse(
-            FeedbackRequest, await _read_json(request, self.config.max_request_bytes)
-        )
+        with self.admission.feedback():
+            return await self._feedback(request)
+
+    async def _feedback(self, request: Request) -> dict[str, Any]:
+        sent = parse(FeedbackRequest, await read_json(request, self.config.max_request_bytes))
         if sent.request_id is None and (sent.query is None or sent.model is None):
             raise ApiError(
                 400, "feedback needs a request_id, or both a query and a model", param="request_id"
             )
+        if sent.query is not None and not visible(sent.query):
+            raise ApiError(400, "query: the query must hold visible text", param="query")
         if sent.model is not None and sent.model not in self.catalog:
             raise ApiError(
                 400,
@@ -454,7 +413,7 @@ class Gateway:
             feedback_id=sent.feedback_id or "fb-" + uuid.uuid4().hex,
             outcome=sent.outcome,
             model=sent.model,
-            query=sent.query,
+            query=capped(sent.query, self.config.max_routing_chars) if sent.query is not None else None,
             request_id=sent.request_id,
         )
         try:
@@ -470,10 +429,10 @@ class Gateway:
         except RuntimeError as exc:
             raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None
         self.metrics.feedback.labels(result.status).inc()
-        if self.pins is not None and item.outcome == "loss" and sent.request_id is not None:
-            self.pins.lost(sent.request_id, result.model)
         if self.shadow and sent.request_id:
             self.shadow.explicit(sent.request_id, item.outcome)
+        if self.pins is not None and item.outcome == "loss" and sent.request_id is not None:
+            self.pins.lost(sent.request_id, result.model)
         return {
             "object": "tagrouter.feedback",
             "status": result.status,
@@ -527,27 +486,30 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
     app.state.gateway = gateway
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> Response:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return ApiError(400, str(exc.errors()[0].get("msg", "invalid request"))).response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = "not_found" if exc.status_code == 404 else None
         return ApiError(exc.status_code, str(exc.detail), code=code).response()
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s", request.url.path)
         return ApiError(500, "internal error in the gateway (see its log)", type_="server_error").response()
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(gateway.authorize)])
-    v1.add_api_route("/chat/completions", gateway.chat_completions, methods=["POST"])
-    v1.add_api_route("/route", gateway.route, methods=["POST"])
-    v1.add_api_route("/feedback", gateway.feedback, methods=["POST"])
+    for path, endpoint, body in (
+        ("/chat/completions", gateway.chat_completions, ChatRequest),
+        ("/route", gateway.route, RouteRequest),
+        ("/feedback", gateway.feedback, FeedbackRequest),
+    ):
+        v1.add_api_route(path, endpoint, methods=["POST"], openapi_extra=openapi_body(body))
     v1.add_api_route("/models", gateway.models, methods=["GET"])
     app.include_router(v1)
     app.add_api_route("/healthz", gateway.health, methods=["GET"])

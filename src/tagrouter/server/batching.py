@@ -4,12 +4,17 @@
 one score product). Under load many requests wait to be routed at the same moment; the batcher gives them
 one ``route_batch`` call per profile. A lone request is decided one loop turn later, which costs
 microseconds.
+
+Requests are isolated: when a batch fails, each of its requests is decided alone, so that only the one
+at fault gets the error. A batch with more routing text than ``thread_chars`` characters is routed in a
+worker thread, so that the event loop keeps serving while it is tagged.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
@@ -17,20 +22,35 @@ from tagrouter.constraints import Needs
 from tagrouter.router import Decision
 
 Route = Callable[[str, Sequence[str], Sequence[Needs], Sequence[str | None]], list[Decision]]
-_Waiting = list[tuple[list[str], list[Needs], list[str | None], asyncio.Future[list[Decision]]]]
+_Outcome = list[Decision] | Exception
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One waiting request: its queries, their needs and earlier turns, and the future of its decisions."""
+
+    queries: list[str]
+    needs: list[Needs]
+    earlier: list[str | None]
+    future: asyncio.Future[list[Decision]]
+
+
+_Waiting = list[_Request]
 
 
 class RouteBatcher:
     """``await batcher.decide(profile, queries, needs, earlier)``: the decisions for ``queries`` (under
     their ``needs``, after their conversations' ``earlier`` turns; default none), made in a shared batch.
 
-    ``route(profile, queries, needs, earlier)`` makes the decisions; with ``in_threadpool`` it runs in a worker thread (for
-    slow taggers), and the queries that arrive meanwhile form the next batch.
+    ``route(profile, queries, needs, earlier)`` makes the decisions; with ``in_threadpool`` (or for a batch of more than
+    ``thread_chars`` characters) it runs in a worker thread, and the queries that arrive meanwhile form
+    the next batch.
     """
 
-    def __init__(self, route: Route, *, in_threadpool: bool = False) -> None:
+    def __init__(self, route: Route, *, in_threadpool: bool = False, thread_chars: int | None = None) -> None:
         self._route = route
         self._in_threadpool = in_threadpool
+        self._thread_chars = thread_chars
         self._waiting: dict[str, _Waiting] = {}
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -44,8 +64,10 @@ class RouteBatcher:
     ) -> list[Decision]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Decision]] = loop.create_future()
-        item = (queries, needs or [Needs()] * len(queries), earlier or [None] * len(queries), future)
-        self._waiting.setdefault(profile, []).append(item)
+        request = _Request(
+            queries, needs or [Needs()] * len(queries), earlier or [None] * len(queries), future
+        )
+        self._waiting.setdefault(profile, []).append(request)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -55,32 +77,47 @@ class RouteBatcher:
         self._flush_scheduled = False
         waiting, self._waiting = self._waiting, {}
         for profile, items in waiting.items():
-            if self._in_threadpool:
+            if self._in_threadpool or self._large(items):
                 task = asyncio.ensure_future(self._decide_in_thread(profile, items))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             else:
-                self._resolve(items, self._decide_now(profile, items))
+                self._resolve(items, self._decide(profile, items))
 
-    def _decide_now(self, profile: str, items: _Waiting) -> list[Decision] | Exception:
+    def _large(self, items: _Waiting) -> bool:
+        if self._thread_chars is None:
+            return False
+        return sum(len(q) for item in items for q in item.queries) > self._thread_chars
+
+    def _decide(self, profile: str, items: _Waiting) -> list[_Outcome]:
+        """One outcome per waiting request: its decisions, or the error of routing it alone."""
         try:
-            queries = [q for batch, _, _, _ in items for q in batch]
-            needs = [n for _, batch, _, _ in items for n in batch]
-            return self._route(profile, queries, needs, [e for _, _, batch, _ in items for e in batch])
-        except Exception as exc:  # every waiting request gets the error
-            return exc
+            decisions = self._route(
+                profile,
+                [q for item in items for q in item.queries],
+                [n for item in items for n in item.needs],
+                [e for item in items for e in item.earlier],
+            )
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+            return [self._decide(profile, [item])[0] for item in items]  # each alone: only the bad one fails
+        outcomes: list[_Outcome] = []
+        start = 0
+        for item in items:
+            outcomes.append(decisions[start : start + len(item.queries)])
+            start += len(item.queries)
+        return outcomes
 
     async def _decide_in_thread(self, profile: str, items: _Waiting) -> None:
-        self._resolve(items, await run_in_threadpool(self._decide_now, profile, items))
+        self._resolve(items, await run_in_threadpool(self._decide, profile, items))
 
     @staticmethod
-    def _resolve(items: _Waiting, decisions: list[Decision] | Exception) -> None:
-        start = 0
-        for queries, _, _, future in items:
-            end = start + len(queries)
-            if not future.done():  # (a cancelled request's future is done already)
-                if isinstance(decisions, Exception):
-                    future.set_exception(decisions)
-                else:
-                    future.set_result(decisions[start:end])
-            start = end
+    def _resolve(items: _Waiting, outcomes: list[_Outcome]) -> None:
+        for future, outcome in zip((item.future for item in items), outcomes, strict=True):
+            if future.done():  # a cancelled request's future is done already
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

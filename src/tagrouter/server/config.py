@@ -72,6 +72,25 @@ class Affinity(BaseModel):
     )
 
 
+class Admission(BaseModel):
+    """Admission control: requests beyond these limits get a 429 with ``Retry-After``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_chat_in_flight: int = Field(
+        default=256, ge=1, description="chat requests being routed or waiting for their upstream at once"
+    )
+    max_feedback_in_flight: int = Field(
+        default=64, ge=1, description="feedback calls waiting for their commit at once"
+    )
+    feedback_per_s: float = Field(
+        default=100.0, gt=0, description="feedback calls accepted per second (bursts of one second's worth)"
+    )
+    requests_per_key_per_s: float | None = Field(
+        default=None, gt=0, description="requests per second per client key on /v1 (none: no limit)"
+    )
+
+
 class GatewayConfig(BaseModel):
     """All settings of the gateway (see ``docs/gateway.md`` for a complete example)."""
 
@@ -95,11 +114,26 @@ class GatewayConfig(BaseModel):
         description="route in worker threads: set it for slow taggers (transformers, an LLM endpoint); "
         "the default embedded tagger is faster on the event loop",
     )
-    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="larger bodies get a 413")
     max_route_queries: int = Field(default=256, ge=1)
+    max_routing_chars: int = Field(
+        default=4000,
+        ge=100,
+        description="route on the first and last half of this many characters of a longer text "
+        "(the whole request still goes upstream)",
+    )
+    thread_routing_chars: int = Field(
+        default=16_000,
+        ge=0,
+        description="a routing batch with more text than this is routed in a worker thread, off the loop",
+    )
+    admission: Admission = Field(default_factory=Admission)
     feedback_db: Path = Path("tagrouter-feedback.sqlite3")
     feedback_synchronous: Literal["normal", "full"] = Field(
         default="normal", description="SQLite 'full' also survives power loss, at an fsync per batch"
+    )
+    learn_interval_s: float = Field(
+        default=0.5, gt=0, description="the router learns new feedback at most this often, all of it at once"
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
     affinity: Affinity = Field(default_factory=Affinity)
@@ -108,6 +142,9 @@ class GatewayConfig(BaseModel):
         ge=0,
         le=1,
         description="weight of the earlier user turns' scores (0: route on the last user message only)",
+    )
+    remember_requests_bytes: int = Field(
+        default=64_000_000, ge=1_000_000, description="bytes of routing text kept for those request ids"
     )
     shadow: ShadowConfig | None = Field(default=None, description="shadow judging (off by default)")
 

@@ -2,10 +2,14 @@
 that applies both in batches.
 
 The store keeps every feedback record (idempotent by feedback id) so that the router can be rebuilt at
-start-up, and the most recent requests (request id → query, model) so that feedback can cite a request
-id. The :class:`FeedbackWriter` runs all store writes and the router updates in one background thread,
-one batch at a time (group commit): a feedback call returns only after its record is committed and the
-router has learned from it.
+start-up, and the most recent requests (request id → routing text, model) so that feedback can cite a
+request id. The routing text is capped (``max_routing_chars``), and the requests kept are bounded both in
+number and in bytes of text: the oldest are dropped first.
+
+The :class:`FeedbackWriter` runs all store writes in one background thread, one batch at a time (group
+commit): a feedback call returns only after its record is committed. The router learns the new records at
+a lower priority: at most once per ``learn_interval_s``, all that arrived meanwhile in one update, so that a
+flood of feedback costs the routing of chat requests one update per interval, not one per feedback.
 """
 
 from __future__ import annotations
@@ -94,10 +98,12 @@ class FeedbackStore:
         *,
         synchronous: Literal["normal", "full"] = "normal",
         keep_requests: int = 100_000,
+        keep_request_bytes: int = 64_000_000,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.keep_requests = keep_requests
+        self.keep_request_bytes = keep_request_bytes
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -113,7 +119,11 @@ class FeedbackStore:
                 )
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot open the feedback store as SQLite ({exc})", path=self.path) from None
-        self._since_prune = 0
+        rows, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(query AS BLOB))), 0) FROM requests"
+        ).fetchone()
+        #: requests kept and the bytes of their text (counted here, so that pruning needs no scan)
+        self.request_rows, self.request_bytes = int(rows), int(size)
 
     def apply(
         self, requests: Sequence[tuple[str, str, str]], feedback: Sequence[Feedback]
@@ -131,20 +141,33 @@ class FeedbackStore:
                 "INSERT OR IGNORE INTO requests (request_id, query, model, created_at) VALUES (?, ?, ?, ?)",
                 [(rid, q, m, now) for rid, q, m in requests],
             )
+            self.request_rows += len(requests)
+            self.request_bytes += sum(len(q.encode("utf-8")) for _, q, _ in requests)
             for item in feedback:
                 results.append(self._store_one(item, now))
-            self._since_prune += len(requests)
-            if self._since_prune >= 1000:
-                db.execute(
-                    "DELETE FROM requests WHERE seq <= (SELECT MAX(seq) FROM requests) - ?",
-                    (self.keep_requests,),
-                )
-                self._since_prune = 0
+            if self.request_rows > self.keep_requests or self.request_bytes > self.keep_request_bytes:
+                self._prune()
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return results
+
+    def _prune(self) -> None:
+        """Drop the oldest requests until at most 90% of both limits is used (so not at every batch)."""
+        rows_over = self.request_rows - int(self.keep_requests * 0.9)
+        bytes_over = self.request_bytes - int(self.keep_request_bytes * 0.9)
+        last, dropped_rows, dropped_bytes = None, 0, 0
+        cursor = self._db.execute("SELECT seq, LENGTH(CAST(query AS BLOB)) FROM requests ORDER BY seq")
+        for seq, size in cursor:
+            if dropped_rows >= rows_over and dropped_bytes >= bytes_over:
+                break
+            last, dropped_rows, dropped_bytes = seq, dropped_rows + 1, dropped_bytes + size
+        cursor.close()
+        if last is not None:
+            self._db.execute("DELETE FROM requests WHERE seq <= ?", (last,))
+        self.request_rows -= dropped_rows
+        self.request_bytes -= dropped_bytes
 
     def _store_one(self, item: Feedback, now: float) -> FeedbackResult | DataError:
         query, model = item.query, item.model
@@ -154,8 +177,9 @@ class FeedbackStore:
             ).fetchone()
             if row is None:
                 return UnknownRequestError(
-                    f"unknown request id {item.request_id!r}: the gateway remembers the last "
-                    f"{self.keep_requests} requests; send the query text instead",
+                    f"unknown request id {item.request_id!r}: the gateway remembers the most recent "
+                    f"{self.keep_requests} requests (and {self.keep_request_bytes} bytes of their text); "
+                    "send the query text instead",
                     field="request_id",
                 )
             query, model = row[0], model or row[1]
@@ -199,25 +223,38 @@ class _Pending:
 
 
 class FeedbackWriter:
-    """Applies remembered requests and feedback to the store, and new records to the router, in batches.
+    """Applies remembered requests and feedback to the store in batches, and teaches the router the newly
+    stored records at most once per ``learn_interval_s``.
 
-    ``learn`` is called (in the writer thread) with the records that a batch newly stored.
+    ``learn`` is called (in a worker thread) with the records stored since its last call.
     """
 
-    def __init__(self, store: FeedbackStore, learn: Callable[[list[HistoryRecord]], None]) -> None:
+    def __init__(
+        self,
+        store: FeedbackStore,
+        learn: Callable[[list[HistoryRecord]], None],
+        *,
+        learn_interval_s: float = 0.5,
+    ) -> None:
         self.store = store
         self._learn = learn
+        self.learn_interval_s = learn_interval_s
         self._pending = _Pending([], [])
         self._wakeup = asyncio.Event()  # something is queued
         self._urgent = asyncio.Event()  # feedback (or closing) is queued: apply now
+        self._unlearned: list[HistoryRecord] = []
+        self._learn_due = asyncio.Event()  # records wait to be learned
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._learner: asyncio.Task[None] | None = None
         #: feedback records in the store (kept here so that health checks never touch the database)
         self.stored = store.count()
 
     def start(self) -> None:
-        """Start the background loop (call from the running event loop)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tagrouter-feedback-writer")
+        """Start the background loops (call from the running event loop)."""
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="tagrouter-feedback-writer")
+        self._learner = loop.create_task(self._learn_loop(), name="tagrouter-feedback-learner")
 
     def remember(self, request_id: str, query: str, model: str) -> None:
         """Queue a served request so that feedback can cite its id (fire and forget)."""
@@ -225,8 +262,8 @@ class FeedbackWriter:
         self._wakeup.set()
 
     async def submit(self, item: Feedback) -> FeedbackResult:
-        """Store ``item`` and teach the router; returns once both are done. Raises the store's
-        :class:`DataError` when the feedback is rejected."""
+        """Store ``item``; returns once it is committed (the router learns it within ``learn_interval_s``).
+        Raises the store's :class:`DataError` when the feedback is rejected."""
         if self._closing:
             raise RuntimeError("the gateway is shutting down")
         future: asyncio.Future[FeedbackResult] = asyncio.get_running_loop().create_future()
@@ -236,12 +273,18 @@ class FeedbackWriter:
         return await asyncio.shield(future)
 
     async def close(self) -> None:
-        """Apply everything queued, then stop and close the store."""
+        """Apply everything queued and learn it, then stop and close the store."""
         self._closing = True
         self._wakeup.set()
         self._urgent.set()
         if self._task is not None:
             await self._task
+        if self._learner is not None:
+            self._learner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._learner
+        if self._unlearned:
+            await asyncio.to_thread(self._learn_now, self._unlearned)
         await asyncio.to_thread(self.store.close)
 
     async def _run(self) -> None:
@@ -255,31 +298,37 @@ class FeedbackWriter:
             batch, self._pending = self._pending, _Pending([], [])
             if batch.requests or batch.feedback:
                 try:
-                    results = await asyncio.to_thread(self._apply, batch)
+                    results = await asyncio.to_thread(
+                        self.store.apply, batch.requests, [item for item, _ in batch.feedback]
+                    )
                 except Exception as exc:  # the store failed: every feedback of the batch fails with it
                     log.exception("feedback batch failed")
                     results = [exc] * len(batch.feedback)
-                for (_, future), result in zip(batch.feedback, results, strict=True):
+                for (item, future), result in zip(batch.feedback, results, strict=True):
+                    if isinstance(result, FeedbackResult) and result.status == "recorded":
+                        self._unlearned.append(result.record(item.outcome))
+                        self.stored += 1
                     if future.done():
                         continue
                     if isinstance(result, Exception):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+                if self._unlearned:
+                    self._learn_due.set()
             if self._closing and not (self._pending.requests or self._pending.feedback):
                 return
 
-    def _apply(self, batch: _Pending) -> list[FeedbackResult | DataError]:
-        results = self.store.apply(batch.requests, [item for item, _ in batch.feedback])
-        new = [
-            result.record(item.outcome)
-            for (item, _), result in zip(batch.feedback, results, strict=True)
-            if isinstance(result, FeedbackResult) and result.status == "recorded"
-        ]
-        self.stored += len(new)
-        if new:
-            try:
-                self._learn(new)
-            except Exception:  # stored durably: the router learns them at the next start
-                log.exception("the router could not learn %d stored feedback records", len(new))
-        return results
+    async def _learn_loop(self) -> None:
+        while True:
+            await self._learn_due.wait()
+            await asyncio.sleep(self.learn_interval_s)  # what arrives meanwhile is learned in the same update
+            self._learn_due.clear()
+            records, self._unlearned = self._unlearned, []
+            await asyncio.to_thread(self._learn_now, records)
+
+    def _learn_now(self, records: list[HistoryRecord]) -> None:
+        try:
+            self._learn(records)
+        except Exception:  # stored durably: the router learns them at the next start
+            log.exception("the router could not learn %d stored feedback records", len(records))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from tagrouter.catalog import Catalog
-
 #: Decision latency buckets, in seconds: routing takes about a millisecond with the default tagger.
 DECISION_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -33,7 +31,7 @@ class GatewayMetrics:
             ["endpoint"], buckets=DECISION_BUCKETS, registry=r,
         )  # fmt: skip
         self.upstream_errors = Counter(
-            "tagrouter_upstream_errors", "Failed upstream calls, by model and kind (timeout, connect, status)",
+            "tagrouter_upstream_errors", "Failed upstream calls, by model and kind (timeout, connect, status, config, invalid_body, stream)",
             ["model", "kind"], registry=r,
         )  # fmt: skip
         self.fallbacks = Counter(
@@ -62,6 +60,14 @@ class GatewayMetrics:
             ["profile", "affinity"], registry=r,
         )  # fmt: skip
         self.sessions = Gauge("tagrouter_sessions", "Sessions with a pin or a floor in memory", registry=r)
+        self.bad_usage = Counter(
+            "tagrouter_bad_usage", "Upstream answers whose token usage was not valid counts (not accounted)",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "tagrouter_rejected", "Requests turned away with a 429 by admission control, by limit (chat, feedback, key)",
+            ["kind"], registry=r,
+        )  # fmt: skip
         self.feedback = Counter(
             "tagrouter_feedback",
             "Feedback calls, by result (recorded, duplicate, rejected)",
@@ -69,18 +75,8 @@ class GatewayMetrics:
             registry=r,
         )
 
-    def spent(
-        self,
-        catalog: Catalog,
-        profile: str,
-        model: str,
-        reference: str,
-        prompt_tokens: float,
-        completion_tokens: float,
-    ) -> None:
-        """Count the estimated cost of one answer and of the same tokens on the reference model."""
-        cost = catalog[model].cost(prompt_tokens, completion_tokens)
-        reference_cost = catalog[reference].cost(prompt_tokens, completion_tokens)
+    def spent(self, profile: str, reference: str, cost: float, reference_cost: float) -> None:
+        """Count the estimated cost of one answer and what it would have cost on the reference model."""
         self.cost.labels(profile).inc(cost)
         self.reference_cost.labels(profile, reference).inc(reference_cost)
         self.cost_saved.labels(profile, reference).inc(reference_cost - cost)

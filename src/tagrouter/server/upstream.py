@@ -2,9 +2,10 @@
 
 A model's call fails over to the next model when the upstream times out, cannot be reached, or answers
 with a status that says the upstream (not the request) is at fault: 5xx, 429, 408, 401, 403, 404. Other
-4xx answers are the request's fault and go back to the client as they are. A stream can fail over only
-until its first byte has been passed on. Upstream keys are read from the environment at call time and
-never logged.
+4xx answers are the request's fault: the client gets the upstream's error message, with upstream keys
+redacted, in the gateway's own error body. A 200 whose body is not a JSON object is a failure (and falls
+back), as is a stream that ends or breaks before its first event; a stream fails over until that first
+event has been passed on. Upstream keys are read from the environment at call time and never logged.
 
 The client is aiohttp: under a hundred concurrent requests it keeps about ten times the throughput of
 httpx's async client on a 2-core machine (``scripts/bench_gateway.py`` measures the gateway end to end).
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from tagrouter.catalog import Catalog, Endpoint
+from tagrouter.errors import DataError
 from tagrouter.server.config import GatewayConfig
 
 log = logging.getLogger("tagrouter.server")
@@ -33,56 +37,134 @@ FALLBACK_STATUSES = frozenset({401, 403, 404, 408, 429})
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed upstream attempt (never holds a key)."""
+    """One failed upstream attempt: ``kind`` and ``public`` go to clients, ``detail`` only to the log."""
 
     model: str
-    kind: str  # timeout | connect | status | config
+    kind: str  # timeout | connect | status | config | invalid_body | stream
     detail: str
+
+    @property
+    def public(self) -> str:
+        """What a client may read: the model and the kind of failure (an HTTP status at most)."""
+        return f"{self.model}: {self.detail if self.kind == 'status' else _PUBLIC[self.kind]}"
+
+
+_PUBLIC = {
+    "timeout": "timed out",
+    "connect": "could not be reached",
+    "config": "is not configured",
+    "invalid_body": "answered with a body that is not a JSON object or an event stream",
+    "stream": "ended its stream before the first event",
+}
 
 
 @dataclass
 class Answer:
-    """The upstream response that was accepted (success, or a 4xx that is the request's own fault).
+    """The upstream answer that was accepted: a success, or a 4xx that is the request's own fault.
 
-    ``body`` holds the whole body of a non-streaming answer; a streaming answer is read from ``response``.
+    ``data`` is the parsed body of a non-streaming answer (for a 4xx: the error body the client gets); a
+    streaming answer is relayed from ``head`` (its first event, already read) and then ``response``.
     """
 
     model: str
-    response: aiohttp.ClientResponse
-    body: bytes | None = None
+    status: int
+    data: dict[str, Any] | None = None
+    response: aiohttp.ClientResponse | None = None
+    head: bytes = b""
     failures: list[Failure] = field(default_factory=list)
-
-    @property
-    def status(self) -> int:
-        return self.response.status
 
 
 class AllUpstreamsFailed(Exception):
-    """Every model tried failed; ``failures`` says how, in order."""
+    """Every model tried failed; ``failures`` says how, in order (the message names kinds only)."""
 
     def __init__(self, failures: list[Failure]) -> None:
         self.failures = failures
-        tried = "; ".join(f"{f.model}: {f.detail}" for f in failures) or "no model has an endpoint"
+        tried = "; ".join(f.public for f in failures) or "no model has an endpoint"
         super().__init__(f"all upstream models failed ({tried})")
 
 
 #: Called for each failed attempt with the failure and whether another model will be tried.
 OnFailure = Callable[[Failure, bool], None]
 
+_BEARER = re.compile(r"(?i)bearer\s+[\w.~+/=-]+")
+#: How a server-sent event (or a comment) starts.
+SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
+#: Longest upstream error message relayed to a client.
+MAX_RELAYED_MESSAGE = 500
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret and every bearer token replaced by ``[redacted]``."""
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return _BEARER.sub("Bearer [redacted]", text)
+
+
+def relayed_error(model: str, status: int, content: bytes, secrets: list[str]) -> dict[str, Any]:
+    """The error body a client gets for an upstream 4xx: the upstream's error message (redacted, capped)
+    and its string ``type``/``param``/``code``; never the upstream's body as it is."""
+    try:
+        error = json.loads(content).get("error")
+    except (ValueError, AttributeError, RecursionError):
+        error = None
+    error = error if isinstance(error, dict) else {}
+
+    def text(name: str, limit: int = 100) -> str | None:
+        value = error.get(name)
+        return redact(value[:limit], secrets) if isinstance(value, str) else None
+
+    message = f"the upstream {model} rejected the request (HTTP {status})"
+    if upstream_message := text("message", MAX_RELAYED_MESSAGE):
+        message += ": " + upstream_message
+    return {
+        "error": {
+            "message": message,
+            "type": text("type") or "invalid_request_error",
+            "param": text("param"),
+            "code": text("code"),
+        }
+    }
+
+
+def token_counts(usage: dict[str, Any]) -> tuple[float, float] | None:
+    """``(prompt_tokens, completion_tokens)`` of an upstream's ``usage`` (absent counts as 0); None when a
+    count is not a finite number ≥ 0 (such as ``"abc"`` or -5)."""
+    counts = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(name) or 0
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+            return None
+        counts.append(float(value))
+    return counts[0], counts[1]
+
 
 class Upstreams:
     """One pooled HTTP client for every model's endpoint (the catalogue's, or the config's override).
 
-    Call :meth:`start` and :meth:`aclose` on the event loop that serves the requests.
+    Raises :class:`DataError` for an endpoint override of a model that is not in the catalogue, and for
+    an endpoint whose ``api_key_env`` variable is not set. Call :meth:`start` and :meth:`aclose` on the
+    event loop that serves the requests.
     """
 
     def __init__(self, catalog: Catalog, config: GatewayConfig) -> None:
         self.config = config
+        unknown = sorted(set(config.endpoints) - set(catalog.names))
+        if unknown:
+            raise DataError(
+                f"{', '.join(unknown)} not in the router's catalogue ({', '.join(catalog.names)})",
+                field="endpoints",
+            )
         self.endpoints: dict[str, Endpoint] = {
             card.name: endpoint
             for card in catalog.models
             if (endpoint := config.endpoints.get(card.name) or card.endpoint) is not None
         }
+        for model, endpoint in self.endpoints.items():
+            if endpoint.api_key_env and not os.environ.get(endpoint.api_key_env):
+                raise DataError(
+                    f"the upstream key variable {endpoint.api_key_env} is not set",
+                    field=f"endpoints.{model}.api_key_env",
+                )
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -96,13 +178,18 @@ class Upstreams:
     def _timeout_s(self, model: str) -> float:
         return self.config.upstream_timeout_s or self.endpoints[model].timeout_s
 
+    def secrets(self) -> list[str]:
+        """The upstream keys now set (to redact from anything relayed)."""
+        names = {e.api_key_env for e in self.endpoints.values() if e.api_key_env}
+        return [key for name in names if (key := os.environ.get(name))]
+
     async def send(
         self, models: list[str], body: dict[str, Any], *, stream: bool, on_failure: OnFailure
     ) -> Answer:
         """Send ``body`` to the first model of ``models`` that answers, trying them in order.
 
-        With ``stream=False`` the whole body is read (within the endpoint's timeout); with ``stream=True``
-        the answer is returned once its headers are in, for the caller to relay and release.
+        With ``stream=False`` the whole body is read and parsed (within the endpoint's timeout); with
+        ``stream=True`` the answer is returned once its first event is in, for the caller to relay.
         """
         failures: list[Failure] = []
         for number, model in enumerate(models, start=1):
@@ -140,18 +227,55 @@ class Upstreams:
                     headers=headers,
                     timeout=timeout,
                 )
-                if response.status >= 500 or response.status in FALLBACK_STATUSES:
-                    response.release()
-                    return Failure(model, "status", f"HTTP {response.status}")
-                content = None if stream else await response.read()
-            return Answer(model, response, content)
+                status = response.status
+                if status >= 500 or status in FALLBACK_STATUSES:
+                    return Failure(model, "status", f"HTTP {status}")
+                if status >= 400:
+                    return Answer(
+                        model, status, relayed_error(model, status, await response.read(), self.secrets())
+                    )
+                if stream:
+                    head = await _first_event(response)
+                    if not head:
+                        return Failure(model, "stream", "the stream ended before its first event")
+                    if not head.lstrip().startswith(SSE_FIELDS):
+                        return Failure(
+                            model, "invalid_body", f"HTTP {status} stream that is not server-sent events"
+                        )
+                    answer, response = Answer(model, status, response=response, head=head), None
+                    return answer
+                content = await response.read()
+            data = _json_object(content)
+            if data is None:
+                return Failure(model, "invalid_body", f"HTTP {status} with a body that is not a JSON object")
+            return Answer(model, status, data)
         except TimeoutError:
-            failure = Failure(model, "timeout", f"no answer within {limit:g} s")
+            return Failure(model, "timeout", f"no answer within {limit:g} s")
         except aiohttp.ClientError as exc:
-            failure = Failure(model, "connect", f"{type(exc).__name__}: {exc}")
-        if response is not None:
-            response.release()
-        return failure
+            kind = "stream" if stream and response is not None and response.status < 400 else "connect"
+            return Failure(model, kind, f"{type(exc).__name__}: {exc}")
+        finally:
+            if response is not None:
+                response.release()
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def _first_event(response: aiohttp.ClientResponse) -> bytes:
+    """The stream's bytes up to the end of its first event (or its end, or 64 KiB); b"" if it has none."""
+    head = b""
+    while b"\n\n" not in head and b"\r\n\r\n" not in head and len(head) < 65536:
+        piece = await response.content.readany()
+        if not piece:
+            break
+        head += piece
+    return head if head.strip() else b""
 
 
 def rewrite_chunk(line: str, model: str, request_id: str) -> tuple[str, dict[str, Any] | None]:
@@ -181,10 +305,12 @@ async def relay_stream(
     on_usage: Callable[[dict[str, Any]], None],
     on_error: Callable[[str], None],
 ) -> AsyncIterator[bytes]:
-    """Pass an upstream SSE stream on, line by line, with the chosen model's name in every chunk.
+    """Pass an upstream SSE stream on (its first event, then the rest), line by line, with the chosen
+    model's name in every chunk.
 
-    A failure mid-stream (after the client has bytes) ends the stream with an OpenAI-style error event.
+    A failure after the first event (the client has bytes) ends the stream with an OpenAI-style error event.
     """
+    assert answer.response is not None, "relay_stream needs a streaming answer"
 
     def out(raw: bytes) -> bytes:
         text, usage = rewrite_chunk(
@@ -195,18 +321,25 @@ async def relay_stream(
         return (text + "\n").encode("utf-8")
 
     pending = b""
+
+    def lines(piece: bytes) -> bytes:
+        nonlocal pending
+        *complete, pending = (pending + piece).split(b"\n")
+        return b"".join(out(line) for line in complete)
+
     try:
+        yield lines(answer.head)
         async for piece in answer.response.content.iter_any():  # whatever has arrived: one write per read
-            *lines, pending = (pending + piece).split(b"\n")
-            if lines:
-                yield b"".join(out(line) for line in lines)
+            if relayed := lines(piece):
+                yield relayed
         if pending:
             yield out(pending)
     except (aiohttp.ClientError, TimeoutError) as exc:
         on_error(type(exc).__name__)
+        log.warning("upstream %s failed mid-stream: %s: %s", answer.model, type(exc).__name__, exc)
         error = {
             "error": {
-                "message": f"the upstream {answer.model} failed mid-stream ({type(exc).__name__})",
+                "message": f"the upstream {answer.model} failed mid-stream",
                 "type": "upstream_error",
                 "param": None,
                 "code": "upstream_stream_failed",

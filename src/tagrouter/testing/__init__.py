@@ -6,4 +6,5 @@ scripts and offline demos.
 - ``replay``: an OpenAI-compatible upstream that replays recorded answers and can misbehave on request
   (extra ``server``).
 - ``threaded``: runs an ASGI app with uvicorn in a background thread on a free loopback port.
+- ``loopback``: free ports, waiting for a server process to come up, a process's CPU time.
 """

@@ -2,7 +2,10 @@
 
 It answers ``POST /v1/chat/completions`` with the recorded answer to the last user message (or a stock
 answer), as one JSON body or as an SSE stream of word chunks, and can be told to misbehave: answer after a
-delay, or answer HTTP 500.
+delay, answer an error status (quoting the caller's Authorization header in it, if told to), send junk
+token usage, answer 200 with a body that is not JSON, or break a stream before or after its first event.
+``POST /control/behaviour`` with a JSON object of :class:`ReplayBehaviour` fields (``raw_body`` as text;
+``"reset": true`` first) changes how an upstream that runs in another process behaves.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 
 @dataclass
@@ -25,10 +28,20 @@ class ReplayBehaviour:
 
     delay_s: float = 0.0
     fail_status: int | None = None
+    echo_auth: bool = False  # the error body of ``fail_status`` quotes the Authorization header
+    usage: dict[str, Any] | None = None  # sent instead of the true token usage (e.g. junk counts)
+    raw_body: bytes | None = None  # a 200 with this body instead of the answer (e.g. not JSON)
     break_stream_after: int | None = None  # drop the connection after this many stream events
     calls: int = 0
     seen_models: list[str] = field(default_factory=list)
     seen_auth: list[str | None] = field(default_factory=list)
+    seen_queries: list[str] = field(default_factory=list)  # the last user message of each request
+
+    def reset(self) -> None:
+        """Back to answering at once and correctly (the counters start again)."""
+        fresh = ReplayBehaviour()
+        for name in vars(fresh):
+            setattr(self, name, getattr(fresh, name))
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -60,16 +73,20 @@ def create_replay_app(
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
         if behaviour.fail_status:
+            echoed = f" (you sent {request.headers.get('authorization')})" if behaviour.echo_auth else ""
             error = {
-                "message": f"{name} failed on purpose",
+                "message": f"{name} failed on purpose{echoed}",
                 "type": "server_error",
                 "param": None,
                 "code": None,
             }
             return JSONResponse({"error": error}, status_code=behaviour.fail_status)
+        if behaviour.raw_body is not None:
+            return Response(behaviour.raw_body, media_type="application/json")
         query = _last_user_text(body.get("messages", []))
+        behaviour.seen_queries.append(query)
         text = answers.get(query, f"[{name}] answer to: {query[:60]}")
-        usage = {
+        usage = behaviour.usage or {
             "prompt_tokens": max(1, len(query) // 4),
             "completion_tokens": len(text.split()),
             "total_tokens": max(1, len(query) // 4) + len(text.split()),
@@ -82,15 +99,34 @@ def create_replay_app(
         if not body.get("stream"):
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
             return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):  # as OpenAI does: a bad parameter is the request's fault
+            error = {"message": "stream_options must be an object", "type": "invalid_request_error"}
+            return JSONResponse({"error": {**error, "param": "stream_options", "code": None}}, 400)
+        include_usage = bool(options.get("include_usage"))
         events = _chunks(base, text, usage if include_usage else None, behaviour.break_stream_after)
         return StreamingResponse(events, media_type="text/event-stream")
+
+    @app.post("/control/behaviour")
+    async def control(request: Request) -> dict[str, Any]:
+        changes = await request.json()
+        if changes.pop("reset", False):
+            behaviour.reset()
+        for name, value in changes.items():
+            if name not in CONTROLLABLE:
+                return JSONResponse({"error": f"cannot set {name!r}"}, status_code=400)
+            setattr(behaviour, name, value.encode() if name == "raw_body" and value is not None else value)
+        return {name: getattr(behaviour, name) for name in CONTROLLABLE if name != "raw_body"}
 
     return app
 
 
+#: The behaviour fields that ``POST /control/behaviour`` may set.
+CONTROLLABLE = ("delay_s", "fail_status", "echo_auth", "usage", "raw_body", "break_stream_after")
+
+
 async def _chunks(
-    base: dict[str, Any], text: str, usage: dict[str, int] | None, break_after: int | None
+    base: dict[str, Any], text: str, usage: dict[str, Any] | None, break_after: int | None
 ) -> AsyncIterator[str]:
     for number, event in enumerate(_events(base, text, usage)):
         if break_after is not None and number == break_after:
@@ -98,7 +134,7 @@ async def _chunks(
         yield event
 
 
-def _events(base: dict[str, Any], text: str, usage: dict[str, int] | None) -> list[str]:
+def _events(base: dict[str, Any], text: str, usage: dict[str, Any] | None) -> list[str]:
     def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
         chunk = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}

@@ -16,7 +16,9 @@ class ThreadedServer:
     """``with ThreadedServer(app) as server: ... server.url ...``; leaving the block shuts it down gracefully."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, as uvicorn's own sockets have: asyncio sets TCP_NODELAY only on such sockets, and
+        # without it each answer waited about 40 ms for a delayed ACK (Nagle's algorithm)
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]

@@ -1,0 +1,222 @@
+"""Strict reading of request bodies: size, JSON syntax, finite numbers, nesting depth, types and text.
+
+The rules (documented in docs/gateway.md, *Request validation*):
+
+- a body over ``max_request_bytes`` is a 413 ``request_too_large``;
+- the body is one JSON object; ``NaN``/``Infinity`` literals and numbers too large for a float are a 400
+  ``invalid_json`` (nothing non-finite is ever passed upstream); nesting deeper than :data:`MAX_JSON_DEPTH`
+  is a 400 ``too_deep``;
+- the fields the gateway reads are strictly typed (``"stream": "yes"`` is a 400, not true), and every text
+  field must be valid Unicode (a lone surrogate such as ``"\\ud800"`` is a 400 naming the field);
+- routing text must hold at least one visible character (text of only whitespace, zero-width or control
+  characters is a 400), and only its first and last ``max_routing_chars // 2`` characters are routed on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from tagrouter import chat
+from tagrouter.errors import from_validation_error
+from tagrouter.server.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+#: The deepest nesting of arrays and objects accepted in a request body (the body object is depth 1).
+MAX_JSON_DEPTH = 64
+
+#: A visible character: anything but whitespace, control characters and the zero-width / format characters.
+_VISIBLE = re.compile(
+    "[^\\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
+
+
+def _valid_unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text must be valid Unicode, but character {exc.start} is a lone surrogate "
+            f"(U+{ord(text[exc.start]):04X})"
+        ) from None
+    return text
+
+
+#: A string that encodes as UTF-8 (the tokenizer, SQLite and the upstreams need that).
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+
+
+class ContentPart(BaseModel):
+    """One part of multi-part message content; only ``text`` parts are routed on."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: str
+    text: Text | None = None
+
+
+def _content_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    return "parts" if isinstance(value, list) else None
+
+
+#: Message content: a string or a list of parts, told apart by type (so that an error in a part is named
+#: as such, not as "not a string"); ``None`` is allowed separately.
+Content = Annotated[
+    Annotated[Text, Tag("text")] | Annotated[list[ContentPart], Tag("parts")],
+    Discriminator(
+        _content_kind,
+        custom_error_type="content_type",
+        custom_error_message="content must be a string, a list of content parts, or null",
+    ),
+]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    role: str
+    content: Content | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields the gateway reads; every other field is passed to the upstream unchanged."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: Text | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class RouteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: Text | None = Field(default=None, description="routing profile; default: the default profile")
+    query: Text | None = Field(default=None, min_length=1)
+    queries: list[Text] | None = Field(default=None, min_length=1)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    outcome: Literal["win", "tie", "loss"]
+    request_id: Text | None = Field(default=None, min_length=1, max_length=200)
+    query: Text | None = Field(default=None, min_length=1)
+    model: Text | None = Field(default=None, min_length=1, max_length=200)
+    feedback_id: Text | None = Field(default=None, min_length=1, max_length=200)
+
+
+class _NotFinite(ValueError):
+    """A JSON number that is not finite (``NaN``, ``Infinity`` or too large for a float)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text[:40])
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than ``limit`` in ``value`` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, read up to ``limit`` bytes and checked as the module says."""
+    too_large = ApiError(
+        413, f"request body is larger than the limit of {limit} bytes", code="request_too_large"
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    too_deep = ApiError(
+        400, f"request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels", code="too_deep"
+    )
+    try:
+        body = json.loads(b"".join(chunks), parse_float=_finite_float, parse_constant=_no_constant)
+    except _NotFinite as exc:
+        raise ApiError(
+            400, f"request body holds the number {exc}: JSON numbers must be finite", code="invalid_json"
+        ) from None
+    except RecursionError:
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON ({exc})", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    if _deeper_than(body, MAX_JSON_DEPTH):
+        raise too_deep
+    return body
+
+
+def parse(cls: type[M], body: dict[str, Any]) -> M:
+    """``body`` validated as ``cls``; a 400 naming the first bad field otherwise."""
+    try:
+        return cls.model_validate(body)
+    except ValidationError as exc:
+        error = from_validation_error(exc, data=body)
+        raise ApiError(400, str(error), param=error.field) from None
+
+
+def visible(text: str) -> bool:
+    """Whether ``text`` holds a character other than whitespace, control and zero-width characters."""
+    return _VISIBLE.search(text) is not None
+
+
+def capped(text: str, max_chars: int) -> str:
+    """``text``, or its first and last characters (``max_chars`` in all, a newline between) if longer."""
+    if len(text) <= max_chars:
+        return text
+    head = (max_chars - 1) // 2
+    return text[:head] + "\n" + text[len(text) - (max_chars - 1 - head) :]
+
+
+def routing_text(messages: list[dict[str, Any]], max_chars: int) -> str | None:
+    """The text the router decides on (:func:`tagrouter.chat.routing_text` of the validated messages),
+    capped to ``max_chars``; None when the last user message has no visible text, or there is none."""
+    text = chat.routing_text(messages)
+    return capped(text, max_chars) if text is not None and visible(text) else None
+
+
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of an endpoint that reads ``model`` itself (definitions inlined), so
+    that the schema documents, and fuzzers exercise, every body."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        return [inline(value) for value in node] if isinstance(node, list) else node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}

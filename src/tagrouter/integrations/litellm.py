@@ -3,7 +3,7 @@
 LiteLLM's ``Router(plugins=[...])`` runs each plugin's ``async run(context)`` before it selects a
 deployment; ``context.candidate_models`` lists the ``litellm_params.model`` of the group's deployments,
 and LiteLLM only selects a deployment whose model survives. :class:`TagRouterPlugin` routes the request's
-last user message (as the gateway does, :mod:`tagrouter.chat`) among the catalogue models that are
+last user message and earlier user turns (as the gateway does, :mod:`tagrouter.chat`) among the catalogue models that are
 deployed in the group, under the hard constraints the messages imply (images, audio, tool turns, prompt
 tokens against ``context_window``), and keeps only the chosen model's deployments. Its decision is in
 ``context.signals["tagrouter"]`` (LiteLLM stamps it on the request metadata as
@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagrouter.chat import needs_of, routing_text
+from tagrouter.chat import EARLIER_WEIGHT, earlier_text, needs_of, routing_text
 from tagrouter.errors import DataError
 from tagrouter.router import TagRouter
 
@@ -44,7 +44,8 @@ class TagRouterPlugin:
 
     ``deployments`` maps a catalogue model to the ``litellm_params.model`` that serves it (default: the
     name rule above); ``model_groups`` limits the plugin to those LiteLLM model groups (default: every
-    group with a deployment of a catalogue model)."""
+    group with a deployment of a catalogue model); ``conversation_weight``: the weight of a conversation's
+    earlier user turns in its scores, as the gateway's (0: the last user message only)."""
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class TagRouterPlugin:
         *,
         deployments: Mapping[str, str] | None = None,
         model_groups: Collection[str] | None = None,
+        conversation_weight: float = EARLIER_WEIGHT,
     ) -> None:
         unknown = sorted(set(deployments or {}) - set(router.models))
         if unknown:
@@ -61,6 +63,7 @@ class TagRouterPlugin:
         self.router = router
         self.deployments = dict(deployments or {})
         self.model_groups = None if model_groups is None else frozenset(model_groups)
+        self.conversation_weight = conversation_weight
 
     @classmethod
     def load(cls, folder: str | Path, **options: Any) -> TagRouterPlugin:
@@ -89,7 +92,9 @@ class TagRouterPlugin:
             return context
         needs = needs_of({"messages": context.structured_messages})
         undeployed = frozenset(m for m in self.router.models if m not in deployed)
-        decision = self.router.route(query, replace(needs, exclude=undeployed))
+        earlier = [earlier_text(context.structured_messages)]
+        needed = [replace(needs, exclude=undeployed)]
+        decision = self.router.route_batch([query], needed, earlier, self.conversation_weight)[0]
         context.candidate_models = [c for c, m in served.items() if m == decision.model]
         context.signals[SIGNAL] = {
             "model": decision.model,

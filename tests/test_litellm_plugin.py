@@ -1,6 +1,7 @@
 """The LiteLLM plugin, through a real ``litellm.Router`` to replay upstreams on loopback."""
 
 import asyncio
+import inspect
 import os
 
 import pytest
@@ -11,6 +12,7 @@ litellm = pytest.importorskip(
 )
 
 from conftest import capable_router  # noqa: E402
+from litellm.proxy.types_utils.utils import get_instance_fn  # noqa: E402
 
 from tagrouter.deciding import Decider, Rule  # noqa: E402
 from tagrouter.integrations import litellm as plugin_module  # noqa: E402
@@ -89,8 +91,11 @@ def test_the_plugin_loads_a_saved_router_and_leaves_other_groups_alone(
     dearest.save(tmp_path / "router")
     monkeypatch.setenv(plugin_module.ROUTER_ENV, str(tmp_path / "router"))
     monkeypatch.delitem(plugin_module.__dict__, "plugin", raising=False)
-    loaded = plugin_module.plugin  # the dotted path of a LiteLLM proxy config
+    # what a LiteLLM proxy does with `router_settings: {plugins: ["tagrouter.integrations.litellm.plugin"]}`
+    # (proxy_server.resolve_routing_plugins; the proxy itself needs litellm[proxy])
+    loaded = get_instance_fn("tagrouter.integrations.litellm.plugin")
     assert isinstance(loaded, TagRouterPlugin) and isinstance(loaded, litellm.types.router.RoutingPlugin)
+    assert inspect.iscoroutinefunction(loaded.run) and loaded is plugin_module.plugin
     _, served = send(upstreams, loaded, [{"role": "user", "content": QUERY}])
     assert served == "large-api"
     only_other = TagRouterPlugin(dearest, model_groups=["somewhere-else"])

@@ -52,12 +52,12 @@ def gateway(router_dir: Path, upstreams, tmp_path: Path):
         behaviour.fail_status = None
     started: list[ThreadedServer] = []
 
-    def start(**settings) -> httpx.Client:
+    def start(cards: dict = CARDS, **settings) -> httpx.Client:
         endpoints = {m: {"base_url": servers[m].url + "/v1", "model": UPSTREAM_IDS[m]} for m in MODELS}
         config = GatewayConfig.model_validate(
             {"endpoints": endpoints, "feedback_db": tmp_path / f"fb{len(started)}.sqlite3", **settings}
         )
-        router = capable_router(TagRouter.load(router_dir), **CARDS)
+        router = capable_router(TagRouter.load(router_dir), **cards)
         started.append(server := ThreadedServer(create_app(router, config)).start())
         return httpx.Client(base_url=server.url + "/v1", timeout=30)
 
@@ -112,6 +112,13 @@ def test_a_request_no_model_can_take_is_a_400(gateway) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "no_model_fits" and "dear: no audio input" in error["message"]
+
+
+def test_a_model_at_its_rate_limit_is_skipped(gateway) -> None:
+    client = gateway(cards={**CARDS, "mid": {**CARDS["mid"], "rate_limits": {"requests_per_minute": 2}}})
+    assert [served(chat(client, CODE_QUERY)) for _ in range(3)] == ["mid", "mid", "dear"]
+    routed = client.post("/route", json={"query": CODE_QUERY}).json()["decisions"][0]
+    assert routed["model"] == "dear" and routed["removed"] == {"mid": "at its rate limit"}
 
 
 # ---- overrides --------------------------------------------------------------------------------------------

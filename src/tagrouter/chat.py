@@ -6,6 +6,7 @@ request's JSON objects (``{"role", "content", ...}``); ``content`` is a string o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,13 @@ from tagrouter.tokens import count_tokens
 
 Message = Mapping[str, Any]
 
+#: A visible character: anything but whitespace, control characters and the zero-width / format characters.
+_VISIBLE = re.compile(
+    "[^\\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
+#: Routing reads at most this many characters of a text (its first and last halves; see :func:`capped`).
+MAX_ROUTING_CHARS = 4000
 #: Characters of earlier user turns that :func:`earlier_text` keeps (the most recent ones).
 EARLIER_CHARS = 2000
 #: The weight of the earlier turns' scores in conversation-aware routing (measured on MT-bench's second
@@ -46,13 +54,26 @@ def message_text(message: Message) -> str:
     return ""
 
 
-def routing_text(messages: Sequence[Message]) -> str | None:
-    """The text the router decides on: the last user message's text (None when it has none, or there is
-    no user message)."""
+def visible(text: str) -> bool:
+    """Whether ``text`` holds a character other than whitespace, control and zero-width characters."""
+    return _VISIBLE.search(text) is not None
+
+
+def capped(text: str, max_chars: int) -> str:
+    """``text``, or its first and last characters (``max_chars`` in all, a newline between) if longer."""
+    if len(text) <= max_chars:
+        return text
+    head = (max_chars - 1) // 2
+    return text[:head] + "\n" + text[len(text) - (max_chars - 1 - head) :]
+
+
+def routing_text(messages: Sequence[Message], max_chars: int = MAX_ROUTING_CHARS) -> str | None:
+    """The text the router decides on: the last user message's text, capped to ``max_chars``; None when
+    it has no visible text, or there is no user message."""
     for message in reversed(messages):
         if message.get("role") == "user":
             text = message_text(message)
-            return text if text.strip() else None
+            return capped(text, max_chars) if visible(text) else None
     return None
 
 

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagrouter.chat import EARLIER_WEIGHT, earlier_text, needs_of, routing_text
+from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS, earlier_text, needs_of, routing_text
 from tagrouter.errors import DataError
 from tagrouter.router import TagRouter
 
@@ -45,7 +45,8 @@ class TagRouterPlugin:
     ``deployments`` maps a catalogue model to the ``litellm_params.model`` that serves it (default: the
     name rule above); ``model_groups`` limits the plugin to those LiteLLM model groups (default: every
     group with a deployment of a catalogue model); ``conversation_weight``: the weight of a conversation's
-    earlier user turns in its scores, as the gateway's (0: the last user message only)."""
+    earlier user turns in its scores, and ``max_routing_chars`` the characters of a text routed on, as the
+    gateway's (see :mod:`tagrouter.chat`)."""
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class TagRouterPlugin:
         deployments: Mapping[str, str] | None = None,
         model_groups: Collection[str] | None = None,
         conversation_weight: float = EARLIER_WEIGHT,
+        max_routing_chars: int = MAX_ROUTING_CHARS,
     ) -> None:
         unknown = sorted(set(deployments or {}) - set(router.models))
         if unknown:
@@ -64,6 +66,7 @@ class TagRouterPlugin:
         self.deployments = dict(deployments or {})
         self.model_groups = None if model_groups is None else frozenset(model_groups)
         self.conversation_weight = conversation_weight
+        self.max_routing_chars = max_routing_chars
 
     @classmethod
     def load(cls, folder: str | Path, **options: Any) -> TagRouterPlugin:
@@ -87,7 +90,7 @@ class TagRouterPlugin:
             return context
         served = {c: self.served_by(c) for c in context.candidate_models}
         deployed = {m for m in served.values() if m is not None}
-        query = routing_text(context.structured_messages)
+        query = routing_text(context.structured_messages, self.max_routing_chars)
         if not deployed or query is None:
             return context
         needs = needs_of({"messages": context.structured_messages})

@@ -27,7 +27,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
-from tagrouter.chat import earlier_text, needs_of
+from tagrouter.chat import capped, earlier_text, needs_of, routing_text, visible
 from tagrouter.constraints import Needs, UnroutableError, allowed
 from tagrouter.errors import DataError
 from tagrouter.router import Decision, TagRouter
@@ -60,12 +60,9 @@ from tagrouter.server.validation import (
     ChatRequest,
     FeedbackRequest,
     RouteRequest,
-    capped,
     openapi_body,
     parse,
     read_json,
-    routing_text,
-    visible,
 )
 
 log = logging.getLogger("tagrouter.server")

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tagrouter.catalog import Endpoint
-from tagrouter.chat import EARLIER_WEIGHT
+from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
@@ -117,7 +117,7 @@ class GatewayConfig(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="larger bodies get a 413")
     max_route_queries: int = Field(default=256, ge=1)
     max_routing_chars: int = Field(
-        default=4000,
+        default=MAX_ROUTING_CHARS,
         ge=100,
         description="route on the first and last half of this many characters of a longer text "
         "(the whole request still goes upstream)",

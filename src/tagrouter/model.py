@@ -135,16 +135,38 @@ class RoutingModel:
         """This model scored by another scorer (same tagger and table); ``tuning`` says how it was chosen."""
         return RoutingModel.build(self.tagger, self.table, self.catalog, scorer, self.output_tokens, tuning)
 
+    def with_catalog(self, catalog: Catalog) -> RoutingModel:
+        """This model with another card for each of its models (new prices, capabilities or endpoints)."""
+        if catalog.names != self.catalog.names:
+            raise DataError(
+                f"the new catalogue must list the same models in the same order ({', '.join(self.models)}), "
+                f"got {', '.join(catalog.names)}",
+                field="models",
+            )
+        return replace(self, catalog=catalog)
+
     # ---- scoring -----------------------------------------------------------------------------------
     @property
     def models(self) -> list[str]:
         """The routable models, in catalogue order (the columns of :meth:`score`)."""
         return self.catalog.names
 
-    def score(self, queries: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
-        """Tags of each query and the (queries × models) score matrix."""
+    def score(
+        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Tags of each query and the (queries × models) score matrix.
+
+        ``earlier[i]``: the text of the conversation before query i (None or empty: none); a query with
+        one scores (1 − ``earlier_weight``) × its own scores + ``earlier_weight`` × the earlier text's."""
         tag_lists = self.tagger.tag(list(queries))
-        return tag_lists, self.score_tags(tag_lists)
+        scores = self.score_tags(tag_lists)
+        if earlier is None or earlier_weight == 0.0:
+            return tag_lists, scores
+        rows = [i for i, text in enumerate(earlier) if text]
+        if rows:
+            before = self.score_tags(self.tagger.tag([earlier[i] for i in rows]))
+            scores[rows] = (1.0 - earlier_weight) * scores[rows] + earlier_weight * before
+        return tag_lists, scores
 
     def score_tags(self, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """The (queries × models) scores of queries tagged ``tag_lists``."""

@@ -8,13 +8,14 @@ share one model with different deciders.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tagrouter.catalog import Catalog
+from tagrouter.constraints import Needs, allowed
 from tagrouter.deciding import Decider, Rule, calibrate, default_decider
 from tagrouter.errors import DataError
 from tagrouter.model import Progress, RoutingModel
@@ -40,6 +41,8 @@ class Decision:
     rule: str
     knob: float
     reason: str
+    #: models a hard constraint removed (see :mod:`tagrouter.constraints`), and why
+    removed: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class Decision:
             "rule": self.rule,
             "knob": self.knob,
             "reason": self.reason,
+            "removed": self.removed,
         }
 
 
@@ -162,13 +166,26 @@ class TagRouter:
         """Expected dollars per (query, model); see :meth:`RoutingModel.expected_costs`."""
         return self.model.expected_costs(queries)
 
-    def score_batch(self, queries: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
-        """Tags of each query and the (n × models) score matrix."""
-        return self.model.score(queries)
+    def score_batch(
+        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Tags of each query and the (n × models) score matrix (``earlier``: see :meth:`route_batch`)."""
+        return self.model.score(queries, earlier, earlier_weight)
 
-    def route_batch(self, queries: Sequence[str]) -> list[Decision]:
+    def route_batch(
+        self,
+        queries: Sequence[str],
+        needs: Sequence[Needs] | None = None,
+        earlier: Sequence[str | None] | None = None,
+        earlier_weight: float = 0.0,
+    ) -> list[Decision]:
         """Decide for many queries in one call (much faster per query than calling :meth:`route`).
 
+        ``needs`` (one per query) are hard constraints (:mod:`tagrouter.constraints`): a model that cannot
+        take a query is neither chosen nor in its ranking, and the decision's ``removed`` and ``reason``
+        say why; a query that no model can take raises ``UnroutableError`` (a :class:`DataError`).
+        ``earlier`` (one per query, None for none): the conversation's earlier user turns, whose scores
+        weigh ``earlier_weight`` (see :meth:`RoutingModel.score` and :func:`tagrouter.chat.earlier_text`).
         A query that is empty or only white space raises :class:`DataError` naming its position."""
         if isinstance(queries, str):
             raise TypeError("route_batch takes a list of queries; use route() for one query")
@@ -176,16 +193,26 @@ class TagRouter:
         for number, query in enumerate(queries, start=1):
             if not isinstance(query, str) or not query.strip():
                 raise DataError(f"query {number} is empty: there is nothing to route on", field="query")
+        for name, values in (("needs", needs), ("earlier", earlier)):
+            if values is not None and len(values) != len(queries):
+                raise DataError(f"got {len(values)} {name} for {len(queries)} queries", field=name)
         if not queries:
             return []
         model, decider = self.model, self.decider
-        tag_lists, scores = model.score(queries)
+        tag_lists, scores = model.score(queries, earlier, earlier_weight)
         costs = model.expected_costs(queries)
-        ranking = decider.rank(scores, costs)
+        fits = allowed(model.catalog, needs, costs) if needs is not None else None
+        mask = fits.mask if fits is not None else None
+        ranking = decider.rank(scores, costs, mask)
         models = model.models
         decisions = []
         for i, query in enumerate(queries):
-            order = [models[j] for j in ranking[i]]
+            order = [models[j] for j in ranking[i] if mask is None or mask[i, j]]
+            removed = fits.removed[i] if fits is not None else {}
+            row_mask = None if mask is None else mask[i]
+            reason = _reason(models, decider, ranking[i][0], scores[i], costs[i], row_mask)
+            if removed:
+                reason += "; removed: " + "; ".join(f"{m} ({why})" for m, why in removed.items())
             decisions.append(
                 Decision(
                     query=query,
@@ -196,14 +223,15 @@ class TagRouter:
                     ranking=order,
                     rule=str(decider.rule),
                     knob=decider.knob,
-                    reason=_reason(models, decider, ranking[i][0], scores[i], costs[i]),
+                    reason=reason,
+                    removed=removed,
                 )
             )
         return decisions
 
-    def route(self, query: str) -> Decision:
-        """Decide for one query."""
-        return self.route_batch([query])[0]
+    def route(self, query: str, needs: Needs | None = None) -> Decision:
+        """Decide for one query (``needs``: its hard constraints, see :meth:`route_batch`)."""
+        return self.route_batch([query], None if needs is None else [needs])[0]
 
     # ---- calibration ----------------------------------------------------------------------------------
     def calibrated(
@@ -251,8 +279,17 @@ class TagRouter:
         return cls(*load_router(Path(folder)))
 
 
-def _reason(models: list[str], decider: Decider, chosen: int, scores: np.ndarray, costs: np.ndarray) -> str:
-    """One line saying why model ``chosen`` won."""
+def _reason(
+    models: list[str],
+    decider: Decider,
+    chosen: int,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    mask: np.ndarray | None,
+) -> str:
+    """One line saying why model ``chosen`` won (among the allowed models, when a mask is given)."""
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
     best = int(scores.argmax())
     name, knob = models[chosen], decider.knob
     if best == chosen:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tagrouter.catalog import Endpoint
+from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
@@ -54,6 +55,21 @@ class Profile(BaseModel):
         if self.knob is not None and self.budget is not None:
             raise ValueError("give a profile either a knob or a budget, not both")
         return self
+
+
+class Affinity(BaseModel):
+    """Session affinity (see ``tagrouter.server.affinity``): a conversation keeps its model for ``ttl_s``
+    seconds after its last turn and at most ``max_turns`` turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    ttl_s: float = Field(default=1800.0, gt=0)
+    max_turns: int = Field(default=50, ge=1)
+    max_sessions: int = Field(default=100_000, ge=1, description="pins kept in memory (LRU beyond)")
+    by_opening: bool = Field(
+        default=True, description="key conversations that send no session id by their opening messages"
+    )
 
 
 class Admission(BaseModel):
@@ -101,7 +117,7 @@ class GatewayConfig(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="larger bodies get a 413")
     max_route_queries: int = Field(default=256, ge=1)
     max_routing_chars: int = Field(
-        default=4000,
+        default=MAX_ROUTING_CHARS,
         ge=100,
         description="route on the first and last half of this many characters of a longer text "
         "(the whole request still goes upstream)",
@@ -126,6 +142,13 @@ class GatewayConfig(BaseModel):
         default=0.5, gt=0, description="the router learns new feedback at most this often, all of it at once"
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
+    affinity: Affinity = Field(default_factory=Affinity)
+    conversation_weight: float = Field(
+        default=EARLIER_WEIGHT,
+        ge=0,
+        le=1,
+        description="weight of the earlier user turns' scores (0: route on the last user message only)",
+    )
     remember_requests_bytes: int = Field(
         default=64_000_000, ge=1_000_000, description="bytes of routing text kept for those request ids"
     )

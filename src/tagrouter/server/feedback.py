@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tagrouter.errors import DataError
 from tagrouter.records import HistoryRecord, query_id
@@ -89,6 +89,56 @@ class UnknownRequestError(DataError):
 
 class FeedbackConflictError(DataError):
     """A feedback id was sent again with a different query, model or outcome."""
+
+
+@dataclass(frozen=True)
+class FeedbackSql:
+    """The statements that store one feedback, in one database's dialect (SQLite, PostgreSQL)."""
+
+    find_request: str  # (request_id) -> query, model
+    insert: (
+        str  # (feedback_id, query, model, outcome, request_id, created_at, origin); nothing if the id exists
+    )
+    find_stored: str  # (feedback_id) -> query, model, outcome
+
+
+SQLITE_SQL = FeedbackSql(
+    find_request="SELECT query, model FROM requests WHERE request_id = ?",
+    insert="INSERT OR IGNORE INTO feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    find_stored="SELECT query, model, outcome FROM feedback WHERE feedback_id = ?",
+)
+
+
+def store_one(
+    db: Any, sql: FeedbackSql, item: Feedback, now: float, origin: str, remembered: str
+) -> FeedbackResult | DataError:
+    """Store one feedback through ``db`` (a DB-API connection): resolve its request id to the query and
+    model, insert it once per feedback id, and tell a retry (``duplicate``) from a conflicting reuse of the
+    id. ``remembered`` says which requests the store keeps, for the unknown-request error."""
+    query, model = item.query, item.model
+    if item.request_id is not None:
+        row = db.execute(sql.find_request, (item.request_id,)).fetchone()
+        if row is None:
+            return UnknownRequestError(
+                f"unknown request id {item.request_id!r}: the gateway remembers {remembered}; "
+                "send the query text instead",
+                field="request_id",
+            )
+        query, model = row[0], model or row[1]
+    if query is None or model is None:
+        return DataError("feedback needs a request_id, or a query and a model", field="query")
+    inserted = db.execute(
+        sql.insert, (item.feedback_id, query, model, item.outcome, item.request_id, now, origin)
+    ).rowcount
+    if not inserted:
+        stored = db.execute(sql.find_stored, (item.feedback_id,)).fetchone()
+        if tuple(stored) != (query, model, item.outcome):
+            return FeedbackConflictError(
+                f"feedback id {item.feedback_id!r} was already stored with another query, model or outcome",
+                field="feedback_id",
+            )
+    return FeedbackResult("recorded" if inserted else "duplicate", item.feedback_id, model, query)
 
 
 class FeedbackStore:
@@ -183,36 +233,8 @@ class FeedbackStore:
         self.request_bytes -= dropped_bytes
 
     def _store_one(self, item: Feedback, now: float) -> FeedbackResult | DataError:
-        query, model = item.query, item.model
-        if item.request_id is not None:
-            row = self._db.execute(
-                "SELECT query, model FROM requests WHERE request_id = ?", (item.request_id,)
-            ).fetchone()
-            if row is None:
-                return UnknownRequestError(
-                    f"unknown request id {item.request_id!r}: the gateway remembers the most recent "
-                    f"{self.keep_requests} requests (and {self.keep_request_bytes} bytes of their text); "
-                    "send the query text instead",
-                    field="request_id",
-                )
-            query, model = row[0], model or row[1]
-        if query is None or model is None:
-            return DataError("feedback needs a request_id, or a query and a model", field="query")
-        inserted = self._db.execute(
-            "INSERT OR IGNORE INTO feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (item.feedback_id, query, model, item.outcome, item.request_id, now, self.origin),
-        ).rowcount
-        if not inserted:
-            stored = self._db.execute(
-                "SELECT query, model, outcome FROM feedback WHERE feedback_id = ?", (item.feedback_id,)
-            ).fetchone()
-            if tuple(stored) != (query, model, item.outcome):
-                return FeedbackConflictError(
-                    f"feedback id {item.feedback_id!r} was already stored with another query, model or outcome",
-                    field="feedback_id",
-                )
-        return FeedbackResult("recorded" if inserted else "duplicate", item.feedback_id, model, query)
+        remembered = f"the most recent {self.keep_requests} requests (and {self.keep_request_bytes} bytes of their text)"
+        return store_one(self._db, SQLITE_SQL, item, now, self.origin, remembered)
 
     def records(self) -> list[HistoryRecord]:
         """Every stored feedback as a history record, oldest first."""

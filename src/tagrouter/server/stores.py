@@ -21,11 +21,11 @@ from tagrouter.records import HistoryRecord
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.feedback import (
     Feedback,
-    FeedbackConflictError,
     FeedbackResult,
+    FeedbackSql,
     FeedbackStore,
-    UnknownRequestError,
     changed_records,
+    store_one,
 )
 
 #: Key of the PostgreSQL advisory lock that orders writers (so that sequence numbers commit in order).
@@ -90,6 +90,14 @@ def open_feedback_store(config: GatewayConfig) -> FeedbackBackend:
     )
 
 
+POSTGRES_SQL = FeedbackSql(
+    find_request="SELECT query, model FROM tagrouter_requests WHERE request_id = %s",
+    insert="INSERT INTO tagrouter_feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (feedback_id) DO NOTHING",
+    find_stored="SELECT query, model, outcome FROM tagrouter_feedback WHERE feedback_id = %s",
+)
+
+
 class PostgresFeedbackStore:
     """The feedback store in PostgreSQL (psycopg 3), shared by gateway replicas on many hosts.
 
@@ -145,36 +153,9 @@ class PostgresFeedbackStore:
         return results
 
     def _store_one(self, item: Feedback, now: float) -> FeedbackResult | DataError:
-        query, model = item.query, item.model
-        if item.request_id is not None:
-            row = self._db.execute(
-                "SELECT query, model FROM tagrouter_requests WHERE request_id = %s", (item.request_id,)
-            ).fetchone()
-            if row is None:
-                return UnknownRequestError(
-                    f"unknown request id {item.request_id!r}: the gateway remembers the last "
-                    f"{self.keep_requests} requests; send the query text instead",
-                    field="request_id",
-                )
-            query, model = row[0], model or row[1]
-        if query is None or model is None:
-            return DataError("feedback needs a request_id, or a query and a model", field="query")
-        inserted = self._db.execute(
-            "INSERT INTO tagrouter_feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (feedback_id) DO NOTHING",
-            (item.feedback_id, query, model, item.outcome, item.request_id, now, self.origin),
-        ).rowcount
-        if not inserted:
-            stored = self._db.execute(
-                "SELECT query, model, outcome FROM tagrouter_feedback WHERE feedback_id = %s",
-                (item.feedback_id,),
-            ).fetchone()
-            if tuple(stored) != (query, model, item.outcome):
-                return FeedbackConflictError(
-                    f"feedback id {item.feedback_id!r} was already stored with another query, model or outcome",
-                    field="feedback_id",
-                )
-        return FeedbackResult("recorded" if inserted else "duplicate", item.feedback_id, model, query)
+        return store_one(
+            self._db, POSTGRES_SQL, item, now, self.origin, f"the last {self.keep_requests} requests"
+        )
 
     def changes(self, after: int = 0) -> tuple[list[HistoryRecord], int]:
         """Feedback stored after ``after`` by other replicas, and the last sequence number read."""

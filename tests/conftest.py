@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tagrouter.catalog import load_catalog
+from tagrouter.catalog import Catalog, load_catalog
 from tagrouter.cli.demo import EXAMPLES
 from tagrouter.records import read_history
 from tagrouter.router import TagRouter
@@ -32,6 +32,13 @@ def example_catalog():
 def example_router(example_records, example_catalog) -> TagRouter:
     """A router fitted on the shipped example history (3 models, 34 queries); do not mutate it."""
     return TagRouter.fit(example_records, example_catalog)
+
+
+def capable_router(router: TagRouter, **cards: dict) -> TagRouter:
+    """``router`` with capability fields (e.g. ``modalities``, ``tools``) added to the named catalogue cards."""
+    models = [{**card.model_dump(), **cards.get(card.name, {})} for card in router.catalog.models]
+    catalog = Catalog.model_validate({"models": models})
+    return TagRouter(router.model.with_catalog(catalog), router.decider)
 
 
 def needs_shared_data():

@@ -20,7 +20,8 @@ class RecordingRoute:
         self.threads: set[int] = set()
         self.fail_on = fail_on
 
-    def __call__(self, profile: str, queries):
+    def __call__(self, profile: str, queries, needs, earlier):
+        assert len(needs) == len(queries) == len(earlier)
         self.batches.append((profile, list(queries)))
         self.threads.add(threading.get_ident())
         if self.fail_on in queries:

@@ -17,7 +17,8 @@ pytest.importorskip("openai")
 from gateway_fixtures import ask, post  # noqa: E402
 from server_support import CODE_QUERY, GREETING_QUERY  # noqa: E402
 
-from tagrouter.server.validation import MAX_JSON_DEPTH, capped, visible  # noqa: E402
+from tagrouter.chat import capped, visible  # noqa: E402
+from tagrouter.server.validation import MAX_JSON_DEPTH  # noqa: E402
 
 POSTS = ["/v1/chat/completions", "/v1/route", "/v1/feedback"]
 

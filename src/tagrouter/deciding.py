@@ -90,17 +90,21 @@ class Decider:
                 field="rule",
             )
 
-    def choose(self, scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
-        """Index of the chosen model for each row of ``scores`` (n × M); ``costs`` is (M,) or (n × M)."""
-        return choose(scores, costs, self.rule, self.knob)
+    def choose(self, scores: np.ndarray, costs: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Index of the chosen model for each row of ``scores`` (n × M); ``costs`` is (M,) or (n × M);
+        ``allowed`` (n × M, bool; default all) limits the choice of each row to its allowed models."""
+        return choose(scores, costs, self.rule, self.knob, allowed)
 
-    def rank(self, scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
-        """Every model per query, best choice first, then by the rule's preference (for fallbacks)."""
+    def rank(self, scores: np.ndarray, costs: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Every model per query, best choice first, then by the rule's preference (for fallbacks); the
+        models that ``allowed`` rules out come last."""
         scores = np.atleast_2d(scores)
         costs = np.broadcast_to(costs, scores.shape)
         preference = scores - self.knob * costs if self.rule is Rule.UTILITY else scores
+        if allowed is not None:
+            preference = np.where(allowed, preference, -np.inf)
         order = np.argsort(-preference, axis=1, kind="stable")
-        first = self.choose(scores, costs)
+        first = self.choose(scores, costs, allowed)
         rest = order[order != first[:, None]].reshape(len(order), -1)
         return np.concatenate([first[:, None], rest], axis=1)
 
@@ -128,17 +132,23 @@ def default_decider(n_models: int) -> Decider:
     return Decider(Rule.GAP if n_models == 2 else Rule.UTILITY)
 
 
-def choose(scores: np.ndarray, costs: np.ndarray, rule: Rule, knob: float) -> np.ndarray:
-    """Vectorised decision for all queries at once; see the module docstring for the rules."""
+def choose(
+    scores: np.ndarray, costs: np.ndarray, rule: Rule, knob: float, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """Vectorised decision for all queries at once; see the module docstring for the rules. With
+    ``allowed`` (n × M, bool, at least one per row), each row chooses among its allowed models only, as if
+    the others were not in the catalogue."""
     scores = np.atleast_2d(np.asarray(scores, dtype=float))
     costs = np.broadcast_to(np.asarray(costs, dtype=float), scores.shape)
+    if allowed is not None:
+        scores = np.where(allowed, scores, -np.inf)
     if rule == "gap":
         if scores.shape[1] != 2:
             raise DataError(f"the 'gap' rule needs exactly two models, got {scores.shape[1]}")
         strong = costs.argmax(axis=1)
         cheap = 1 - strong
         rows = np.arange(len(scores))
-        gap = scores[rows, strong] - scores[rows, cheap]
+        gap = scores[rows, strong] - scores[rows, cheap]  # ±inf when one of the two is ruled out
         return np.where(gap > knob, strong, cheap)
     if rule == "within":
         eligible = scores >= scores.max(axis=1, keepdims=True) - knob - 1e-12

@@ -37,6 +37,14 @@ class WordLlamaEmbedder:
         self._table = model.embedding
         self._tokenizer = _unpadded(model.tokenizer)
 
+    def __getstate__(self) -> dict[str, int]:
+        """Pickle the settings only: the embedding table is reloaded from the installed package (so a
+        tagger shipped to a worker process is small)."""
+        return {"dim": self.dim}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__(state["dim"])
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if len(texts) == 0:

@@ -95,37 +95,28 @@ class RoutingModel:
             tuning=tuning,
         )
 
-    @classmethod
-    def fit(
-        cls,
-        history: History | Sequence[HistoryRecord],
-        catalog: Catalog,
-        tagger: Tagger,
-        scorer: Scorer | None = None,
-        progress: Progress | None = None,
-    ) -> RoutingModel:
-        """Tag each distinct query of ``history`` once, count the table and score it."""
-        history = as_history(history)
-        table = TagTable.count(tag_history(tagger, history, progress), history.model, history.outcome)
-        return cls.build(tagger, table, catalog, scorer, token_stats(history))
-
     def updated(self, history: History | Sequence[HistoryRecord]) -> RoutingModel:
         """This model with ``history`` learned: the table becomes exactly that of a fit on all records with
         this tagger; only the touched rows are rescored (see the module docstring)."""
         history = as_history(history)
         if not len(history):
             return self
-        tag_lists = tag_history(self.tagger, history, None)
-        table = self.table.added(tag_lists, history.model, history.outcome)
+        added = TagTable.count(tag_history(self.tagger, history, None), history.model, history.outcome)
+        return self.learned(added, token_stats(history))
+
+    def learned(self, added: TagTable, output_tokens: TokenStats) -> RoutingModel:
+        """This model with the counts of ``added`` (a table counted with this tagger, e.g. partial tables
+        merged by an engine) and their output-token statistics learned; see :meth:`updated`."""
+        table = self.table.merged(added)
         tokens = dict(self.output_tokens)
-        for model, (total, count) in token_stats(history).items():
+        for model, (total, count) in output_tokens.items():
             before = tokens.get(model, (0.0, 0))
             tokens[model] = (before[0] + total, before[1] + count)
         if table.records - self.refreshed_at > REFRESH_SHARE * self.refreshed_at or len(table.models) != len(
             self.table.models
         ):
             return RoutingModel.build(self.tagger, table, self.catalog, self.scorer, tokens, self.tuning)
-        rows = np.unique(np.concatenate(table.tag_rows(tag_lists)))
+        rows = np.fromiter((table.tag_index[t] for t in added.tags), dtype=np.intp, count=len(added.tags))
         fresh = self.scorer.row_values(table.rows(rows), self.stats)[:, self._columns]
         return replace(
             self,
@@ -144,16 +135,38 @@ class RoutingModel:
         """This model scored by another scorer (same tagger and table); ``tuning`` says how it was chosen."""
         return RoutingModel.build(self.tagger, self.table, self.catalog, scorer, self.output_tokens, tuning)
 
+    def with_catalog(self, catalog: Catalog) -> RoutingModel:
+        """This model with another card for each of its models (new prices, capabilities or endpoints)."""
+        if catalog.names != self.catalog.names:
+            raise DataError(
+                f"the new catalogue must list the same models in the same order ({', '.join(self.models)}), "
+                f"got {', '.join(catalog.names)}",
+                field="models",
+            )
+        return replace(self, catalog=catalog)
+
     # ---- scoring -----------------------------------------------------------------------------------
     @property
     def models(self) -> list[str]:
         """The routable models, in catalogue order (the columns of :meth:`score`)."""
         return self.catalog.names
 
-    def score(self, queries: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
-        """Tags of each query and the (queries × models) score matrix."""
+    def score(
+        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Tags of each query and the (queries × models) score matrix.
+
+        ``earlier[i]``: the text of the conversation before query i (None or empty: none); a query with
+        one scores (1 − ``earlier_weight``) × its own scores + ``earlier_weight`` × the earlier text's."""
         tag_lists = self.tagger.tag(list(queries))
-        return tag_lists, self.score_tags(tag_lists)
+        scores = self.score_tags(tag_lists)
+        if earlier is None or earlier_weight == 0.0:
+            return tag_lists, scores
+        rows = [i for i, text in enumerate(earlier) if text]
+        if rows:
+            before = self.score_tags(self.tagger.tag([earlier[i] for i in rows]))
+            scores[rows] = (1.0 - earlier_weight) * scores[rows] + earlier_weight * before
+        return tag_lists, scores
 
     def score_tags(self, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """The (queries × models) scores of queries tagged ``tag_lists``."""

@@ -8,6 +8,7 @@ A record says how a model's answer to a query was judged against a reference ans
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 from collections import Counter
@@ -75,6 +76,10 @@ class ReadReport:
 
 
 _OPTIONAL_NUMERIC = ("input_tokens", "output_tokens", "cost")
+#: Records per batch of :func:`iter_history`.
+BATCH_ROWS = 65_536
+#: Rows per Parquet batch read at once.
+PARQUET_BATCH = 8192
 _OPTIONAL_TEXT = ("reference", "judge", "judge_prompt")
 
 
@@ -121,8 +126,11 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise DataError(
                 "reading Parquet needs pyarrow: pip install 'tagrouter[parquet]'", path=path
             ) from None
-        for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield number, row
+        number = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
     else:
         raise DataError("unknown file type: expected .jsonl, .csv or .parquet (optionally .gz)", path=path)
 
@@ -141,20 +149,62 @@ def read_history(
     on_error: Literal["raise", "skip"] = "raise",
     report: ReadReport | None = None,
 ) -> list[HistoryRecord]:
-    """Read and validate history records from one or more files.
+    """Read and validate history records from one or more files (or glob patterns) into a list.
 
     Raises :class:`DataError` naming file, row and field on the first bad row, unless ``on_error="skip"``,
     in which case bad rows are skipped and listed in ``report``. A query id that appears with two
     different query texts is always an error. A model judged several times on one query counts each time.
+    For large histories use :func:`iter_history`, which streams columnar batches instead.
     """
+    return list(_validated(history_files(paths), on_error, report or ReadReport()))
+
+
+def iter_history(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    batch_rows: int = BATCH_ROWS,
+    on_error: Literal["raise", "skip"] = "raise",
+    report: ReadReport | None = None,
+) -> Iterator[History]:
+    """Stream the records of files (or glob patterns) as :class:`History` batches of up to ``batch_rows``
+    records, validated exactly as :func:`read_history` does (same errors, same skipping); only one batch of
+    records is held at a time (plus each query id's first text, to check that it names one query)."""
+    batch: list[HistoryRecord] = []
+    for record in _validated(history_files(paths), on_error, report or ReadReport()):
+        batch.append(record)
+        if len(batch) == batch_rows:
+            yield History.from_records(batch)
+            batch = []
+    if batch:
+        yield History.from_records(batch)
+
+
+def history_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The files of ``paths``: each an existing file or a glob pattern (``hist/*.parquet``) matching at
+    least one; a missing file or a pattern that matches nothing is a :class:`DataError`."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    report = report if report is not None else ReadReport()
-    records: list[HistoryRecord] = []
-    texts: dict[str, tuple[str, str]] = {}
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DataError("file not found", path=path)
+    files: list[Path] = []
+    for raw in map(str, paths):
+        if glob.has_magic(raw):
+            matched = sorted(Path(p) for p in glob.glob(raw, recursive=True) if Path(p).is_file())
+            if not matched:
+                raise DataError("no file matches this pattern", path=raw)
+            files += matched
+        elif Path(raw).is_file():
+            files.append(Path(raw))
+        else:
+            raise DataError("file not found", path=raw)
+    return files
+
+
+def _validated(
+    files: Sequence[Path], on_error: Literal["raise", "skip"], report: ReadReport
+) -> Iterator[HistoryRecord]:
+    """The valid records of ``files``, in order (see :func:`read_history` for what is checked). Each query
+    id's text is remembered by its hash (and where it was first seen), not as text."""
+    texts: dict[str, tuple[int, Path, int]] = {}
+    for path in files:
         for number, raw in _raw_rows(path):
             try:
                 record = HistoryRecord.model_validate(raw)
@@ -166,18 +216,17 @@ def read_history(
                     report.skipped.append(f"{path} row {number}: {error.field}: {error.reason}")
                     continue
                 raise error from None
-            where = f"{path} row {number}"
-            earlier = texts.setdefault(record.query_id, (record.query, where))
-            if earlier[0] != record.query:
+            earlier = texts.setdefault(record.query_id, (hash(record.query), path, number))
+            if earlier[0] != hash(record.query):
                 raise DataError(
-                    f"query id {record.query_id!r} has a different query text than at {earlier[1]}",
+                    f"query id {record.query_id!r} has a different query text than at "
+                    f"{earlier[1]} row {earlier[2]}",
                     path=path,
                     row=number,
                     field="query",
                 )
-            records.append(record)
             report.rows_read += 1
-    return records
+            yield record
 
 
 def write_history(path: str | Path, records: Iterable[HistoryRecord]) -> None:
@@ -225,6 +274,46 @@ class History:
 
     def __len__(self) -> int:
         return len(self.query_id)
+
+    def of_models(self, models: frozenset[str]) -> History:
+        """The records of ``models`` only."""
+        return self.taken(np.fromiter((m in models for m in self.model), dtype=bool, count=len(self)))
+
+    def of_queries(self, query_ids: frozenset[str]) -> History:
+        """The records of the queries ``query_ids`` only."""
+        return self.taken(np.fromiter((q in query_ids for q in self.query_id), dtype=bool, count=len(self)))
+
+    def taken(self, keep: np.ndarray) -> History:
+        """The records where the boolean mask ``keep`` is true."""
+        index = np.flatnonzero(keep)
+        return History(
+            [self.query_id[i] for i in index],
+            [self.query[i] for i in index],
+            [self.model[i] for i in index],
+            self.outcome[keep],
+            self.output_tokens[keep],
+        )
+
+    @classmethod
+    def concatenated(cls, parts: Sequence[History]) -> History:
+        """The records of ``parts``, in order."""
+        return cls(
+            [q for p in parts for q in p.query_id],
+            [q for p in parts for q in p.query],
+            [m for p in parts for m in p.model],
+            np.concatenate([p.outcome for p in parts] or [np.zeros(0, np.int8)]),
+            np.concatenate([p.output_tokens for p in parts] or [np.zeros(0)]),
+        )
+
+    def sliced(self, start: int, stop: int) -> History:
+        """Records ``start`` to ``stop`` (exclusive)."""
+        return History(
+            self.query_id[start:stop],
+            self.query[start:stop],
+            self.model[start:stop],
+            self.outcome[start:stop],
+            self.output_tokens[start:stop],
+        )
 
     def unique_queries(self) -> dict[str, str]:
         """Query id -> text, in order of first appearance; two texts under one id raise :class:`DataError`."""

@@ -8,19 +8,24 @@ share one model with different deciders.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tagrouter.catalog import Catalog
+from tagrouter.constraints import Needs, allowed
 from tagrouter.deciding import Decider, Rule, calibrate, default_decider
 from tagrouter.errors import DataError
 from tagrouter.model import Progress, RoutingModel
-from tagrouter.records import History, HistoryRecord, as_history
+from tagrouter.records import History, HistoryRecord, ReadReport
 from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
+
+if TYPE_CHECKING:
+    from tagrouter.engines import Engine, HistorySource
+    from tagrouter.engines.source import Paths
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class Decision:
     rule: str
     knob: float
     reason: str
+    #: models a hard constraint removed (see :mod:`tagrouter.constraints`), and why
+    removed: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +54,7 @@ class Decision:
             "rule": self.rule,
             "knob": self.knob,
             "reason": self.reason,
+            "removed": self.removed,
         }
 
 
@@ -68,15 +76,18 @@ class TagRouter:
     @classmethod
     def fit(
         cls,
-        history: History | Sequence[HistoryRecord],
+        history: History | Sequence[HistoryRecord] | Paths | HistorySource,
         catalog: Catalog,
         *,
         tagger: Tagger | None = None,
         scorer: Scorer | None = None,
         decider: Decider | None = None,
         progress: Progress | None = None,
+        engine: str | Engine = "local",
+        report: ReadReport | None = None,
     ) -> TagRouter:
-        """Fit a router on judged history (a list of records or a columnar :class:`History`).
+        """Fit a router on judged history: a list of records, a columnar :class:`History`, or history
+        files and glob patterns (streamed, never held in memory whole).
 
         Without ``tagger``, the embedded default is built from the history's queries (offline teacher ->
         vocabulary -> student). Without ``scorer``, the smoothed scorer's settings are chosen for this
@@ -84,29 +95,38 @@ class TagRouter:
         too: the cheapest operating point whose inner out-of-fold accept rate reaches the best single
         model's; ``router.model.tuning`` reports the choice. The history may hold models outside the
         catalogue: their outcomes feed the scorer's difficulty prior, but they are never chosen.
+        ``engine`` runs the fit: ``"local"`` (this process) or ``"ray"`` (Ray Data;
+        :class:`~tagrouter.engines.ray.RayEngine` for a cluster address); both give the same router.
+        ``report`` receives the rows read and skipped from files.
         """
-        history = as_history(history)
-        if not len(history):
-            raise DataError("the history is empty: a router needs judged records to fit")
-        if tagger is None:
-            from tagrouter.tagging.embedded import EmbeddedTagger
+        from tagrouter.engines import HistorySource, engine_named, fit_model, tuning_sample
 
-            tagger = EmbeddedTagger.fit(list(history.unique_queries().values()), progress=progress)
-        model = RoutingModel.fit(history, catalog, tagger, scorer, progress)
+        source = HistorySource.of(history)
+        runner = engine_named(engine)
+        model = fit_model(
+            source, catalog, engine=runner, tagger=tagger, scorer=scorer, report=report, progress=progress
+        )
         if scorer is None:
             from tagrouter.tuning import tune_model
 
             if progress:
                 progress("choosing the scorer's settings", 0, 1)
-            chosen, point, report = tune_model(model, history)
-            model = model.with_scorer(chosen, report.to_dict())
+            sample = source.history if source.history is not None else tuning_sample(source, runner)
+            chosen, point, tuned = tune_model(model, sample)
+            model = model.with_scorer(chosen, tuned.to_dict())
             decider = decider or Decider(point.rule, point.knob)
         return cls(model, decider or default_decider(len(catalog.names)))
 
-    def update(self, records: History | Sequence[HistoryRecord]) -> TagRouter:
-        """This router with ``records`` learned (see :meth:`RoutingModel.updated`): its table is exactly
-        that of a fit on all records with the same tagger."""
-        return TagRouter(self.model.updated(records), self.decider)
+    def update(
+        self, records: History | Sequence[HistoryRecord] | Paths, *, engine: str | Engine = "local"
+    ) -> TagRouter:
+        """This router with ``records`` (records, a :class:`History`, or history files) learned (see
+        :meth:`RoutingModel.updated`): its table is exactly that of a fit on all records with the same
+        tagger. ``engine`` counts the new records (see :meth:`fit`)."""
+        from tagrouter.engines import HistorySource, engine_named, update_model
+
+        model = update_model(self.model, HistorySource.of(records), engine=engine_named(engine))
+        return TagRouter(model, self.decider)
 
     def with_decider(self, decider: Decider) -> TagRouter:
         """This model under another policy."""
@@ -146,13 +166,26 @@ class TagRouter:
         """Expected dollars per (query, model); see :meth:`RoutingModel.expected_costs`."""
         return self.model.expected_costs(queries)
 
-    def score_batch(self, queries: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
-        """Tags of each query and the (n × models) score matrix."""
-        return self.model.score(queries)
+    def score_batch(
+        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Tags of each query and the (n × models) score matrix (``earlier``: see :meth:`route_batch`)."""
+        return self.model.score(queries, earlier, earlier_weight)
 
-    def route_batch(self, queries: Sequence[str]) -> list[Decision]:
+    def route_batch(
+        self,
+        queries: Sequence[str],
+        needs: Sequence[Needs] | None = None,
+        earlier: Sequence[str | None] | None = None,
+        earlier_weight: float = 0.0,
+    ) -> list[Decision]:
         """Decide for many queries in one call (much faster per query than calling :meth:`route`).
 
+        ``needs`` (one per query) are hard constraints (:mod:`tagrouter.constraints`): a model that cannot
+        take a query is neither chosen nor in its ranking, and the decision's ``removed`` and ``reason``
+        say why; a query that no model can take raises ``UnroutableError`` (a :class:`DataError`).
+        ``earlier`` (one per query, None for none): the conversation's earlier user turns, whose scores
+        weigh ``earlier_weight`` (see :meth:`RoutingModel.score` and :func:`tagrouter.chat.earlier_text`).
         A query that is empty or only white space raises :class:`DataError` naming its position."""
         if isinstance(queries, str):
             raise TypeError("route_batch takes a list of queries; use route() for one query")
@@ -160,16 +193,26 @@ class TagRouter:
         for number, query in enumerate(queries, start=1):
             if not isinstance(query, str) or not query.strip():
                 raise DataError(f"query {number} is empty: there is nothing to route on", field="query")
+        for name, values in (("needs", needs), ("earlier", earlier)):
+            if values is not None and len(values) != len(queries):
+                raise DataError(f"got {len(values)} {name} for {len(queries)} queries", field=name)
         if not queries:
             return []
         model, decider = self.model, self.decider
-        tag_lists, scores = model.score(queries)
+        tag_lists, scores = model.score(queries, earlier, earlier_weight)
         costs = model.expected_costs(queries)
-        ranking = decider.rank(scores, costs)
+        fits = allowed(model.catalog, needs, costs) if needs is not None else None
+        mask = fits.mask if fits is not None else None
+        ranking = decider.rank(scores, costs, mask)
         models = model.models
         decisions = []
         for i, query in enumerate(queries):
-            order = [models[j] for j in ranking[i]]
+            order = [models[j] for j in ranking[i] if mask is None or mask[i, j]]
+            removed = fits.removed[i] if fits is not None else {}
+            row_mask = None if mask is None else mask[i]
+            reason = _reason(models, decider, ranking[i][0], scores[i], costs[i], row_mask)
+            if removed:
+                reason += "; removed: " + "; ".join(f"{m} ({why})" for m, why in removed.items())
             decisions.append(
                 Decision(
                     query=query,
@@ -180,14 +223,15 @@ class TagRouter:
                     ranking=order,
                     rule=str(decider.rule),
                     knob=decider.knob,
-                    reason=_reason(models, decider, ranking[i][0], scores[i], costs[i]),
+                    reason=reason,
+                    removed=removed,
                 )
             )
         return decisions
 
-    def route(self, query: str) -> Decision:
-        """Decide for one query."""
-        return self.route_batch([query])[0]
+    def route(self, query: str, needs: Needs | None = None) -> Decision:
+        """Decide for one query (``needs``: its hard constraints, see :meth:`route_batch`)."""
+        return self.route_batch([query], None if needs is None else [needs])[0]
 
     # ---- calibration ----------------------------------------------------------------------------------
     def calibrated(
@@ -235,8 +279,17 @@ class TagRouter:
         return cls(*load_router(Path(folder)))
 
 
-def _reason(models: list[str], decider: Decider, chosen: int, scores: np.ndarray, costs: np.ndarray) -> str:
-    """One line saying why model ``chosen`` won."""
+def _reason(
+    models: list[str],
+    decider: Decider,
+    chosen: int,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    mask: np.ndarray | None,
+) -> str:
+    """One line saying why model ``chosen`` won (among the allowed models, when a mask is given)."""
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
     best = int(scores.argmax())
     name, knob = models[chosen], decider.knob
     if best == chosen:

@@ -387,6 +387,13 @@ def select_scorer(
 TUNING_QUERIES = 20_000
 
 
+def sampled_ids(ids: list[str], max_queries: int = TUNING_QUERIES, seed: int = 0) -> list[str]:
+    """The query ids tuning looks at: all of ``ids``, or a random ``max_queries`` of them in their order."""
+    if len(ids) <= max_queries:
+        return ids
+    return [ids[i] for i in np.sort(np.random.default_rng(seed).choice(len(ids), max_queries, replace=False))]
+
+
 def tune_model(
     model: RoutingModel, history: History, *, max_queries: int = TUNING_QUERIES, seed: int = 0
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
@@ -394,11 +401,7 @@ def tune_model(
     costs: what ``TagRouter.fit`` runs when no scorer is given. A model judged several times on one
     query counts with its last outcome."""
     queries = history.unique_queries()
-    ids = list(queries)
-    if len(ids) > max_queries:
-        ids = [
-            ids[i] for i in np.sort(np.random.default_rng(seed).choice(len(ids), max_queries, replace=False))
-        ]
+    ids = sampled_ids(list(queries), max_queries, seed)
     row_of = {qid: i for i, qid in enumerate(ids)}
     table = model.table
     codes = np.full((len(ids), len(table.models)), -1, dtype=np.intp)

@@ -26,12 +26,19 @@ app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(vocab_app, name="vocab")
 
-for command in (routing.fit, routing.route, routing.tag, routing.calibrate, routing.inspect, demo.demo):
+for command in (
+    routing.fit,
+    routing.update,
+    routing.route,
+    routing.tag,
+    routing.calibrate,
+    routing.inspect,
+    demo.demo,
+):
     app.command()(command)
 app.command("serve")(serve.serve)
 app.command("eval")(evaluate.evaluate)
 app.command("collect")(collect.collect)
-app.command("update")(collect.update)
 app.command("judge-check")(collect.judge_check)
 data_app.command("alpacaeval")(data.data_alpacaeval)
 for name in ("dcrouter", "mmlu", "gsm8k", "mt_bench"):

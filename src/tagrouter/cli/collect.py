@@ -1,5 +1,6 @@
-"""The collection commands: ``collect`` (judged history from logged queries), ``update`` (a saved router
-learns new records), ``judge-check`` (a judge's agreement with labels) and ``data judge-labels``."""
+"""The collection commands: ``collect`` (judged history from logged queries), ``judge-check`` (a judge's
+agreement with labels) and ``data judge-labels``; a saved router learns the collected records with
+``update`` (:mod:`tagrouter.cli.routing`)."""
 
 from __future__ import annotations
 
@@ -182,40 +183,6 @@ def _print_estimate(plan: CollectPlan, answer_tokens: int) -> None:
         f"expected: queries of characters/4 tokens, answers of {answer_tokens} tokens, verdicts of "
         f"{VERDICT_TOKENS} tokens; at most: every answer and verdict at max_tokens, every judge retry, "
         "prompts of one token per byte"
-    )
-
-
-def update(
-    router_dir: Annotated[Path, typer.Argument(help="A saved router.")],
-    history: Annotated[list[Path], typer.Argument(help="History files with the records to learn.")],
-    catalog: Annotated[
-        Path | None,
-        typer.Option(help="A new catalogue to route over (e.g. with a new model); default: the router's."),
-    ] = None,
-    models: Annotated[
-        str,
-        typer.Option(help="Learn only these models' records (e.g. the one 'collect --models NEW' added)."),
-    ] = "",
-    out: Annotated[Path | None, typer.Option(help="Folder to save into (default: the router's own).")] = None,
-) -> None:
-    """Teach a saved router new judged records (e.g. a new model's, from 'collect --models NEW') and save it."""
-    from tagrouter.catalog import load_catalog
-    from tagrouter.model import RoutingModel
-    from tagrouter.records import read_history
-    from tagrouter.router import TagRouter
-
-    only = set(_names(models))
-    records = [r for r in read_history(history) if not only or r.model in only]
-    router = TagRouter.load(router_dir).update(records)
-    if catalog is not None:  # the learned table, routed over the new catalogue's models
-        model = router.model
-        rebuilt = RoutingModel.build(
-            model.tagger, model.table, load_catalog(catalog), model.scorer, model.output_tokens
-        )
-        router = TagRouter(rebuilt, router.decider)
-    router.save(out or router_dir)
-    typer.echo(
-        f"learned {len(records)} records; saved the router to {out or router_dir} (models {', '.join(router.models)})"
     )
 
 

@@ -1,4 +1,4 @@
-"""The routing commands: ``fit``, ``route``, ``tag``, ``calibrate`` and ``inspect``."""
+"""The routing commands: ``fit``, ``update``, ``route``, ``tag``, ``calibrate`` and ``inspect``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,32 @@ from rich.console import Console
 
 from tagrouter.cli.common import err, progress_bar, queries_from, read_queries
 from tagrouter.deciding import Rule
+from tagrouter.engines.kinds import EngineKind
 from tagrouter.scoring import ScorerKind
+
+EngineOption = Annotated[
+    EngineKind,
+    typer.Option(
+        help="Where to run: 'local' (this process) or 'ray' (Ray Data; pip install 'tagrouter[ray]')."
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster address for --engine ray: 'auto' (the cluster 'ray start' began here) or ray://HOST:10001."
+    ),
+]
+HistoryArgument = Annotated[
+    list[str],
+    typer.Argument(help="History files (.jsonl, .csv, .parquet) or quoted glob patterns ('hist/*.parquet')."),
+]
+SkipOption = Annotated[
+    bool, typer.Option(help="Skip invalid rows (and report them) instead of stopping at the first.")
+]
 
 
 def fit(
-    history: Annotated[list[Path], typer.Argument(help="History files (.jsonl, .csv, .parquet).")],
+    history: HistoryArgument,
     catalog: Annotated[Path, typer.Option(help="Model catalogue (YAML).")],
     out: Annotated[Path, typer.Option(help="Folder to save the router into.")],
     scorer: Annotated[
@@ -31,9 +52,7 @@ def fit(
     knob: Annotated[
         float, typer.Option(help="The rule's knob: θ (gap, within) or λ per dollar (utility).")
     ] = 0.0,
-    skip_bad_rows: Annotated[
-        bool, typer.Option(help="Skip invalid rows (and report them) instead of stopping at the first.")
-    ] = False,
+    skip_bad_rows: SkipOption = False,
     tagger: Annotated[
         str,
         typer.Option(
@@ -41,36 +60,43 @@ def fit(
             "'openai:MODEL@URL[?...]' (see docs/taggers.md)."
         ),
     ] = "embedded",
+    engine: EngineOption = EngineKind.LOCAL,
+    address: AddressOption = None,
 ) -> None:
-    """Fit a router on judged history and save it."""
+    """Fit a router on judged history (streamed from the files) and save it."""
     from tagrouter.catalog import load_catalog
     from tagrouter.deciding import Decider
-    from tagrouter.records import ReadReport, read_history
+    from tagrouter.engines import HistorySource, engine_named
+    from tagrouter.records import ReadReport
     from tagrouter.router import TagRouter
     from tagrouter.scoring import scorer_from_config
 
-    report = ReadReport()
-    records = read_history(history, on_error="skip" if skip_bad_rows else "raise", report=report)
-    err.print(report.summary())
+    source = HistorySource.of(history, on_error="skip" if skip_bad_rows else "raise")
+    runner = engine_named(engine, address=address)
     cards = load_catalog(catalog)
     decider = Decider(rule=rule, knob=knob) if rule else None
     if decider is not None:
         decider.check(len(cards.names))
+    report = ReadReport()
     with progress_bar() as progress:
         chosen = None
         if tagger != "embedded":
             from tagrouter.tagging.factory import tagger_from_spec
 
-            queries = list({r.query_id: r.query for r in records}.values())
+            queries = list(runner.distinct_queries(runner.parts(source), report).values())
             chosen = tagger_from_spec(tagger, queries=queries, progress=progress)
+            report = ReadReport()  # counted again while fitting
         router = TagRouter.fit(
-            records,
+            source,
             cards,
             tagger=chosen,
             scorer=scorer_from_config({"kind": scorer}) if scorer else None,
             decider=decider,
             progress=progress,
+            engine=runner,
+            report=report,
         )
+    err.print(report.summary())
     router.save(out)
     typer.echo(
         f"saved router to {out}: {len(router.table.tags)} tags, models {', '.join(router.models)}, "
@@ -90,6 +116,50 @@ def describe_tuning(tuning: dict) -> str:
         f"single model for the cost; at the chosen knob the inner out-of-fold accept rate is "
         f"{point['accept_rate']:.3f} at ${point['mean_cost']:.6f} per query (always {point['best_single']}: "
         f"{point['best_single_accept_rate']:.3f} at ${point['best_single_mean_cost']:.6f})"
+    )
+
+
+def update(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router.")],
+    history: HistoryArgument,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(help="A new catalogue to route over (e.g. with a new model); default: the router's."),
+    ] = None,
+    models: Annotated[
+        str,
+        typer.Option(help="Learn only these models' records (e.g. the one 'collect --models NEW' added)."),
+    ] = "",
+    out: Annotated[Path | None, typer.Option(help="Folder to save into (default: the router's own).")] = None,
+    skip_bad_rows: SkipOption = False,
+    engine: EngineOption = EngineKind.LOCAL,
+    address: AddressOption = None,
+) -> None:
+    """Teach a saved router new judged records without a refit (its tagger tags them; the table becomes
+    exactly that of a refit with this tagger) and save it as a new version."""
+    from tagrouter.catalog import load_catalog
+    from tagrouter.engines import HistorySource, engine_named, update_model
+    from tagrouter.model import RoutingModel
+    from tagrouter.records import ReadReport
+    from tagrouter.router import TagRouter
+
+    router = TagRouter.load(router_dir)
+    only = frozenset(name.strip() for name in models.split(",") if name.strip())
+    source = HistorySource.of(history, on_error="skip" if skip_bad_rows else "raise", models=only)
+    report = ReadReport()
+    with progress_bar() as progress:
+        runner = engine_named(engine, address=address)
+        model = update_model(router.model, source, engine=runner, report=report, progress=progress)
+    err.print(report.summary())
+    if catalog is not None:  # the learned table, routed over the new catalogue's models
+        model = RoutingModel.build(
+            model.tagger, model.table, load_catalog(catalog), model.scorer, model.output_tokens
+        )
+    learned = model.table.records - router.table.records
+    router = TagRouter(model, router.decider)
+    router.save(out or router_dir)
+    typer.echo(
+        f"learned {learned} records; saved the router to {out or router_dir} (models {', '.join(router.models)})"
     )
 
 

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -26,22 +27,28 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
+from tagrouter.chat import capped, earlier_text, needs_of, routing_text, visible
+from tagrouter.constraints import Needs, UnroutableError, allowed
 from tagrouter.errors import DataError
 from tagrouter.router import Decision, TagRouter
 from tagrouter.server.admission import AdmissionControl
+from tagrouter.server.affinity import Pin, SessionPins, session_key
 from tagrouter.server.batching import RouteBatcher
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.errors import ApiError
 from tagrouter.server.feedback import (
     Feedback,
     FeedbackConflictError,
-    FeedbackStore,
     FeedbackWriter,
     UnknownRequestError,
 )
+from tagrouter.server.follow import FeedbackFollower
+from tagrouter.server.limits import ModelLimits
 from tagrouter.server.metrics import GatewayMetrics
+from tagrouter.server.overrides import Overrides, read_overrides
 from tagrouter.server.profiles import ProfileSet
 from tagrouter.server.shadow import shadow_judging
+from tagrouter.server.stores import open_feedback_store, store_name
 from tagrouter.server.upstream import (
     AllUpstreamsFailed,
     Answer,
@@ -54,12 +61,9 @@ from tagrouter.server.validation import (
     ChatRequest,
     FeedbackRequest,
     RouteRequest,
-    capped,
     openapi_body,
     parse,
     read_json,
-    routing_text,
-    visible,
 )
 
 log = logging.getLogger("tagrouter.server")
@@ -126,20 +130,34 @@ class Gateway:
         #: the decision-time histogram of each endpoint, looked up once (``labels`` takes a lock per call)
         self._decision_seconds: dict[str, Any] = {}
         self.keys = [k.encode() for k in config.client_keys()]
-        store = FeedbackStore(
-            config.feedback_db,
-            synchronous=config.feedback_synchronous,
-            keep_requests=config.remember_requests,
-            keep_request_bytes=config.remember_requests_bytes,
-        )
-        replayed = store.records()
+        store = open_feedback_store(config)
+        replayed, seen = store.changes()
         self.profiles.update(replayed)
         if replayed:
-            log.info("learned %d stored feedback records from %s", len(replayed), config.feedback_db)
+            log.info(
+                "learned %d stored feedback records from %s", len(replayed), store_name(config.feedback_db)
+            )
         self.writer = FeedbackWriter(store, self.profiles.update, learn_interval_s=config.learn_interval_s)
+        self.follower = FeedbackFollower(
+            store, self.profiles.update, after=seen, interval_s=config.follow_interval_s
+        )
         self.shadow = shadow_judging(
             config.shadow, self.catalog, self.upstreams.endpoints, self.writer, self.metrics
         )
+        self.limits = ModelLimits(self.catalog)
+        affinity = config.affinity
+        self.pins = (
+            SessionPins(
+                self.catalog,
+                ttl_s=affinity.ttl_s,
+                max_turns=affinity.max_turns,
+                max_sessions=affinity.max_sessions,
+            )
+            if affinity.enabled
+            else None
+        )
+        if self.pins is not None:
+            self.metrics.sessions.set_function(self.pins.__len__)
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured), and
@@ -157,9 +175,35 @@ class Gateway:
             )
         self.admission.check_key(matched.index(True))
 
-    async def decide(self, profile: str, queries: list[str], endpoint: str) -> list[Decision]:
+    def overrides(self, body: dict[str, Any], request: Request) -> Overrides:
+        """The request's overrides (taken out of ``body``); a bad one is a 400 naming the field."""
+        try:
+            return read_overrides(body, request.headers, self.catalog, self.profiles.names)
+        except DataError as exc:
+            raise ApiError(400, str(exc), param=exc.field, code="invalid_override") from None
+
+    def needs(self, queries: list[str], needs: list[Needs]) -> list[Needs]:
+        """``needs`` with the models at their rate limit, checked: a request that no model can take is a
+        400 here rather than an error of the batch it would join."""
+        saturated = self.limits.saturated()
+        needs = [replace(n, saturated=saturated) for n in needs] if saturated else needs
+        try:
+            ceiling = any(n.max_cost_usd is not None for n in needs)
+            allowed(self.catalog, needs, self.profiles.model.expected_costs(queries) if ceiling else None)
+        except UnroutableError as exc:
+            raise ApiError(400, str(exc), param="messages", code="no_model_fits") from None
+        return needs
+
+    async def decide(
+        self,
+        profile: str,
+        queries: list[str],
+        endpoint: str,
+        needs: list[Needs] | None = None,
+        earlier: list[str | None] | None = None,
+    ) -> list[Decision]:
         start = time.perf_counter()
-        decisions = await self.batcher.decide(profile, queries)
+        decisions = await self.batcher.decide(profile, queries, needs, earlier)
         histogram = self._decision_seconds.get(endpoint)
         if histogram is None:
             histogram = self._decision_seconds[endpoint] = self.metrics.decision_seconds.labels(endpoint)
@@ -201,10 +245,12 @@ class Gateway:
 
     async def _chat(self, request: Request) -> Response:
         body = await read_json(request, self.config.max_request_bytes)
+        overrides = self.overrides(body, request)
         chat = parse(ChatRequest, body)
-        requested = chat.model or self.profiles.default
-        query = routing_text(chat.messages, self.config.max_routing_chars)
+        requested = overrides.profile or chat.model or self.profiles.default
+        query = routing_text(body["messages"], self.config.max_routing_chars)
         decision: Decision | None = None
+        session, affinity = None, None
         if requested in self.profiles:
             if query is None:
                 raise ApiError(
@@ -213,8 +259,13 @@ class Gateway:
                     param="messages",
                 )
             profile = requested
-            decision = (await self.decide(profile, [query], "chat"))[0]
-            models = decision.ranking[: 1 + self.config.fallback_depth]
+            session = self.session(request, body)
+            pin = self.pins.lookup(session) if self.pins is not None and session is not None else None
+            needs = self.needs([query], [self.request_needs(body, overrides, pin)])
+            earlier = [earlier_text(body["messages"])]
+            decision = (await self.decide(profile, [query], "chat", needs, earlier))[0]
+            models, affinity = self.fallbacks(decision, pin)
+            self.metrics.affinity.labels(profile, affinity).inc()
         elif requested in self.catalog:
             profile, models = PASSTHROUGH, [requested]
         else:
@@ -229,12 +280,24 @@ class Gateway:
             answer = await self.upstreams.send(models, body, stream=chat.stream, on_failure=self._failed)
         except AllUpstreamsFailed as exc:
             self.metrics.requests.labels(profile, "none", "failed").inc()
+            if session is not None:
+                self.pins.escalate(session, models[0])
             raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
+        if self.limits.tracks(answer.model):
+            self.limits.record(answer.model, needs_of(body).input_tokens)
         request_id = "chatcmpl-tr-" + uuid.uuid4().hex
         headers = _decision_headers(decision, answer.model, request_id, profile)
+        headers.update(overrides.echo())
+        if affinity is not None:
+            headers["x-tagrouter-affinity"] = affinity
         if answer.status >= 400:  # the request's own fault: the upstream's error message, redacted
             self.metrics.requests.labels(profile, answer.model, "client_error").inc()
             return _json(answer.data, answer.status, headers)
+        if session is not None:  # keep the model, or re-route upward after the first model failed
+            if answer.model == models[0]:
+                self.pins.pin(session, answer.model, request_id)
+            else:
+                self.pins.escalate(session, models[0])
         if query is not None:  # so that feedback can cite the request id
             self.writer.remember(request_id, query, answer.model)
         self.metrics.requests.labels(profile, answer.model, "ok").inc()
@@ -246,6 +309,33 @@ class Gateway:
         self.account(profile, decision, answer.model, data.get("usage"))
         shadow = self.shadow and self.shadow.after_response(request_id, query, answer.model, data)
         return _json(data, headers=headers, background=shadow)
+
+    # ---- session affinity and constraints ---------------------------------------------------------------
+    def session(self, request: Request, body: dict[str, Any]) -> str | None:
+        """The request's session key, when affinity is on (see :mod:`tagrouter.server.affinity`)."""
+        if self.pins is None:
+            return None
+        key = session_key(request.headers, body)
+        return key if key is None or key.startswith("id:") or self.config.affinity.by_opening else None
+
+    def request_needs(self, body: dict[str, Any], overrides: Overrides, pin: Pin | None) -> Needs:
+        """What the request needs (its messages and tools), what its overrides allow, and the floor of
+        an escalated session (the dearer of it and ``min_model``)."""
+        floors = [m for m in (overrides.min_model, pin.floor if pin is not None else None) if m is not None]
+        return replace(
+            needs_of(body),
+            exclude=overrides.exclude,
+            min_model=max(floors, key=lambda m: self.catalog[m].price_key) if floors else None,
+            max_cost_usd=overrides.max_cost_usd,
+        )
+
+    def fallbacks(self, decision: Decision, pin: Pin | None) -> tuple[list[str], str]:
+        """The models to try in order, and the request's affinity: ``pinned`` (the session's model
+        first, when it can still take the request), ``escalated`` or ``routed``."""
+        depth = 1 + self.config.fallback_depth
+        if pin is not None and pin.model in decision.ranking:
+            return [pin.model, *[m for m in decision.ranking if m != pin.model]][:depth], "pinned"
+        return decision.ranking[:depth], "escalated" if pin is not None and pin.model is None else "routed"
 
     def _stream(
         self,
@@ -266,7 +356,9 @@ class Gateway:
         return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
     async def route(self, request: Request) -> dict[str, Any]:
-        route = parse(RouteRequest, await read_json(request, self.config.max_request_bytes))
+        body = await read_json(request, self.config.max_request_bytes)
+        overrides = self.overrides(body, request)
+        route = parse(RouteRequest, body)
         if (route.query is None) == (route.queries is None):
             raise ApiError(400, "give exactly one of 'query' (a string) or 'queries' (a list)", param="query")
         queries = [route.query] if route.query is not None else route.queries or []
@@ -278,7 +370,7 @@ class Gateway:
             )
         if not all(visible(q) for q in queries):
             raise ApiError(400, "queries: every query must hold visible text", param="queries")
-        profile = route.model or self.profiles.default
+        profile = overrides.profile or route.model or self.profiles.default
         if profile not in self.profiles:
             raise ApiError(
                 404,
@@ -286,8 +378,11 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
-        limit = self.config.max_routing_chars
-        decisions = await self.decide(profile, [capped(q, limit) for q in queries], "route")
+        queries = [capped(q, self.config.max_routing_chars) for q in queries]
+        limits = Needs(
+            exclude=overrides.exclude, min_model=overrides.min_model, max_cost_usd=overrides.max_cost_usd
+        )
+        decisions = await self.decide(profile, queries, "route", self.needs(queries, [limits] * len(queries)))
         return {
             "object": "tagrouter.route",
             "profile": profile,
@@ -334,6 +429,8 @@ class Gateway:
         self.metrics.feedback.labels(result.status).inc()
         if self.shadow and sent.request_id:
             self.shadow.explicit(sent.request_id, item.outcome)
+        if self.pins is not None and item.outcome == "loss" and sent.request_id is not None:
+            self.pins.lost(sent.request_id, result.model)
         return {
             "object": "tagrouter.feedback",
             "status": result.status,
@@ -374,10 +471,12 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.writer.start()
+        gateway.follower.start()
         await gateway.upstreams.start()
         try:
             yield
         finally:  # uvicorn has finished every accepted request by now: drain and close the store
+            await gateway.follower.close()
             if gateway.shadow:
                 await gateway.shadow.aclose()
             await gateway.writer.close()

@@ -14,20 +14,35 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
+from tagrouter.constraints import Needs
 from tagrouter.router import Decision
 
-Route = Callable[[str, Sequence[str]], list[Decision]]
-_Waiting = list[tuple[list[str], asyncio.Future[list[Decision]]]]
+Route = Callable[[str, Sequence[str], Sequence[Needs], Sequence[str | None]], list[Decision]]
 _Outcome = list[Decision] | Exception
 
 
-class RouteBatcher:
-    """``await batcher.decide(profile, queries)``: the decisions for ``queries``, made in a shared batch.
+@dataclass(frozen=True)
+class _Request:
+    """One waiting request: its queries, their needs and earlier turns, and the future of its decisions."""
 
-    ``route(profile, queries)`` makes the decisions; with ``in_threadpool`` (or for a batch of more than
+    queries: list[str]
+    needs: list[Needs]
+    earlier: list[str | None]
+    future: asyncio.Future[list[Decision]]
+
+
+_Waiting = list[_Request]
+
+
+class RouteBatcher:
+    """``await batcher.decide(profile, queries, needs, earlier)``: the decisions for ``queries`` (under
+    their ``needs``, after their conversations' ``earlier`` turns; default none), made in a shared batch.
+
+    ``route(profile, queries, needs, earlier)`` makes the decisions; with ``in_threadpool`` (or for a batch of more than
     ``thread_chars`` characters) it runs in a worker thread, and the queries that arrive meanwhile form
     the next batch.
     """
@@ -40,10 +55,19 @@ class RouteBatcher:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def decide(self, profile: str, queries: list[str]) -> list[Decision]:
+    async def decide(
+        self,
+        profile: str,
+        queries: list[str],
+        needs: list[Needs] | None = None,
+        earlier: list[str | None] | None = None,
+    ) -> list[Decision]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Decision]] = loop.create_future()
-        self._waiting.setdefault(profile, []).append((queries, future))
+        request = _Request(
+            queries, needs or [Needs()] * len(queries), earlier or [None] * len(queries), future
+        )
+        self._waiting.setdefault(profile, []).append(request)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -63,21 +87,26 @@ class RouteBatcher:
     def _large(self, items: _Waiting) -> bool:
         if self._thread_chars is None:
             return False
-        return sum(len(q) for queries, _ in items for q in queries) > self._thread_chars
+        return sum(len(q) for item in items for q in item.queries) > self._thread_chars
 
     def _decide(self, profile: str, items: _Waiting) -> list[_Outcome]:
         """One outcome per waiting request: its decisions, or the error of routing it alone."""
         try:
-            decisions = self._route(profile, [q for queries, _ in items for q in queries])
+            decisions = self._route(
+                profile,
+                [q for item in items for q in item.queries],
+                [n for item in items for n in item.needs],
+                [e for item in items for e in item.earlier],
+            )
         except Exception as exc:
             if len(items) == 1:
                 return [exc]
             return [self._decide(profile, [item])[0] for item in items]  # each alone: only the bad one fails
         outcomes: list[_Outcome] = []
         start = 0
-        for queries, _ in items:
-            outcomes.append(decisions[start : start + len(queries)])
-            start += len(queries)
+        for item in items:
+            outcomes.append(decisions[start : start + len(item.queries)])
+            start += len(item.queries)
         return outcomes
 
     async def _decide_in_thread(self, profile: str, items: _Waiting) -> None:
@@ -85,7 +114,7 @@ class RouteBatcher:
 
     @staticmethod
     def _resolve(items: _Waiting, outcomes: list[_Outcome]) -> None:
-        for (_, future), outcome in zip(items, outcomes, strict=True):
+        for future, outcome in zip((item.future for item in items), outcomes, strict=True):
             if future.done():  # a cancelled request's future is done already
                 continue
             if isinstance(outcome, Exception):

@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tagrouter.catalog import Endpoint
+from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
@@ -54,6 +55,21 @@ class Profile(BaseModel):
         if self.knob is not None and self.budget is not None:
             raise ValueError("give a profile either a knob or a budget, not both")
         return self
+
+
+class Affinity(BaseModel):
+    """Session affinity (see ``tagrouter.server.affinity``): a conversation keeps its model for ``ttl_s``
+    seconds after its last turn and at most ``max_turns`` turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    ttl_s: float = Field(default=1800.0, gt=0)
+    max_turns: int = Field(default=50, ge=1)
+    max_sessions: int = Field(default=100_000, ge=1, description="pins kept in memory (LRU beyond)")
+    by_opening: bool = Field(
+        default=True, description="key conversations that send no session id by their opening messages"
+    )
 
 
 class Admission(BaseModel):
@@ -101,7 +117,7 @@ class GatewayConfig(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="larger bodies get a 413")
     max_route_queries: int = Field(default=256, ge=1)
     max_routing_chars: int = Field(
-        default=4000,
+        default=MAX_ROUTING_CHARS,
         ge=100,
         description="route on the first and last half of this many characters of a longer text "
         "(the whole request still goes upstream)",
@@ -112,7 +128,13 @@ class GatewayConfig(BaseModel):
         description="a routing batch with more text than this is routed in a worker thread, off the loop",
     )
     admission: Admission = Field(default_factory=Admission)
-    feedback_db: Path = Path("tagrouter-feedback.sqlite3")
+    feedback_db: Path | str = Field(
+        default=Path("tagrouter-feedback.sqlite3"),
+        description="SQLite file, or postgresql://… (extra postgres); replicas sharing it learn together",
+    )
+    follow_interval_s: float = Field(
+        default=1.0, ge=0, description="how often to apply feedback other replicas stored (0: never)"
+    )
     feedback_synchronous: Literal["normal", "full"] = Field(
         default="normal", description="SQLite 'full' also survives power loss, at an fsync per batch"
     )
@@ -120,10 +142,25 @@ class GatewayConfig(BaseModel):
         default=0.5, gt=0, description="the router learns new feedback at most this often, all of it at once"
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
+    affinity: Affinity = Field(default_factory=Affinity)
+    conversation_weight: float = Field(
+        default=EARLIER_WEIGHT,
+        ge=0,
+        le=1,
+        description="weight of the earlier user turns' scores (0: route on the last user message only)",
+    )
     remember_requests_bytes: int = Field(
         default=64_000_000, ge=1_000_000, description="bytes of routing text kept for those request ids"
     )
     shadow: ShadowConfig | None = Field(default=None, description="shadow judging (off by default)")
+
+    @field_validator("feedback_db", mode="before")
+    @classmethod
+    def _file_unless_url(cls, value: object) -> object:
+        """A PostgreSQL URL stays text; anything else is a SQLite file path."""
+        if isinstance(value, str) and not value.startswith(("postgresql://", "postgres://")):
+            return Path(value)
+        return value
 
     @model_validator(mode="after")
     def _default_profile_exists(self) -> GatewayConfig:
@@ -157,7 +194,8 @@ class GatewayConfig(BaseModel):
             else p
             for name, p in self.profiles.items()
         }
-        return self.model_copy(update={"feedback_db": fix(self.feedback_db), "profiles": profiles})
+        feedback_db = fix(self.feedback_db) if isinstance(self.feedback_db, Path) else self.feedback_db
+        return self.model_copy(update={"feedback_db": feedback_db, "profiles": profiles})
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -19,10 +19,11 @@ import contextlib
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tagrouter.errors import DataError
 from tagrouter.records import HistoryRecord, query_id
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     model TEXT NOT NULL,
     outcome TEXT NOT NULL,
     request_id TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    origin TEXT
 );
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,8 +91,64 @@ class FeedbackConflictError(DataError):
     """A feedback id was sent again with a different query, model or outcome."""
 
 
+@dataclass(frozen=True)
+class FeedbackSql:
+    """The statements that store one feedback, in one database's dialect (SQLite, PostgreSQL)."""
+
+    find_request: str  # (request_id) -> query, model
+    insert: (
+        str  # (feedback_id, query, model, outcome, request_id, created_at, origin); nothing if the id exists
+    )
+    find_stored: str  # (feedback_id) -> query, model, outcome
+
+
+SQLITE_SQL = FeedbackSql(
+    find_request="SELECT query, model FROM requests WHERE request_id = ?",
+    insert="INSERT OR IGNORE INTO feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    find_stored="SELECT query, model, outcome FROM feedback WHERE feedback_id = ?",
+)
+
+
+def store_one(
+    db: Any, sql: FeedbackSql, item: Feedback, now: float, origin: str, remembered: str
+) -> FeedbackResult | DataError:
+    """Store one feedback through ``db`` (a DB-API connection): resolve its request id to the query and
+    model, insert it once per feedback id, and tell a retry (``duplicate``) from a conflicting reuse of the
+    id. ``remembered`` says which requests the store keeps, for the unknown-request error."""
+    query, model = item.query, item.model
+    if item.request_id is not None:
+        row = db.execute(sql.find_request, (item.request_id,)).fetchone()
+        if row is None:
+            return UnknownRequestError(
+                f"unknown request id {item.request_id!r}: the gateway remembers {remembered}; "
+                "send the query text instead",
+                field="request_id",
+            )
+        query, model = row[0], model or row[1]
+    if query is None or model is None:
+        return DataError("feedback needs a request_id, or a query and a model", field="query")
+    inserted = db.execute(
+        sql.insert, (item.feedback_id, query, model, item.outcome, item.request_id, now, origin)
+    ).rowcount
+    if not inserted:
+        stored = db.execute(sql.find_stored, (item.feedback_id,)).fetchone()
+        if tuple(stored) != (query, model, item.outcome):
+            return FeedbackConflictError(
+                f"feedback id {item.feedback_id!r} was already stored with another query, model or outcome",
+                field="feedback_id",
+            )
+    return FeedbackResult("recorded" if inserted else "duplicate", item.feedback_id, model, query)
+
+
 class FeedbackStore:
-    """SQLite store of feedback and recent requests; use it from one thread at a time."""
+    """SQLite store of feedback and recent requests; use it from one thread at a time (:meth:`changes`
+    reads on a connection of its own, so a replica follower may call it from another thread).
+
+    Every feedback row records the ``origin`` (a random id per store object) that wrote it, so that
+    gateway processes sharing the file apply each other's feedback, not their own twice
+    (:mod:`tagrouter.server.follow`).
+    """
 
     def __init__(
         self,
@@ -104,6 +162,8 @@ class FeedbackStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.keep_requests = keep_requests
         self.keep_request_bytes = keep_request_bytes
+        self.origin = uuid.uuid4().hex
+        self._reader: sqlite3.Connection | None = None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -117,6 +177,9 @@ class FeedbackStore:
                 raise DataError(
                     f"feedback store schema version {row[0]}, expected {SCHEMA_VERSION}", path=self.path
                 )
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(feedback)")}
+            if "origin" not in columns:  # a store written before replicas followed each other
+                self._db.execute("ALTER TABLE feedback ADD COLUMN origin TEXT")
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot open the feedback store as SQLite ({exc})", path=self.path) from None
         rows, size = self._db.execute(
@@ -170,41 +233,24 @@ class FeedbackStore:
         self.request_bytes -= dropped_bytes
 
     def _store_one(self, item: Feedback, now: float) -> FeedbackResult | DataError:
-        query, model = item.query, item.model
-        if item.request_id is not None:
-            row = self._db.execute(
-                "SELECT query, model FROM requests WHERE request_id = ?", (item.request_id,)
-            ).fetchone()
-            if row is None:
-                return UnknownRequestError(
-                    f"unknown request id {item.request_id!r}: the gateway remembers the most recent "
-                    f"{self.keep_requests} requests (and {self.keep_request_bytes} bytes of their text); "
-                    "send the query text instead",
-                    field="request_id",
-                )
-            query, model = row[0], model or row[1]
-        if query is None or model is None:
-            return DataError("feedback needs a request_id, or a query and a model", field="query")
-        inserted = self._db.execute(
-            "INSERT OR IGNORE INTO feedback (feedback_id, query, model, outcome, request_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (item.feedback_id, query, model, item.outcome, item.request_id, now),
-        ).rowcount
-        if not inserted:
-            stored = self._db.execute(
-                "SELECT query, model, outcome FROM feedback WHERE feedback_id = ?", (item.feedback_id,)
-            ).fetchone()
-            if tuple(stored) != (query, model, item.outcome):
-                return FeedbackConflictError(
-                    f"feedback id {item.feedback_id!r} was already stored with another query, model or outcome",
-                    field="feedback_id",
-                )
-        return FeedbackResult("recorded" if inserted else "duplicate", item.feedback_id, model, query)
+        remembered = f"the most recent {self.keep_requests} requests (and {self.keep_request_bytes} bytes of their text)"
+        return store_one(self._db, SQLITE_SQL, item, now, self.origin, remembered)
 
     def records(self) -> list[HistoryRecord]:
         """Every stored feedback as a history record, oldest first."""
         rows = self._db.execute("SELECT query, model, outcome FROM feedback ORDER BY seq").fetchall()
         return [HistoryRecord(query_id=query_id(q), query=q, model=m, outcome=o) for q, m, o in rows]
+
+    def changes(self, after: int = 0) -> tuple[list[HistoryRecord], int]:
+        """The feedback stored after sequence number ``after`` by other store objects (other replicas),
+        oldest first, and the last sequence number read (``changes(0)`` at start: every record)."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._reader.execute("PRAGMA busy_timeout=5000")
+        rows = self._reader.execute(
+            "SELECT seq, query, model, outcome, origin FROM feedback WHERE seq > ? ORDER BY seq", (after,)
+        ).fetchall()
+        return changed_records(rows, self.origin, after)
 
     def count(self) -> int:
         """Number of stored feedback records."""
@@ -212,8 +258,23 @@ class FeedbackStore:
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close."""
+        if self._reader is not None:
+            self._reader.close()
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+
+
+def changed_records(
+    rows: Sequence[tuple[int, str, str, str, str | None]], origin: str, after: int
+) -> tuple[list[HistoryRecord], int]:
+    """History records of feedback rows (seq, query, model, outcome, origin) not written by ``origin``,
+    and the last sequence number among ``rows`` (``after`` when there are none)."""
+    records = [
+        HistoryRecord(query_id=query_id(q), query=q, model=m, outcome=o)
+        for _, q, m, o, by in rows
+        if by != origin
+    ]
+    return records, (rows[-1][0] if rows else after)
 
 
 @dataclass

@@ -54,6 +54,12 @@ class GatewayMetrics:
             "Estimated dollars saved versus the profile's reference model (negative if routing cost more)",
             ["profile", "reference_model"], registry=r,
         )  # fmt: skip
+        self.affinity = Counter(
+            "tagrouter_affinity", "Routed chat requests by session affinity: pinned (kept the session's "
+            "model), routed (no live pin), escalated (re-routed above a model that lost or failed)",
+            ["profile", "affinity"], registry=r,
+        )  # fmt: skip
+        self.sessions = Gauge("tagrouter_sessions", "Sessions with a pin or a floor in memory", registry=r)
         self.bad_usage = Counter(
             "tagrouter_bad_usage", "Upstream answers whose token usage was not valid counts (not accounted)",
             ["model"], registry=r,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from tagrouter.constraints import Needs
 from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
@@ -44,6 +45,7 @@ class ProfileSet:
                 field="profiles",
             )
         self.default = config.default_profile
+        self.conversation_weight = config.conversation_weight
         self.model: RoutingModel = router.model
         self._profiles: Mapping[str, RoutingProfile] = MappingProxyType(
             {name: _build(name, profile, router) for name, profile in config.profiles.items()}
@@ -64,9 +66,16 @@ class ProfileSet:
         """The router of ``profile``: the current shared model under the profile's policy."""
         return TagRouter(self.model, self._profiles[profile].decider)
 
-    def route(self, profile: str, queries: Sequence[str]) -> list[Decision]:
-        """Decisions of ``profile`` for ``queries`` (one batch)."""
-        return self.router(profile).route_batch(list(queries))
+    def route(
+        self,
+        profile: str,
+        queries: Sequence[str],
+        needs: Sequence[Needs] | None = None,
+        earlier: Sequence[str | None] | None = None,
+    ) -> list[Decision]:
+        """Decisions of ``profile`` for ``queries`` (one batch), under their ``needs``, after their
+        conversations' ``earlier`` turns (weighing the config's ``conversation_weight``)."""
+        return self.router(profile).route_batch(list(queries), needs, earlier, self.conversation_weight)
 
     def update(self, records: Sequence[HistoryRecord]) -> None:
         """Learn judged records: one new shared model, swapped in for every profile at once."""
@@ -92,9 +101,7 @@ def _build(name: str, profile: Profile, router: TagRouter) -> RoutingProfile:
         queries = list({r.query_id: r.query for r in read_history(budget.history)}.values())
         routed = routed.calibrated(queries, mean_cost=budget.mean_cost_usd, strong_share=budget.strong_share)
     catalog = router.catalog
-    reference = profile.reference_model or max(
-        catalog.names, key=lambda m: (catalog[m].output_usd_per_1m, catalog[m].input_usd_per_1m)
-    )
+    reference = profile.reference_model or max(catalog.names, key=lambda m: catalog[m].price_key)
     if reference not in catalog:
         raise DataError(
             f"reference model {reference!r} is not in the router's catalogue ({', '.join(catalog.names)})",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
@@ -29,12 +28,6 @@ M = TypeVar("M", bound=BaseModel)
 
 #: The deepest nesting of arrays and objects accepted in a request body (the body object is depth 1).
 MAX_JSON_DEPTH = 64
-
-#: A visible character: anything but whitespace, control characters and the zero-width / format characters.
-_VISIBLE = re.compile(
-    "[^\\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
-    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
-)
 
 
 def _valid_unicode(text: str) -> str:
@@ -182,32 +175,6 @@ def parse(cls: type[M], body: dict[str, Any]) -> M:
     except ValidationError as exc:
         error = from_validation_error(exc, data=body)
         raise ApiError(400, str(error), param=error.field) from None
-
-
-def visible(text: str) -> bool:
-    """Whether ``text`` holds a character other than whitespace, control and zero-width characters."""
-    return _VISIBLE.search(text) is not None
-
-
-def capped(text: str, max_chars: int) -> str:
-    """``text``, or its first and last characters (``max_chars`` in all, a newline between) if longer."""
-    if len(text) <= max_chars:
-        return text
-    head = (max_chars - 1) // 2
-    return text[:head] + "\n" + text[len(text) - (max_chars - 1 - head) :]
-
-
-def routing_text(messages: list[ChatMessage], max_chars: int) -> str | None:
-    """The text the router decides on: the last user message (its text parts, for multi-part content),
-    capped to ``max_chars``; None when the last user message has no visible text, or there is none."""
-    for message in reversed(messages):
-        if message.role != "user":
-            continue
-        content = message.content
-        if isinstance(content, list):
-            content = "\n".join(p.text for p in content if p.type == "text" and p.text is not None)
-        return capped(content, max_chars) if content and visible(content) else None
-    return None
 
 
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:

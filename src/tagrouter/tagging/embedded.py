@@ -9,12 +9,14 @@ keyphrase tags (fine). One matrix product for a whole batch.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import ArtifactError
@@ -22,9 +24,11 @@ from tagrouter.fileio import atomic_write_bytes
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.taxonomy import DOMAINS, TASK_TYPES
-from tagrouter.tagging.vocabulary import Vocabulary, _npy_bytes, build_vocabulary
+from tagrouter.tagging.vocabulary import Vocabulary, _npy_bytes, tag_counts, vocabulary_from_counts
 
 Progress = Callable[[str, int, int], None]
+#: Queries embedded at once while distilling prototypes (bounds the token matrix: ~64k tokens × 256).
+EMBED_CHUNK = 2048
 
 
 @dataclass
@@ -97,23 +101,27 @@ class EmbeddedTagger:
         merge_distance: float = 0.1,
         fine: int = 8,
     ) -> EmbeddedTagger:
-        """Build the vocabulary from teacher tags and distil prototypes (the seed taxonomy is always kept)."""
+        """Build the vocabulary from teacher tags and distil prototypes (the seed taxonomy is always kept).
+
+        The stages, each usable on parts of a history (``tagrouter.engines`` runs them on Ray):
+        :func:`tag_counts` → :func:`vocabulary_from_counts` → :func:`prototype_sums` → :meth:`from_sums`.
+        """
         embedder = embedder or default_embedder()
-        vocabulary = build_vocabulary(
-            teacher_tags,
-            embedder,
-            min_count=min_count,
-            merge_distance=merge_distance,
-            keep=[*TASK_TYPES, *DOMAINS],
+        vocabulary = student_vocabulary(
+            tag_counts(teacher_tags), embedder, min_count=min_count, merge_distance=merge_distance
         )
-        aligned = vocabulary.align(teacher_tags, embedder, cutoff=1.01)  # exact and alias matches only
-        query_vectors = embedder.embed(list(queries))
-        prototypes = np.zeros((len(vocabulary), query_vectors.shape[1]), dtype=np.float32)
-        for vector, tags in zip(query_vectors, aligned, strict=True):
-            for tag in tags:
-                prototypes[vocabulary.index[tag]] += vector
+        sums = prototype_sums(vocabulary, queries, teacher_tags, embedder)
+        return cls.from_sums(vocabulary, sums, fine=fine, embedder=embedder)
+
+    @classmethod
+    def from_sums(
+        cls, vocabulary: Vocabulary, sums: np.ndarray, *, fine: int = 8, embedder: Embedder | None = None
+    ) -> EmbeddedTagger:
+        """The student whose prototypes are the normalised ``sums`` (see :func:`prototype_sums`); a kept
+        seed tag that no query carries falls back on its text embedding."""
+        prototypes = sums.astype(np.float32)
         unused = ~prototypes.any(axis=1)
-        if unused.any():  # a kept seed tag no query carries: fall back on its text embedding
+        if unused.any():
             prototypes[unused] = vocabulary.embeddings[unused]
         prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
         return cls(vocabulary=vocabulary, prototypes=prototypes, fine=fine, embedder=embedder)
@@ -164,8 +172,37 @@ class EmbeddedTagger:
             raise ArtifactError(f"{folder}: damaged tagger configuration ({exc})") from None
 
 
+def student_vocabulary(
+    counts: Counter[str], embedder: Embedder, *, min_count: int = 2, merge_distance: float = 0.1
+) -> Vocabulary:
+    """The student's vocabulary from teacher tag counts (:func:`tag_counts`); the seed taxonomy is kept."""
+    return vocabulary_from_counts(
+        counts, embedder, min_count=min_count, merge_distance=merge_distance, keep=[*TASK_TYPES, *DOMAINS]
+    )
+
+
+def prototype_sums(
+    vocabulary: Vocabulary,
+    queries: Sequence[str],
+    teacher_tags: Sequence[Sequence[str]],
+    embedder: Embedder,
+) -> np.ndarray:
+    """Per vocabulary tag, the float64 sum of the embeddings of the queries the teacher gave it (exact and
+    alias matches only), embedded :data:`EMBED_CHUNK` queries at a time. Sums of parts of a history add up
+    to the sums of the whole, in any order (up to float64 rounding)."""
+    sums = np.zeros((len(vocabulary), embedder.embed(["x"]).shape[1]), dtype=np.float64)
+    for start in range(0, len(queries), EMBED_CHUNK):
+        chunk = slice(start, start + EMBED_CHUNK)
+        aligned = vocabulary.align(teacher_tags[chunk], embedder, cutoff=1.01)
+        rows = np.fromiter((vocabulary.index[t] for tags in aligned for t in tags), dtype=np.intp)
+        columns = np.repeat(np.arange(len(aligned)), [len(tags) for tags in aligned])
+        carries = csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(vocabulary), len(aligned)))
+        sums += carries @ embedder.embed(list(queries[chunk])).astype(np.float64)
+    return sums
+
+
 def _normalised(names: Iterable[str]) -> set[str]:
     return {n for n in map(normalize_tag, names) if n}
 
 
-__all__ = ["EmbeddedTagger"]
+__all__ = ["EmbeddedTagger", "prototype_sums", "student_vocabulary"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn import config_context
 from sklearn.cluster import DBSCAN
 
 from tagrouter.embedding import Embedder
@@ -17,6 +18,10 @@ from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json
 from tagrouter.tagging.normalize import normalize_tag
 
+#: Tags embedded at once while building a vocabulary.
+EMBED_TAGS = 8192
+#: Megabytes of pairwise tag distances DBSCAN computes at a time.
+DBSCAN_WORKING_MB = 64
 #: Cosine similarity below which a free-form tag is not aligned to any vocabulary tag.
 DEFAULT_ALIGN_CUTOFF = 0.55
 
@@ -43,12 +48,15 @@ class Vocabulary:
     ) -> list[list[str]]:
         """Map free-form tags onto the vocabulary: exact (after normalisation) or alias match first, then the
         most similar vocabulary tag by embedding if its cosine similarity is at least ``cutoff``; tags
-        that match nothing are dropped. Order is kept, duplicates removed."""
+        that match nothing are dropped. Order is kept, duplicates removed. A ``cutoff`` above 1 accepts
+        no embedding match, so the embedding step is skipped (exact and alias matches only)."""
         if self.embeddings is None:
             raise ValueError("this vocabulary has no embeddings; build it with build_vocabulary()")
         normalized = [[normalize_tag(t) for t in tags] for tags in raw_tags]
-        unknown = sorted({t for tags in normalized for t in tags if t and t not in self.aliases})
         nearest: dict[str, str] = {}
+        unknown = (
+            [] if cutoff > 1 else sorted({t for ts in normalized for t in ts if t and t not in self.aliases})
+        )
         if unknown:
             sims = embedder.embed(unknown) @ self.embeddings.T
             best = sims.argmax(axis=1)
@@ -105,20 +113,41 @@ def build_vocabulary(
 ) -> Vocabulary:
     """Build a vocabulary from the teacher's tags of many queries, as in the paper.
 
-    1. normalise every tag (:func:`normalize_tag`), counting each tag once per query;
+    1. normalise every tag (:func:`normalize_tag`), counting each tag once per query (:func:`tag_counts`);
     2. drop tags seen in fewer than ``min_count`` queries (tags in ``keep`` always stay);
     3. merge near-duplicates: DBSCAN (``min_samples=1``, cosine distance ``merge_distance``) over the tag
        embeddings; each cluster becomes its most frequent member, the others its aliases.
     """
+    return vocabulary_from_counts(
+        tag_counts(tag_lists), embedder, min_count=min_count, merge_distance=merge_distance, keep=keep
+    )
+
+
+def tag_counts(tag_lists: Iterable[Sequence[str]]) -> Counter[str]:
+    """In how many queries each normalised tag appears; counts of parts of a history add up."""
     counts: Counter[str] = Counter()
     for tags in tag_lists:
         counts.update({t for t in (normalize_tag(x) for x in tags) if t})
+    return counts
+
+
+def vocabulary_from_counts(
+    counts: Counter[str],
+    embedder: Embedder,
+    *,
+    min_count: int = 5,
+    merge_distance: float = 0.1,
+    keep: Iterable[str] = (),
+) -> Vocabulary:
+    """Steps 2 and 3 of :func:`build_vocabulary`, from the counts of :func:`tag_counts`."""
     keep = {t for t in (normalize_tag(x) for x in keep) if t}
     kept = sorted(t for t, n in counts.items() if n >= min_count or t in keep)
     if not kept:
         raise ValueError(f"no tag is seen in at least {min_count} queries; lower min_count")
-    vectors = embedder.embed(kept)
-    labels = DBSCAN(eps=merge_distance, min_samples=1, metric="cosine").fit_predict(vectors)
+    chunks = range(0, len(kept), EMBED_TAGS)  # bounds the tokens × 256 matrix of one embedding call
+    vectors = np.concatenate([embedder.embed(kept[i : i + EMBED_TAGS]) for i in chunks])
+    with config_context(working_memory=DBSCAN_WORKING_MB):  # sklearn's default chunk is 1 GB of distances
+        labels = DBSCAN(eps=merge_distance, min_samples=1, metric="cosine").fit_predict(vectors)
     clusters: dict[int, list[str]] = {}
     for tag, label in zip(kept, labels, strict=True):
         clusters.setdefault(int(label), []).append(tag)

@@ -1,0 +1,1 @@
+"""Integrations of TagRouter into other gateways (one module each; their packages are optional extras)."""

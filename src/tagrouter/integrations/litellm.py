@@ -1,0 +1,120 @@
+"""TagRouter as a LiteLLM routing plugin: it picks the deployment of a model group for each request.
+
+LiteLLM's ``Router(plugins=[...])`` runs each plugin's ``async run(context)`` before it selects a
+deployment; ``context.candidate_models`` lists the ``litellm_params.model`` of the group's deployments,
+and LiteLLM only selects a deployment whose model survives. :class:`TagRouterPlugin` routes the request's
+last user message and earlier user turns (as the gateway does, :mod:`tagrouter.chat`) among the catalogue models that are
+deployed in the group, under the hard constraints the messages imply (images, audio, tool turns, prompt
+tokens against ``context_window``), and keeps only the chosen model's deployments. Its decision is in
+``context.signals["tagrouter"]`` (LiteLLM stamps it on the request metadata as
+``routing_plugin_signals``).
+
+A deployment serves catalogue model ``m`` when its model is ``m`` or ends with ``/m``
+(``openai/small-7b`` serves ``small-7b``), or as ``deployments`` maps it. A group none of whose
+deployments serves a catalogue model, or a request without user text, is left as it is.
+
+In a LiteLLM proxy config: ``router_settings: {plugins: ["tagrouter.integrations.litellm.plugin"]}``
+with the environment variable ``TAGROUTER_ROUTER`` naming the saved router folder (see the README).
+This module does not import ``litellm``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS, earlier_text, needs_of, routing_text
+from tagrouter.errors import DataError
+from tagrouter.router import TagRouter
+
+if TYPE_CHECKING:
+    from litellm.types.router import RoutingContext
+
+#: The environment variable that names the saved router of :data:`plugin`.
+ROUTER_ENV = "TAGROUTER_ROUTER"
+#: The key of the decision in ``context.signals``.
+SIGNAL = "tagrouter"
+
+
+class TagRouterPlugin:
+    """A LiteLLM routing plugin around a :class:`TagRouter` (see the module docstring).
+
+    ``deployments`` maps a catalogue model to the ``litellm_params.model`` that serves it (default: the
+    name rule above); ``model_groups`` limits the plugin to those LiteLLM model groups (default: every
+    group with a deployment of a catalogue model); ``conversation_weight``: the weight of a conversation's
+    earlier user turns in its scores, and ``max_routing_chars`` the characters of a text routed on, as the
+    gateway's (see :mod:`tagrouter.chat`)."""
+
+    def __init__(
+        self,
+        router: TagRouter,
+        *,
+        deployments: Mapping[str, str] | None = None,
+        model_groups: Collection[str] | None = None,
+        conversation_weight: float = EARLIER_WEIGHT,
+        max_routing_chars: int = MAX_ROUTING_CHARS,
+    ) -> None:
+        unknown = sorted(set(deployments or {}) - set(router.models))
+        if unknown:
+            raise DataError(
+                f"deployments: {', '.join(unknown)} not in the router's catalogue", field="deployments"
+            )
+        self.router = router
+        self.deployments = dict(deployments or {})
+        self.model_groups = None if model_groups is None else frozenset(model_groups)
+        self.conversation_weight = conversation_weight
+        self.max_routing_chars = max_routing_chars
+
+    @classmethod
+    def load(cls, folder: str | Path, **options: Any) -> TagRouterPlugin:
+        """The plugin around the router saved in ``folder``."""
+        return cls(TagRouter.load(folder), **options)
+
+    def served_by(self, litellm_model: str) -> str | None:
+        """The catalogue model a deployment's ``litellm_params.model`` serves, or None."""
+        for name in self.router.models:
+            mapped = self.deployments.get(name)
+            if litellm_model == mapped or (
+                mapped is None and (litellm_model == name or litellm_model.endswith("/" + name))
+            ):
+                return name
+        return None
+
+    async def run(self, context: RoutingContext) -> RoutingContext:
+        """Keep only the deployments of the model TagRouter chooses for this request."""
+        group = context.metadata.get("model_group")
+        if self.model_groups is not None and group not in self.model_groups:
+            return context
+        served = {c: self.served_by(c) for c in context.candidate_models}
+        deployed = {m for m in served.values() if m is not None}
+        query = routing_text(context.structured_messages, self.max_routing_chars)
+        if not deployed or query is None:
+            return context
+        needs = needs_of({"messages": context.structured_messages})
+        undeployed = frozenset(m for m in self.router.models if m not in deployed)
+        earlier = [earlier_text(context.structured_messages)]
+        needed = [replace(needs, exclude=undeployed)]
+        decision = self.router.route_batch([query], needed, earlier, self.conversation_weight)[0]
+        context.candidate_models = [c for c, m in served.items() if m == decision.model]
+        context.signals[SIGNAL] = {
+            "model": decision.model,
+            "tags": decision.tags,
+            "ranking": decision.ranking,
+            "reason": decision.reason,
+        }
+        return context
+
+
+def __getattr__(name: str) -> TagRouterPlugin:
+    """``plugin``: the plugin around the router saved in ``$TAGROUTER_ROUTER``, loaded at first use (the
+    dotted path a LiteLLM proxy config names)."""
+    if name != "plugin":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    folder = os.environ.get(ROUTER_ENV)
+    if not folder:
+        raise DataError(f"set {ROUTER_ENV} to the folder of a saved router to use {__name__}.plugin")
+    globals()["plugin"] = loaded = TagRouterPlugin.load(folder)
+    return loaded

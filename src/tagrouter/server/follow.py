@@ -1,0 +1,64 @@
+"""Replicas that learn together: apply the feedback other gateway processes stored in the shared store.
+
+Every ``follow_interval_s`` the follower reads the feedback rows stored after the last one it saw, skips
+those its own process wrote (already learned when they were written), and teaches the router the rest. So
+a replica routes on feedback posted to another one at most ``follow_interval_s`` plus one read and one
+update later (the update costs in proportion to the tags touched: well under a millisecond per record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from tagrouter.records import HistoryRecord
+from tagrouter.server.stores import FeedbackBackend
+
+log = logging.getLogger("tagrouter.server")
+
+
+class FeedbackFollower:
+    """Polls ``store`` for other replicas' feedback after sequence number ``after`` and ``learn``s it."""
+
+    def __init__(
+        self,
+        store: FeedbackBackend,
+        learn: Callable[[list[HistoryRecord]], None],
+        *,
+        after: int,
+        interval_s: float,
+    ) -> None:
+        self.store, self._learn, self.after, self.interval_s = store, learn, after, interval_s
+        #: records learned from other replicas since start
+        self.learned = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start polling (call from the running event loop); a zero interval never polls."""
+        if self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="tagrouter-follower")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await asyncio.to_thread(self.poll)
+            except Exception:  # the store is unreachable for now: try again at the next interval
+                log.exception("reading other replicas' feedback failed")
+
+    def poll(self) -> int:
+        """Learn what other replicas stored since the last poll; returns how many records."""
+        records, last = self.store.changes(self.after)
+        if records:
+            self._learn(records)
+            self.learned += len(records)
+        self.after = last
+        return len(records)

@@ -33,8 +33,9 @@ class HistorySource:
         (a history source is itself)."""
         if isinstance(source, HistorySource):
             return source
-        paths = not isinstance(source, History) and len(source) and isinstance(source[0], str | Path)
-        if isinstance(source, str | Path) or paths:
+        if isinstance(source, str | Path) or (
+            not isinstance(source, History) and len(source) and isinstance(source[0], str | Path)
+        ):
             return cls(files=tuple(history_files(source)), on_error=on_error, models=models)
         history = as_history(source)
         return cls(history=history.of_models(models) if models else history)

@@ -163,7 +163,8 @@ def _scores(
 
 
 def _curve_auc(scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expected: np.ndarray) -> float:
-    """Hull AUC of the benchmark's 41-point routing curve (DESIGN.md §4) of ``scores`` on these queries."""
+    """Hull AUC of the benchmark's 41-point routing curve (:mod:`tagrouter.evaluation.metrics`) of
+    ``scores`` on these queries."""
     from tagrouter.evaluation.metrics import hull, realised
     from tagrouter.evaluation.protocol import pair_choices
 

@@ -6,7 +6,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,11 +18,9 @@ pytest.importorskip("aiohttp")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
 
-from tagrouter.testing.loopback import free_port  # noqa: E402
+from tagrouter.testing.loopback import TAGROUTER, start_serve  # noqa: E402
 from tagrouter.testing.replay import create_replay_app  # noqa: E402
 from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
-
-TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
 
 
 def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> None:
@@ -38,27 +35,8 @@ def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> 
             + "profiles:\n  tagrouter: {rule: within, knob: 0.3}\n",
             encoding="utf-8",
         )
-        port = free_port()
-        env = {**os.environ, "TEST_GATEWAY_KEYS": "sk-1"}
-        process = subprocess.Popen(
-            [
-                *TAGROUTER,
-                "serve",
-                str(router),
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process, url = start_serve(router, config, env={**os.environ, "TEST_GATEWAY_KEYS": "sk-1"})
         try:
-            url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
             while True:
                 try:

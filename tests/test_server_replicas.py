@@ -8,9 +8,7 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,16 +22,11 @@ pytest.importorskip("uvicorn")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
 
-TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
+from tagrouter.testing.loopback import free_port, start_serve  # noqa: E402
+
 FOLLOW_INTERVAL_S = 0.25
 #: the stated lag (one interval, one read, one update) plus slack for a loaded 2-core test machine
 LAG_BOUND_S = FOLLOW_INTERVAL_S + 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _postgres_bin() -> Path | None:
@@ -59,7 +52,7 @@ def postgres_url() -> Iterator[str]:
             pytest.skip("running as root and there is no 'postgres' user to run the server as")
         os.chown(folder, account.pw_uid, account.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
     try:
         subprocess.run(
             [
@@ -100,27 +93,6 @@ def postgres_url() -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _start(router: Path, config: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            *TAGROUTER,
-            "serve",
-            str(router),
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return process, f"http://127.0.0.1:{port}"
 
 
 def _wait_ready(process: subprocess.Popen, url: str) -> None:
@@ -183,7 +155,7 @@ def test_two_replicas_route_on_each_others_feedback(tmp_path: Path, store: str, 
         "profiles:\n  tagrouter: {rule: within, knob: 0.3}\n",
         encoding="utf-8",
     )
-    replicas = [_start(router, config) for _ in range(2)]
+    replicas = [start_serve(router, config) for _ in range(2)]
     try:
         for process, url in replicas:
             _wait_ready(process, url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -40,3 +41,32 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: The ``tagrouter`` command, run by this Python (so that tests need not find the installed script).
+TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
+
+
+def start_serve(
+    router: Path, config: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start ``tagrouter serve`` on a free loopback port in its own process; returns it and its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *TAGROUTER,
+            "serve",
+            str(router),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return process, f"http://127.0.0.1:{port}"

@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 from conftest import capable_router  # noqa: E402
-from server_support import CODE_QUERY, GREETING_QUERY, MODELS, UPSTREAM_IDS, save_router  # noqa: E402
+from server_support import CODE_QUERY, GREETING_QUERY, MODELS, UPSTREAM_IDS  # noqa: E402
 
 from tagrouter import TagRouter  # noqa: E402
 from tagrouter.server.app import create_app  # noqa: E402
@@ -28,11 +28,6 @@ CARDS = {
     "mid": {"tools": True, "context_window": 2_000},
     "dear": {"tools": True, "modalities": ["text", "image"]},
 }
-
-
-@pytest.fixture(scope="module")
-def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_router(tmp_path_factory.mktemp("router") / "router")
 
 
 @pytest.fixture(scope="module")

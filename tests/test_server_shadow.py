@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from server_support import GREETING_QUERY, MODELS, UPSTREAM_IDS, save_router  # noqa: E402
+from server_support import GREETING_QUERY, MODELS, UPSTREAM_IDS  # noqa: E402
 
 from tagrouter import TagRouter  # noqa: E402
 from tagrouter.errors import DataError  # noqa: E402
@@ -30,11 +29,6 @@ def cheap_loses(query: str, answer_a: str, answer_b: str) -> str:
     if answer_a.startswith("[cheap]"):
         return "B"
     return "A" if answer_b.startswith("[cheap]") else "C"
-
-
-@pytest.fixture(scope="module")
-def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_router(tmp_path_factory.mktemp("router") / "router")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The runner on synthetic setups with known answers, the report writers, and TagRouter as a method."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,10 +194,11 @@ class KeywordGenerator:
 def test_bench_runs_with_a_generative_tagger_spec_fitted_per_training_set(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import tagrouter.tagging.factory as spec_module
     from tagrouter.cli import app
+    from tagrouter.tagging.registry import BACKENDS
 
-    monkeypatch.setattr(spec_module, "generator_from_spec", lambda parsed: KeywordGenerator())
+    keywords = replace(BACKENDS["openai"], generator=lambda parsed: KeywordGenerator())
+    monkeypatch.setitem(BACKENDS, "openai", keywords)
     KeywordGenerator.asked = []
     spec = "openai:keywords@http://127.0.0.1:9/v1?min_count=4"
     args = ["bench", "alpacaeval", "--data", str(DATA), "--setups", "pair:vicuna-13b>gpt-3.5-turbo-0301"]

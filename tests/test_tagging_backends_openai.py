@@ -208,7 +208,7 @@ def test_sync_and_async_calls_share_one_retry_policy_and_one_error_mapping(serve
     and fail with the same messages."""
     import httpx
 
-    from tagrouter.completions import CompletionError, RetryPolicy, acomplete, complete, request_body
+    from tagrouter.completions import ChatCall, CompletionError, RetryPolicy, request_body
 
     monkeypatch.delenv("TAGGER_KEY", raising=False)
     policy = RetryPolicy(retries=2, backoff_s=0.01)
@@ -216,23 +216,23 @@ def test_sync_and_async_calls_share_one_retry_policy_and_one_error_mapping(serve
 
     def both(path: str) -> list[object]:
         url, results = f"{server.url}{path}", []
-        options = {"api_key_env": "TAGGER_KEY", "timeout_s": 5.0, "policy": policy}
+        call = ChatCall(url, body, "TAGGER_KEY", 5.0, policy)
         server.flaky_failures = 2
         with httpx.Client() as client:
             try:
-                results.append(complete(client, url, body, **options))
+                results.append(call.send(client))
             except CompletionError as exc:
                 results.append((str(exc), exc.status))
 
-        async def call() -> object:
+        async def call_async() -> object:
             async with httpx.AsyncClient() as client:
                 try:
-                    return await acomplete(client, url, body, **options)
+                    return await call.asend(client)
                 except CompletionError as exc:
                     return (str(exc), exc.status)
 
         server.flaky_failures = 2
-        results.append(asyncio.run(call()))
+        results.append(asyncio.run(call_async()))
         return results
 
     calls = server.calls["<fail>"]

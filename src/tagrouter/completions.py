@@ -14,7 +14,9 @@ for each attempt (collect's budget) or counts them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tagrouter.errors import TagRouterError
@@ -107,99 +109,104 @@ def auth_headers(api_key_env: str | None, *, required: bool) -> dict[str, str]:
     return {}
 
 
-def complete(
-    client: Any,
-    url: str,
-    body: dict[str, Any],
-    *,
-    api_key_env: str | None,
-    key_required: bool = False,
-    timeout_s: float,
-    policy: RetryPolicy,
-) -> Reply:
-    """POST ``body`` to ``url`` with the ``httpx.Client`` ``client`` under ``policy``, the key read from
-    ``$api_key_env`` now (see :func:`auth_headers`)."""
-    headers = auth_headers(api_key_env, required=key_required)
+@dataclass(frozen=True)
+class ChatCall:
+    """One chat completion request: ``body`` POSTed to ``url`` under ``policy``, each attempt within
+    ``timeout_s``, with the key in ``$api_key_env`` read at each call (see :func:`auth_headers`)."""
 
-    def attempt() -> Reply:
+    url: str
+    body: dict[str, Any]
+    api_key_env: str | None
+    timeout_s: float
+    policy: RetryPolicy
+    key_required: bool = False
+
+    def send(self, client: Any) -> Reply:
+        """The reply, through the ``httpx.Client`` ``client``."""
+        from tenacity import Retrying
+
+        post = self._post(client)
+
+        def attempt() -> Reply:
+            try:
+                response = post()
+            except Exception as exc:
+                raise self._retryable(exc) from None
+            return self._reply(response)
+
         try:
-            response = client.post(url, json=body, headers=headers, timeout=timeout_s)
-        except Exception as exc:
-            raise _retryable(exc, timeout_s) from None
-        return _reply(response, url, body, api_key_env)
+            return Retrying(**self.policy.settings())(attempt)
+        except _Retryable as exc:
+            raise self._exhausted(exc) from None
 
-    from tenacity import Retrying
+    async def asend(self, client: Any) -> Reply:
+        """The reply, through the ``httpx.AsyncClient`` ``client``."""
+        from tenacity import AsyncRetrying
 
-    try:
-        return Retrying(**policy.settings())(attempt)
-    except _Retryable as exc:
-        raise _exhausted(url, policy, exc) from None
+        post = self._post(client)
 
+        async def attempt() -> Reply:
+            try:
+                response = await post()
+            except Exception as exc:
+                raise self._retryable(exc) from None
+            return self._reply(response)
 
-async def acomplete(
-    client: Any,
-    url: str,
-    body: dict[str, Any],
-    *,
-    api_key_env: str | None,
-    key_required: bool = False,
-    timeout_s: float,
-    policy: RetryPolicy,
-) -> Reply:
-    """:func:`complete` with the ``httpx.AsyncClient`` ``client``."""
-    headers = auth_headers(api_key_env, required=key_required)
-
-    async def attempt() -> Reply:
         try:
-            response = await client.post(url, json=body, headers=headers, timeout=timeout_s)
-        except Exception as exc:
-            raise _retryable(exc, timeout_s) from None
-        return _reply(response, url, body, api_key_env)
+            return await AsyncRetrying(**self.policy.settings())(attempt)
+        except _Retryable as exc:
+            raise self._exhausted(exc) from None
 
-    from tenacity import AsyncRetrying
+    def _post(self, client: Any) -> Callable[[], Any]:
+        headers = auth_headers(self.api_key_env, required=self.key_required)
+        return partial(client.post, self.url, json=self.body, headers=headers, timeout=self.timeout_s)
 
-    try:
-        return await AsyncRetrying(**policy.settings())(attempt)
-    except _Retryable as exc:
-        raise _exhausted(url, policy, exc) from None
+    def _retryable(self, exc: Exception) -> _Retryable:
+        """A network failure of httpx as a retryable attempt; any other exception goes on as it is."""
+        import httpx
 
+        if isinstance(exc, httpx.TimeoutException):
+            return _Retryable(f"no answer within {self.timeout_s:g} s")
+        if isinstance(exc, httpx.TransportError):
+            return _Retryable(f"connection failed ({type(exc).__name__}: {exc})")
+        raise exc
 
-def _exhausted(url: str, policy: RetryPolicy, last: _Retryable) -> CompletionError:
-    return CompletionError(
-        f"POST {url} failed after {policy.retries + 1} attempts: {last.problem}", last.status
-    )
+    def _exhausted(self, last: _Retryable) -> CompletionError:
+        return CompletionError(
+            f"POST {self.url} failed after {self.policy.retries + 1} attempts: {last.problem}", last.status
+        )
 
+    def _reply(self, response: Any) -> Reply:
+        """The reply of a 200 answer; a :class:`_Retryable` or a :class:`CompletionError` otherwise."""
+        status = response.status_code
+        if status != 200:
+            problem = f"HTTP {status}: {response.text[:200]}"
+            if status in RETRY_STATUSES:
+                raise _Retryable(problem, status, _retry_after(response))
+            raise CompletionError(f"POST {self.url} failed: {problem}{self._hint(status)}", status)
+        try:
+            data = response.json()
+            text = data["choices"][0]["message"]["content"] or ""
+            usage = data.get("usage") or {}
+            tokens = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+            input_tokens, output_tokens = (None if t is None else int(t) for t in tokens)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise CompletionError(
+                f"POST {self.url}: the answer is not an OpenAI chat completion: {response.text[:200]}", status
+            ) from None
+        return Reply(str(text), input_tokens, output_tokens)
 
-def _retryable(exc: Exception, timeout_s: float) -> _Retryable:
-    """A network failure of httpx as a retryable attempt; any other exception goes on as it is."""
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
-        return _Retryable(f"no answer within {timeout_s:g} s")
-    if isinstance(exc, httpx.TransportError):
-        return _Retryable(f"connection failed ({type(exc).__name__}: {exc})")
-    raise exc
-
-
-def _reply(response: Any, url: str, body: dict[str, Any], api_key_env: str | None) -> Reply:
-    """The reply of a 200 answer; a :class:`_Retryable` or a :class:`CompletionError` otherwise."""
-    status = response.status_code
-    if status != 200:
-        problem = f"HTTP {status}: {response.text[:200]}"
-        if status in RETRY_STATUSES:
-            raise _Retryable(problem, status, _retry_after(response))
-        raise CompletionError(f"POST {url} failed: {problem}{_hint(status, body, api_key_env)}", status)
-    try:
-        data = response.json()
-        text = data["choices"][0]["message"]["content"] or ""
-        usage = data.get("usage") or {}
-        tokens = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-        input_tokens, output_tokens = (None if t is None else int(t) for t in tokens)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise CompletionError(
-            f"POST {url}: the answer is not an OpenAI chat completion: {response.text[:200]}", status
-        ) from None
-    return Reply(str(text), input_tokens, output_tokens)
+    def _hint(self, status: int) -> str:
+        if status in (401, 403):
+            return (
+                f" (check the API key in ${self.api_key_env})"
+                if self.api_key_env
+                else " (no API key was sent)"
+            )
+        if status == 404:
+            model = self.body.get("model")
+            return f" (check the base URL, usually ending in /v1, and that the server serves {model!r})"
+        return ""
 
 
 def _retry_after(response: Any) -> float | None:
@@ -211,25 +218,14 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
-def _hint(status: int, body: dict[str, Any], api_key_env: str | None) -> str:
-    if status in (401, 403):
-        return f" (check the API key in ${api_key_env})" if api_key_env else " (no API key was sent)"
-    if status == 404:
-        return (
-            f" (check the base URL, usually ending in /v1, and that the server serves {body.get('model')!r})"
-        )
-    return ""
-
-
 __all__ = [
     "MAX_BACKOFF_S",
     "RETRY_STATUSES",
+    "ChatCall",
     "CompletionError",
     "Reply",
     "RetryPolicy",
-    "acomplete",
     "auth_headers",
-    "complete",
     "request_body",
     "require_http",
 ]

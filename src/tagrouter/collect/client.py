@@ -15,7 +15,7 @@ from typing import Any
 
 from tagrouter.catalog import Endpoint, ModelCard
 from tagrouter.collect.budget import Budget
-from tagrouter.completions import CompletionError, Reply, RetryPolicy, acomplete, request_body, require_http
+from tagrouter.completions import ChatCall, CompletionError, Reply, RetryPolicy, request_body, require_http
 
 #: Tokens a chat request may add to its messages' text (roles, separators): part of the worst case.
 CHAT_OVERHEAD_TOKENS = 16
@@ -131,16 +131,11 @@ class ChatClient:
         self, target: ChatTarget, messages: list[dict[str, str]], max_tokens: int, temperature: float
     ) -> Completion:
         body = request_body(target.model, messages, max_tokens=max_tokens, temperature=temperature)
+        call = ChatCall(
+            target.url, body, target.api_key_env, target.timeout_s, self.policy, key_required=True
+        )
         try:
-            reply = await acomplete(
-                self._http,
-                target.url,
-                body,
-                api_key_env=target.api_key_env,
-                key_required=True,
-                timeout_s=target.timeout_s,
-                policy=self.policy,
-            )
+            reply = await call.asend(self._http)
         except CompletionError as exc:
             raise ChatError(f"{target.name}: {exc}", exc.status) from None
         return _completion(target, reply)

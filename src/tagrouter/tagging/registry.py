@@ -277,6 +277,21 @@ def _load_generative(folder: Path, config: dict[str, Any]) -> Tagger:
     return GenerativeTagger.load(folder, config, generator_from_spec)
 
 
+def _generative_backend(
+    form: str, parse: Callable[[Spec], Spec], generator: Callable[[Spec], TextGenerator]
+) -> Backend:
+    """The entry of a text-generation backend: a :class:`GenerativeTagger` over its ``generator``."""
+    return Backend(
+        form,
+        parse,
+        router=_generative_router,
+        teacher=_generative,
+        generator=generator,
+        kind=GenerativeTagger.kind,
+        load=_load_generative,
+    )
+
+
 #: Every tagger a spec can name. A new tagger is one entry (its spec forms, parse and build functions, and
 #: the kind and loader of its saved form when it can be saved with a router).
 BACKENDS: dict[str, Backend] = {
@@ -287,24 +302,10 @@ BACKENDS: dict[str, Backend] = {
         kind=EmbeddedTagger.kind,
         load=EmbeddedTagger.load,
     ),
-    "transformers": Backend(
-        "transformers:PATH_OR_ID[?device=cuda&batch_size=64]",
-        _local_or_hub,
-        router=_generative_router,
-        teacher=_generative,
-        generator=_transformers,
-        kind=GenerativeTagger.kind,
-        load=_load_generative,
+    "transformers": _generative_backend(
+        "transformers:PATH_OR_ID[?device=cuda&batch_size=64]", _local_or_hub, _transformers
     ),
-    "openai": Backend(
-        "openai:MODEL@URL[?prompt=taggenerator]",
-        _endpoint,
-        router=_generative_router,
-        teacher=_generative,
-        generator=_openai,
-        kind=GenerativeTagger.kind,
-        load=_load_generative,
-    ),
+    "openai": _generative_backend("openai:MODEL@URL[?prompt=taggenerator]", _endpoint, _openai),
     "keyphrase": Backend("keyphrase (a teacher)", _no_options, teacher=_keyphrase),
 }
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagrouter.completions import CompletionError, RetryPolicy, complete, request_body, require_http
+from tagrouter.completions import ChatCall, CompletionError, RetryPolicy, request_body, require_http
 from tagrouter.tagging.backends.chat import BackendError, chat_messages
 
 
@@ -86,15 +86,11 @@ class OpenAIChatGenerator:
         body = request_body(
             self.model, chat_messages(query, self.prompt), max_tokens=self.max_new_tokens, temperature=0
         )
+        call = ChatCall(
+            self.url, body, self.api_key_env, self.timeout, RetryPolicy(self.retries, self.backoff)
+        )
         try:
-            reply = complete(
-                client,
-                self.url,
-                body,
-                api_key_env=self.api_key_env,
-                timeout_s=self.timeout,
-                policy=RetryPolicy(self.retries, self.backoff),
-            )
+            reply = call.send(client)
         except CompletionError as exc:
             raise BackendError(str(exc)) from None
         return reply.text

@@ -19,6 +19,8 @@ from tagrouter.tagging.backends.openai_chat import OpenAIChatGenerator
 from tagrouter.tagging.backends.transformers_lm import TransformersGenerator
 from tagrouter.tagging.embedded import EmbeddedTagger
 from tagrouter.tagging.registry import (
+    BACKENDS,
+    Backend,
     generator_from_spec,
     load_tagger_folder,
     parse_tagger,
@@ -315,6 +317,51 @@ def test_router_with_generative_tagger_saves_spec_and_vocabulary_not_weights(tmp
     assert [d.to_dict() for d in loaded.route_batch(queries)] == [
         d.to_dict() for d in router.route_batch(queries)
     ]
+
+
+class WordTagger:
+    """A tagger new to the registry: each query's words of at least ``length`` letters."""
+
+    kind = "words"
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def tag(self, texts):
+        return [[w for w in t.lower().split() if len(w) >= self.length] for t in texts]
+
+    def save(self, folder):
+        return {"length": self.length}
+
+
+def test_a_new_tagger_is_one_registry_entry(tmp_path, monkeypatch):
+    entry = Backend(
+        "words[?length=N]",
+        lambda parsed: parsed,
+        router=lambda parsed, fitting: WordTagger(parsed.option("length", int, 6)),
+        kind=WordTagger.kind,
+        load=lambda folder, config: WordTagger(int(config["length"])),
+    )
+    with pytest.raises(SpecError, match="unknown tagger 'words"):
+        tagger_from_spec("words?length=7")
+    monkeypatch.setitem(BACKENDS, "words", entry)
+    tagger = tagger_from_spec("words?length=7")
+    assert tagger.tag(["Write a python function"]) == [["function"]]
+    with pytest.raises(SpecError, match="'words' is a student, not a teacher"):
+        teacher_from_spec("words")
+    catalog = Catalog(
+        models=[
+            ModelCard(name="cheap", input_usd_per_1m=0.1, output_usd_per_1m=0.2),
+            ModelCard(name="dear", input_usd_per_1m=10, output_usd_per_1m=30),
+        ]
+    )
+    router = TagRouter.fit(_history(), catalog, tagger=tagger)
+    router.save(tmp_path / "router")
+    loaded = TagRouter.load(tmp_path / "router")
+    assert isinstance(loaded.tagger, WordTagger) and loaded.tagger.length == 7
+    monkeypatch.delitem(BACKENDS, "words")
+    with pytest.raises(ArtifactError, match="kind 'words', which this installation does not know"):
+        TagRouter.load(tmp_path / "router")
 
 
 def test_transformers_backend_without_torch_says_what_to_install(monkeypatch):

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from tagrouter.cli import app
 from tagrouter.cli.demo import EXAMPLES
+from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 
 runner = CliRunner()
@@ -153,3 +154,28 @@ def test_bad_route_serve_and_calibrate_input_is_one_line_and_exit_2(
     for args, expected in cases:
         code, err = run_main(monkeypatch, capsys, *args)
         assert code == 2 and expected in err and "Traceback" not in err, (args, err)
+
+
+def test_data_commands_need_data_named_explicitly(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TAGROUTER_DATA", raising=False)
+    cases = [
+        (["data", "alpacaeval", "--out", tmp_path / "a"], "pass --data DIR (the alpaca_eval folder)"),
+        (["data", "mt_bench", "--out", tmp_path / "m"], "pass --data DIR (the routellm folder)"),
+        (["bench", "suite", "--out", tmp_path / "s"], "pass --data DIR (the folder holding the data sets)"),
+        (["data", "judge-labels", "mtbench", "--out", tmp_path / "l"], "(the routellm folder)"),
+    ]
+    for args, expected in cases:
+        code, err = run_main(monkeypatch, capsys, *args)
+        assert code == 2 and expected in err and "TAGROUTER_DATA" in err and len(err.splitlines()) == 1
+    # the variable is an explicit opt-in: it names the folder that holds alpaca_eval/
+    monkeypatch.setenv("TAGROUTER_DATA", str(tiny_data.parent))
+    result = runner.invoke(app, ["data", "alpacaeval", "--pool", "cheap,dear", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert len(read_history(tmp_path / "a" / "history.jsonl")) == 6
+
+
+def test_benchmarks_without_the_bench_extra_say_how_to_install_it(tiny_data, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    code, err = run_main(monkeypatch, capsys, "bench", "speed", "--data", tiny_data, "--pool", "cheap,dear")
+    assert code == 2
+    assert err == "error: the benchmarks need matplotlib: pip install 'tagrouter[bench]'\n"

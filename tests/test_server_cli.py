@@ -17,10 +17,10 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("aiohttp")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter.testing.loopback import TAGROUTER, start_serve  # noqa: E402
 from tagrouter.testing.replay import create_replay_app  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 
 def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> None:

@@ -18,8 +18,7 @@ openai = pytest.importorskip("openai")
 
 from gateway_fixtures import ANSWERS, KEY, ask, client, closed_port_url  # noqa: E402
 from server_support import CODE_QUERY, GREETING_QUERY, GREETINGS, MODELS  # noqa: E402
-
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 
 # ---- routing and forwarding ---------------------------------------------------------------------------------

@@ -203,6 +203,52 @@ def test_unreachable_endpoint_is_reported():
         generator.generate(["hello"])
 
 
+def test_sync_and_async_calls_share_one_retry_policy_and_one_error_mapping(server, monkeypatch):
+    """The tagger's sync calls and collect's async calls (tagrouter.completions) retry the same statuses
+    and fail with the same messages."""
+    import httpx
+
+    from tagrouter.completions import ChatCall, CompletionError, RetryPolicy, request_body
+
+    monkeypatch.delenv("TAGGER_KEY", raising=False)
+    policy = RetryPolicy(retries=2, backoff_s=0.01)
+    body = request_body("m", [{"role": "user", "content": "Summarise this article"}], max_tokens=8)
+
+    def both(path: str) -> list[object]:
+        url, results = f"{server.url}{path}", []
+        call = ChatCall(url, body, "TAGGER_KEY", 5.0, policy)
+        server.flaky_failures = 2
+        with httpx.Client() as client:
+            try:
+                results.append(call.send(client))
+            except CompletionError as exc:
+                results.append((str(exc), exc.status))
+
+        async def call_async() -> object:
+            async with httpx.AsyncClient() as client:
+                try:
+                    return await call.asend(client)
+                except CompletionError as exc:
+                    return (str(exc), exc.status)
+
+        server.flaky_failures = 2
+        results.append(asyncio.run(call_async()))
+        return results
+
+    calls = server.calls["<fail>"]
+    for path, expected in [
+        ("/flaky/v1/chat/completions", scripted_answer("Summarise this article")),  # two 429s, then 200
+        ("/fail/v1/chat/completions", "failed after 3 attempts: HTTP 500"),
+        ("/auth/v1/chat/completions", 'HTTP 401: {"error":"bad key"} (check the API key in $TAGGER_KEY)'),
+        ("/garbled/v1/chat/completions", "not an OpenAI chat completion"),
+    ]:
+        sync, async_ = both(path)
+        assert sync == async_
+        text = sync.text if hasattr(sync, "text") else sync[0]
+        assert expected in text
+    assert server.calls["<fail>"] - calls == 6  # three attempts each way
+
+
 # ---- through the CLI --------------------------------------------------------------------------------------
 runner = CliRunner()
 

@@ -42,7 +42,13 @@ def test_no_module_imports_itself_through_others():
 
 
 def test_the_runtime_package_never_imports_test_tools():
+    """No module outside ``tagrouter.testing`` imports pytest, unittest, hypothesis, schemathesis or
+    ``tagrouter.testing`` (the stand-in servers and judge), anywhere in its code. Bug caught: a runtime
+    module such as ``cli/demo.py`` importing ``tagrouter.testing.replay`` (checked by hand)."""
+    graph = imports()
     for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "testing":
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = (
@@ -52,4 +58,13 @@ def test_the_runtime_package_never_imports_test_tools():
                 if isinstance(node, ast.Import)
                 else []
             )
-            assert not any(n.split(".")[0] in ("unittest", "pytest") for n in names), path
+            assert not any(
+                n.split(".")[0] in ("unittest", "pytest", "hypothesis", "schemathesis") for n in names
+            ), path
+    runtime = [m for m in graph if m != "tagrouter.testing" and not m.startswith("tagrouter.testing.")]
+    assert len(runtime) > 50 and "tagrouter.cli.demo" in runtime
+    offenders = {
+        m: sorted(t for t in graph[m] if t == "tagrouter.testing" or t.startswith("tagrouter.testing."))
+        for m in runtime
+    }
+    assert {m: t for m, t in offenders.items() if t} == {}

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +75,14 @@ def _save_and_crash_at(router: TagRouter, folder: Path, crash_at: int) -> int:
             router.save(folder)
         finally:
             os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    deadline = time.monotonic() + 120  # generous; a child stuck on a lock another thread held at the fork
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the saving child hung (crash point {crash_at})")
+        time.sleep(0.005)
+    return os.waitstatus_to_exitcode(done[1])
 
 
 def test_a_crash_at_any_point_of_a_save_leaves_the_old_or_the_new_router(example_router, tmp_path):

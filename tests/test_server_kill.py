@@ -25,23 +25,11 @@ pytest.importorskip("uvicorn", reason="the gateway tests need the server extra (
 
 from server_support import GREETINGS, save_router  # noqa: E402
 
-from tagrouter.testing.loopback import start_serve  # noqa: E402
+from tagrouter.testing.loopback import start_serve, wait_until_up  # noqa: E402
 
 KEY = "sk-kill"
 CLIENTS = 8
 ACKNOWLEDGED_BEFORE_KILL = 300
-
-
-def _wait_ready(process, url: str) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(url + "/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
-        time.sleep(0.1)
 
 
 def _flood(url: str, worker: int, acked: set[str], lock: threading.Lock, stop: threading.Event) -> None:
@@ -75,7 +63,7 @@ def test_kill_9_under_a_feedback_flood_loses_no_acknowledged_feedback(tmp_path: 
     lock, stop = threading.Lock(), threading.Event()
     workers = [threading.Thread(target=_flood, args=(url, w, acked, lock, stop)) for w in range(CLIENTS)]
     try:
-        _wait_ready(process, url)
+        wait_until_up(url + "/healthz", process, timeout_s=90)
         for worker in workers:
             worker.start()
         deadline = time.monotonic() + 120
@@ -101,7 +89,7 @@ def test_kill_9_under_a_feedback_flood_loses_no_acknowledged_feedback(tmp_path: 
 
     restarted, url = start_serve(router, config, env=env)
     try:
-        _wait_ready(restarted, url)
+        wait_until_up(url + "/healthz", restarted, timeout_s=90)
         health = httpx.get(url + "/healthz").json()
         assert health["feedback_records"] == len(stored)  # the restarted gateway learned every stored one
         again = httpx.post(

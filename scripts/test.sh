@@ -2,7 +2,7 @@
 # Set up a virtual environment with every extra and run the linter and the whole test suite.
 # Usage: bash scripts/test.sh [extra pytest arguments]
 # Every install step must succeed: a missing extra fails the run (scripts/check_extras.py) instead of
-# turning its tests into skips, and pytest fails on a skip whose reason CI does not allow (tests/conftest.py).
+# turning its tests into skips, and pytest fails on a skip whose reason CI does not allow (tests/strict_skips.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -44,7 +44,7 @@ lint() {
 }
 
 run_tests() {
-  # TAGROUTER_STRICT_SKIPS: a skip outside tests/conftest.py's ALLOWED_SKIPS fails the run
+  # TAGROUTER_STRICT_SKIPS: a skip outside ALLOWED_SKIPS of tests/strict_skips.py fails the run
   TAGROUTER_STRICT_SKIPS=1 "$VENV/bin/python" -m pytest -q "$@"
 }
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import re
 from pathlib import Path
 
 import pytest
@@ -15,53 +13,9 @@ from tagrouter.cli.demo import EXAMPLES
 from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 
-pytest_plugins = ["gateway_fixtures"]
+pytest_plugins = ["gateway_fixtures", "strict_skips"]
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval"
-
-
-# ---- no silent skips in CI ----------------------------------------------------------------------------------
-#: With TAGROUTER_STRICT_SKIPS=1 (scripts/test.sh sets it) or CI=true, a skipped test fails the run unless
-#: its reason matches one of these: only the tests of the benchmark data, which no fresh machine has, may
-#: skip there. A missing extra, server binary or tool is an error of the set-up, not a skip.
-ALLOWED_SKIPS = (
-    re.compile(r"^needs the benchmark data in "),
-    re.compile(r"^needs \S*(shared/data|alpaca_eval)"),
-)
-STRICT_SKIPS = os.environ.get("TAGROUTER_STRICT_SKIPS") == "1" or os.environ.get("CI", "").lower() == "true"
-_FORBIDDEN_SKIPS: list[tuple[str, str]] = []
-
-
-def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
-    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    return reason.removeprefix("Skipped: ")
-
-
-def _note_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
-    if STRICT_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
-        reason = _skip_reason(report)
-        if not any(allowed.search(reason) for allowed in ALLOWED_SKIPS):
-            _FORBIDDEN_SKIPS.append((report.nodeid, reason))
-
-
-def pytest_collectreport(report: pytest.CollectReport) -> None:
-    _note_skip(report)  # a module that skips as a whole (pytest.importorskip at its top)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    _note_skip(report)
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if _FORBIDDEN_SKIPS:
-        terminalreporter.section("skips that CI does not allow (TAGROUTER_STRICT_SKIPS / CI)", red=True)
-        for nodeid, reason in _FORBIDDEN_SKIPS:
-            terminalreporter.line(f"{nodeid}: {reason}")
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _FORBIDDEN_SKIPS and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from tagrouter.cli.demo import EXAMPLES
 from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 
-pytest_plugins = ["gateway_fixtures"]
+pytest_plugins = ["gateway_fixtures", "strict_skips"]
 
 #: The benchmark data some tests read: ``$TAGROUTER_DATA`` when set, else ``../shared/data`` beside the
 #: checkout. Tests pass it to the code explicitly: the package has no default data folder.

@@ -107,9 +107,14 @@ def test_the_circle_finder_sees_imports_inside_functions(tmp_path):
 
 
 def test_the_runtime_package_never_imports_test_tools():
+    """No module imports pytest, unittest, hypothesis or schemathesis, and none outside ``tagrouter.testing``
+    imports it, anywhere in its code. Bug caught (checked by hand): a runtime module such as ``cli/demo.py``
+    importing ``tagrouter.testing.replay`` inside a function."""
     for name, path in modules().items():
         for target, line in imported(path):
-            assert target.split(".")[0] not in ("unittest", "pytest"), f"{name}:{line} imports {target}"
+            assert target.split(".")[0] not in ("unittest", "pytest", "hypothesis", "schemathesis"), (
+                f"{name}:{line} imports {target}"
+            )
             if not _within(name, TEST_TOOLS):
                 assert not _within(target, TEST_TOOLS), f"{name}:{line} imports the test tools {target}"
 

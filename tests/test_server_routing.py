@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi", reason="the gateway tests need the server extra (fastapi)")
+httpx = pytest.importorskip("httpx", reason="the gateway tests need the server extra (httpx)")
 
 from conftest import capable_router  # noqa: E402
 from server_support import CODE_QUERY, GREETING_QUERY, MODELS, UPSTREAM_IDS  # noqa: E402

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi", reason="the gateway tests need the server extra (fastapi)")
+httpx = pytest.importorskip("httpx", reason="the gateway tests need the server extra (httpx)")
 
 from server_support import GREETING_QUERY, MODELS, UPSTREAM_IDS  # noqa: E402
 from threaded import ThreadedServer  # noqa: E402

@@ -55,6 +55,7 @@ AUTH = {"authorization": f"Bearer {KEY}"}
 ATTACKER = "sk-reliability-other"  # a second valid client key: the one that misbehaves
 ATTACKER_AUTH = {"authorization": f"Bearer {ATTACKER}"}
 SLOW_CONNECTIONS = 256
+THRIFTY = "thrifty"  # a profile that sends the example queries below the dearest model
 TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
 POSTS = ("/v1/chat/completions", "/v1/route", "/v1/feedback")
 TIMEOUT_S = 1.0  # the gateway's upstream timeout; the 'slow' fault answers after 3 s
@@ -387,16 +388,24 @@ async def run_trust(
     http: aiohttp.ClientSession, url: str, queries: list[str], router: TagRouter
 ) -> list[Row]:
     """Another key steers a client's session (by its id, its ``user`` or its opening messages) with
-    ``min_model`` or ``exclude``; then the client's next three turns are counted by model."""
+    ``min_model`` (the dearest model) or ``exclude`` (the client's own model); then the client's next three
+    turns are counted by model, in profile ``thrifty`` (a cost knob that sends these queries below the
+    dearest model)."""
     dearest = max(router.models, key=lambda m: router.catalog[m].price_key)
+    routed: dict[str, str] = {}
+    for query in queries[:60]:
+        async with http.post(
+            url + "/v1/route", json={"query": query, "model": THRIFTY}, headers=AUTH
+        ) as response:
+            routed[query] = (await response.json())["decisions"][0]["model"]
+    below = [q for q, m in routed.items() if m != dearest] or list(routed)
     rows = []
     for how in ("min_model", "exclude"):
         moved = turns = 0
         for number, name in enumerate(("x-session-id", "user", "opening messages")):
-            query = queries[(number * 7 + len(how)) % len(queries)]
-            body = {"model": "tagrouter", "messages": [{"role": "user", "content": query}]}
-            alone = await _chat_model(http, url, {**body, "user": f"probe-{how}-{number}"}, AUTH)
-            override = {"min_model": dearest} if how == "min_model" else {"exclude": [alone]}
+            query = below[(number + 3 * (how == "exclude")) % len(below)]
+            body = {"model": THRIFTY, "messages": [{"role": "user", "content": query}]}
+            override = {"min_model": dearest} if how == "min_model" else {"exclude": [routed[query]]}
             fields = {"user": f"alice-{how}"} if name == "user" else {}
             headers = {"x-session-id": f"alice-{how}"} if name == "x-session-id" else {}
             await _chat_model(
@@ -404,7 +413,9 @@ async def run_trust(
             )
             for _ in range(3):
                 turns += 1
-                moved += await _chat_model(http, url, {**body, **fields}, {**AUTH, **headers}) != alone
+                moved += (
+                    await _chat_model(http, url, {**body, **fields}, {**AUTH, **headers}) != routed[query]
+                )
         saw = f"{moved} of {turns} of the client's turns moved off its own model"
         rows.append(Row("trust", f"another key's {how} under the client's session id / user / opening", turns,
                         saw, moved == 0, {"moved": moved, "turns": turns}))  # fmt: skip
@@ -711,6 +722,7 @@ def main() -> None:
         config = {
             "api_keys": [KEY, ATTACKER],
             "affinity": {"enabled": True},
+            "profiles": {"tagrouter": {}, THRIFTY: {"rule": "utility", "knob": 100}},
             "feedback_db": str(work / "feedback.sqlite3"),
             "max_request_bytes": 2_000_000,
             "upstream_timeout_s": TIMEOUT_S,

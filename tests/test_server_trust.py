@@ -126,7 +126,6 @@ def test_slow_bodies_of_one_key_never_lock_out_another_key(gateway, path: str) -
     server = gateway(
         api_keys=[KEY, OTHER],
         admission={"max_chat_in_flight": 4, "max_feedback_in_flight": 4},
-        body_timeout_s=60,
     )
     slow = [slow_upload(server, path, OTHER) for _ in range(8)]
     try:

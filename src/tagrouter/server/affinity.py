@@ -31,9 +31,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from tagrouter.catalog import Catalog
+from tagrouter.chat import ChatRequest
 from tagrouter.errors import DataError
 
 #: The header that names a session.
@@ -55,23 +55,23 @@ def _digest(scope: str, name: bytes) -> str:
 
 
 def session_key(
-    headers: Mapping[str, str], body: Mapping[str, Any], scope: str = "", max_chars: int = 256
+    headers: Mapping[str, str], chat: ChatRequest, scope: str = "", max_chars: int = 256
 ) -> str | None:
     """The session of a chat request of client ``scope`` (its key): ``id:…`` from the header or ``user``
     field, else ``opening:…`` from the conversation's opening (None without a user message); both a digest
     of the scope and the name. Raises :class:`DataError` naming the field for a name over ``max_chars``."""
-    for field, explicit in ((SESSION_HEADER, headers.get(SESSION_HEADER)), ("user", body.get("user"))):
+    for field, explicit in ((SESSION_HEADER, headers.get(SESSION_HEADER)), ("user", chat.user)):
         if isinstance(explicit, str) and explicit:
             if len(explicit) > max_chars:
                 raise DataError(
                     f"a session name is at most {max_chars} characters, got {len(explicit)}", field=field
                 )
             return "id:" + _digest(scope, explicit.encode("utf-8", "replace"))
-    messages = body.get("messages") or []
-    first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
+    messages = chat.messages
+    first_user = next((i for i, m in enumerate(messages) if m.role == "user"), None)
     if first_user is None:
         return None
-    opening = [[m.get("role"), m.get("content")] for m in messages[: first_user + 1]]
+    opening = [m.model_dump(include={"role", "content"}) for m in messages[: first_user + 1]]
     canonical = json.dumps(opening, sort_keys=True, default=str).encode("utf-8", "replace")
     return "opening:" + _digest(scope, canonical)
 

@@ -173,7 +173,7 @@ def test_shadow_spend_holds_when_the_reference_reports_bad_usage(shadow_gateway,
     metric raised and stopped, every job ended in "Task exception was never retrieved"); 10**400 raised
     OverflowError out of the job the same way."""
     server, _ = shadow_gateway()
-    shadow = server.server.config.app.state.gateway.shadow
+    shadow = server.server.config.app.state.gateway.parts.shadow
     upstreams[1]["dear"].usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 1}
     try:
         for name in ("Walter", "Wendy"):

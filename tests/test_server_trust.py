@@ -12,6 +12,7 @@ import logging
 import math
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -25,10 +26,10 @@ from server_support import GREETING_QUERY, MODELS  # noqa: E402
 
 from tagrouter import tokens  # noqa: E402
 from tagrouter.catalog import Catalog, RateLimits  # noqa: E402
+from tagrouter.chat import ChatRequest  # noqa: E402
 from tagrouter.errors import DataError  # noqa: E402
 from tagrouter.server.affinity import SessionPins, session_key  # noqa: E402
 from tagrouter.server.config import GatewayConfig  # noqa: E402
-from tagrouter.server.limits import ModelLimits  # noqa: E402
 from tagrouter.server.upstream import relayed_error, token_counts  # noqa: E402
 from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
@@ -69,7 +70,7 @@ def slow_upload(
 def held(server: Any) -> int:
     """Requests that admission control has seen so far: holding a place (a key's, a chat or a feedback
     slot) or turned away with a 429."""
-    admission = server.server.config.app.state.gateway.admission
+    admission = server.server.config.app.state.gateway.parts.admission
     places = sum(getattr(admission, "_key_in_flight", {}).values())
     slots = admission.chat_in_flight + admission.feedback_in_flight
     return places + slots + int(metric(server, "tagrouter_rejected_total"))
@@ -143,19 +144,19 @@ def test_slow_bodies_of_one_key_never_lock_out_another_key(gateway, path: str) -
 
 def test_a_body_that_does_not_arrive_in_time_is_a_408_and_its_place_is_freed(gateway) -> None:
     """Case 1: a body that never came was waited for forever (no timeout), its place held for good."""
-    server = gateway(api_keys=[KEY, OTHER], admission={"max_in_flight_per_key": 2}, body_timeout_s=1)
+    server = gateway(api_keys=[KEY, OTHER], admission={"max_in_flight_per_key": 2, "body_timeout_s": 1})
     sock = slow_upload(server, "/v1/chat/completions", OTHER)
     try:
         answer = sock.recv(4096).decode()
         assert answer.startswith("HTTP/1.1 408") and "body_timeout" in answer
     finally:
         sock.close()
-    wait_for(lambda: not server.server.config.app.state.gateway.admission._key_in_flight)
+    wait_for(lambda: not server.server.config.app.state.gateway.parts.admission._key_in_flight)
 
 
 def test_one_key_holds_at_most_its_own_places(gateway) -> None:
     """Case 1: nothing limited how many requests one key had in the gateway at once."""
-    server = gateway(api_keys=[KEY, OTHER], admission={"max_in_flight_per_key": 3}, body_timeout_s=60)
+    server = gateway(api_keys=[KEY, OTHER], admission={"max_in_flight_per_key": 3})
     slow = [slow_upload(server, "/v1/chat/completions", OTHER) for _ in range(3)]
     try:
         wait_for(lambda: held(server) >= 3)
@@ -184,9 +185,13 @@ def test_another_key_cannot_pin_a_session_by_its_id_user_or_opening(gateway) -> 
 
 def test_session_names_are_bounded_and_stored_at_a_fixed_size(gateway) -> None:
     """Case 5: a 2 MB x-session-id or a 900 KB user was accepted and kept as the pin's key."""
-    assert len(session_key({}, {"user": "u" * 200})) == len(session_key({}, {"user": "v"}))
+
+    def chat(**fields: Any) -> ChatRequest:
+        return ChatRequest.model_validate(chat_body(**fields))
+
+    assert len(session_key({}, chat(user="u" * 200))) == len(session_key({}, chat(user="v")))
     with pytest.raises(DataError, match="at most 256 characters"):
-        session_key({"x-session-id": "s" * 300}, {})
+        session_key({"x-session-id": "s" * 300}, chat())
     server = gateway(affinity={"enabled": True})
     long_header = post(server, "/v1/chat/completions", chat_body(), **{"x-session-id": "s" * 100_000})
     assert long_header.status_code == 400 and long_header.json()["error"]["param"] == "x-session-id"
@@ -399,12 +404,8 @@ def test_a_catalogue_model_named_directly_keeps_its_rate_limit_and_the_overrides
     below = post(server, "/v1/chat/completions", chat_body(model="cheap", tagrouter={"min_model": "mid"}))
     assert below.status_code == 400 and below.json()["error"]["param"] == "tagrouter.min_model"
     assert upstreams[1]["mid"].calls + upstreams[1]["dear"].calls + upstreams[1]["cheap"].calls == 0
-    gateway_state = server.server.config.app.state.gateway
-    cards = [
-        c.model_copy(update={"rate_limits": RateLimits(requests_per_minute=1)}) if c.name == "mid" else c
-        for c in gateway_state.catalog.models
-    ]
-    gateway_state.limits = ModelLimits(Catalog(models=cards))
+    limits = server.server.config.app.state.gateway.parts.limits  # give mid a limit of 1 request a minute
+    limits._limits["mid"], limits._used["mid"] = RateLimits(requests_per_minute=1), deque()
     assert post(server, "/v1/chat/completions", chat_body(model="mid")).status_code == 200
     limited = post(server, "/v1/chat/completions", chat_body(model="mid"))
     assert limited.status_code == 429 and limited.json()["error"]["code"] == "model_rate_limited"

@@ -55,6 +55,7 @@ AUTH = {"authorization": f"Bearer {KEY}"}
 ATTACKER = "sk-reliability-other"  # a second valid client key: the one that misbehaves
 ATTACKER_AUTH = {"authorization": f"Bearer {ATTACKER}"}
 SLOW_CONNECTIONS = 256
+IGNORE_RETRY_AFTER = "--attack-ignores-retry-after" in sys.argv  # the slow-body attacker's manners
 THRIFTY = "thrifty"  # a profile that sends the example queries below the dearest model
 TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
 POSTS = ("/v1/chat/completions", "/v1/route", "/v1/feedback")
@@ -490,7 +491,8 @@ async def _huge_client(
 
 async def _slow_body(url: str, deadline: float, statuses: Counter) -> None:
     """One connection of the attacker's key that sends its headers and 10 body bytes, then waits; when
-    the gateway answers or closes it, another one takes its place."""
+    the gateway answers or closes it, another one takes its place (after ``Retry-After`` seconds for a
+    429, as a client that is told to wait does; ``--attack-ignores-retry-after`` reconnects at once)."""
     host, port = url.removeprefix("http://").split(":")
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {ATTACKER}\r\n"
             "content-type: application/json\r\ncontent-length: 100000\r\n\r\n{\"messages\"")  # fmt: skip
@@ -502,13 +504,19 @@ async def _slow_body(url: str, deadline: float, statuses: Counter) -> None:
             await asyncio.sleep(0.1)
             continue
         writer.write(head.encode())
+        wait = 0.0
         try:
-            line = await asyncio.wait_for(reader.readline(), max(0.01, deadline - time.perf_counter()))
-            statuses[line.split(b" ")[1].decode() if line.count(b" ") >= 1 else "closed"] += 1
-        except (TimeoutError, OSError, IndexError):
+            left = max(0.01, deadline - time.perf_counter())
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), left)
+            lines = answer.decode("latin-1").lower().split("\r\n")
+            statuses[lines[0].split(" ")[1]] += 1
+            retry = [ln.split(":", 1)[1] for ln in lines if ln.startswith("retry-after:")]
+            wait = float(retry[0]) if retry and not IGNORE_RETRY_AFTER else 0.0
+        except (TimeoutError, OSError, IndexError, ValueError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+        await asyncio.sleep(min(wait, max(0.0, deadline - time.perf_counter())))
 
 
 async def background_load(
@@ -569,6 +577,7 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
             if load is not None:
                 command = [sys.executable, __file__, "--load", load, "--url", url, "--seconds", str(seconds),
                            "--flood-clients", str(args.flood_clients), "--huge-rate", str(args.huge_rate)]  # fmt: skip
+                command += ["--attack-ignores-retry-after"] if args.attack_ignores_retry_after else []
                 loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
                 assert loader.stdout is not None and loader.stdout.readline().strip() == "ready"
             cpu_before = cpu_seconds(gateway.process.pid) or 0.0
@@ -696,6 +705,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--feedback-per-s", type=float, default=100.0, help="the gateway's feedback rate limit"
+    )
+    parser.add_argument(
+        "--attack-ignores-retry-after",
+        action="store_true",
+        help="the slow-body attacker reconnects at once after a 429 (a connection flood)",
     )
     parser.add_argument("--sections", default="bad,faults,trust,kill,latency", help="which checks to run")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")

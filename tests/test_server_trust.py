@@ -338,6 +338,23 @@ def test_escalation_skips_same_price_models_and_never_moves_a_session_down() -> 
     for turn in range(5):  # the floor outlives the turn bound of the pins
         store.pin("s", "top", f"t{turn}")
         assert store.lookup("s").floor == "top"
+    other = SessionPins(SAME_PRICE, ttl_s=60, max_turns=3, max_sessions=10)
+    other.pin("s", "top", "r3")
+    other.escalate("s", "top", lost=False)  # the dearest model's upstream failed: the others may answer
+    assert (other.lookup("s").model, other.lookup("s").floor) == (None, None)
+
+
+def test_a_failing_dearest_model_leaves_the_session_its_fallbacks(gateway, upstreams) -> None:
+    """Case 11 (found by the reliability script): with a floor kept at the dearest model after it failed,
+    the session's next turns could go to no other model and got 502s."""
+    server = gateway(affinity={"enabled": True})
+    session = {"x-session-id": "s-dear"}
+    pinned = post(server, "/v1/chat/completions", chat_body(tagrouter={"min_model": "dear"}), **session)
+    assert pinned.headers["x-tagrouter-model"] == "dear"
+    upstreams[1]["dear"].fail_status = 500
+    for _ in range(3):
+        answer = post(server, "/v1/chat/completions", chat_body(), **session)
+        assert answer.status_code == 200 and answer.headers["x-tagrouter-model"] != "dear"
 
 
 def test_a_loss_escalates_only_the_posting_clients_own_session() -> None:

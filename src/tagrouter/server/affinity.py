@@ -16,7 +16,8 @@ called, and the store is bounded in bytes by its bound in count.
 A pin lasts ``ttl_s`` seconds after its last use and ``max_turns`` turns. Escalation: a loss feedback on a
 pinned request, or a failure of the pinned model's upstream, drops the pin and sets a floor for the
 session: the cheapest model strictly dearer (output price, then input price) than the one that lost or
-failed, or that model itself when none is dearer. The floor only rises: it is kept while the session
+failed; when none is dearer, the model itself after a loss (and no new floor after a failure, so that the
+other models can still answer). The floor only rises: it is kept while the session
 lives (its turns are routed with it as ``min_model`` and pinned again), so a session never moves down
 after a loss. Pins are kept in memory, at most ``max_sessions`` (least recently used dropped first); each
 gateway process has its own.
@@ -96,9 +97,9 @@ class SessionPins:
         self._lock = threading.Lock()
         self._price = {m: catalog[m].price_key for m in catalog.names}
         by_price = sorted(catalog.names, key=self._price.__getitem__)
-        #: the floor after a model lost: the cheapest strictly dearer model, or the model itself at the top
-        self._floor_after = {
-            m: next((d for d in by_price if self._price[d] > self._price[m]), m) for m in by_price
+        #: the cheapest strictly dearer model (None for the dearest)
+        self._dearer = {
+            m: next((d for d in by_price if self._price[d] > self._price[m]), None) for m in by_price
         }
 
     def __len__(self) -> int:
@@ -142,14 +143,16 @@ class SessionPins:
         if found is not None and found[1] == scope:
             self.escalate(found[0], model)
 
-    def escalate(self, key: str, model: str) -> None:
-        """``model`` lost or failed for the session: drop its pin and route its next turn above it (never
-        below the floor it already has)."""
+    def escalate(self, key: str, model: str, *, lost: bool = True) -> None:
+        """``model`` lost (``lost``) or its upstream failed for the session: drop its pin and route its
+        next turn above it, never below the floor it already has. After a loss of the dearest model the
+        floor is that model; after a failure of it, the floor stays as it was (so that other models can
+        still answer)."""
         with self._lock:
             before = self._pins.get(key)
             if before is None or before.model != model:
                 return  # an old turn's feedback, or a session that moved on
-            floor = self._floor_after[model]
-            if before.floor is not None and self._price[before.floor] > self._price[floor]:
-                floor = before.floor
+            candidates = [self._dearer[model] or (model if lost else None), before.floor]
+            floors = [m for m in candidates if m is not None]
+            floor = max(floors, key=self._price.__getitem__) if floors else None
             self._pins[key] = replace(before, model=None, turns=0, floor=floor)

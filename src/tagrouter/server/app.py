@@ -233,7 +233,7 @@ class Gateway:
         except AllUpstreamsFailed as exc:
             parts.metrics.requests.labels(profile, "none", "failed").inc()
             if parts.pins is not None and session is not None:
-                parts.pins.escalate(session, models[0])
+                parts.pins.escalate(session, models[0], lost=False)
             raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
         if parts.limits.tracks(answer.model):
             parts.limits.record(answer.model, routing.needs.input_tokens)
@@ -250,7 +250,7 @@ class Gateway:
             if answer.model == models[0]:
                 parts.pins.pin(session, answer.model, request_id, scope)
             else:
-                parts.pins.escalate(session, models[0])
+                parts.pins.escalate(session, models[0], lost=False)
         if query is not None:  # so that feedback can cite the request id
             parts.writer.remember(request_id, query, answer.model)
         parts.metrics.requests.labels(profile, answer.model, "ok").inc()

@@ -707,6 +707,9 @@ def main() -> None:
         "--feedback-per-s", type=float, default=100.0, help="the gateway's feedback rate limit"
     )
     parser.add_argument(
+        "--max-in-flight-per-key", type=int, help="the gateway's per-key limit (default: its default, 128)"
+    )
+    parser.add_argument(
         "--attack-ignores-retry-after",
         action="store_true",
         help="the slow-body attacker reconnects at once after a 429 (a connection flood)",
@@ -740,7 +743,8 @@ def main() -> None:
             "feedback_db": str(work / "feedback.sqlite3"),
             "max_request_bytes": 2_000_000,
             "upstream_timeout_s": TIMEOUT_S,
-            "admission": {"feedback_per_s": args.feedback_per_s},
+            "admission": {"feedback_per_s": args.feedback_per_s}
+            | ({"max_in_flight_per_key": args.max_in_flight_per_key} if args.max_in_flight_per_key else {}),
             "endpoints": {m: {"base_url": upstream.url + "/v1"} for m, upstream in upstreams.items()},
         }
         (work / "gateway.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -147,8 +147,11 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408_and_its_place_is_freed(gat
     server = gateway(api_keys=[KEY, OTHER], admission={"max_in_flight_per_key": 2, "body_timeout_s": 1})
     sock = slow_upload(server, "/v1/chat/completions", OTHER)
     try:
-        answer = sock.recv(4096).decode()
-        assert answer.startswith("HTTP/1.1 408") and "body_timeout" in answer
+        received = b""
+        while piece := sock.recv(4096):  # the gateway closes the connection after its answer
+            received += piece
+        answer = received.decode()
+        assert answer.startswith("HTTP/1.1 408") and "body_timeout" in answer, answer
     finally:
         sock.close()
     wait_for(lambda: not server.server.config.app.state.gateway.parts.admission._key_in_flight)
@@ -345,8 +348,9 @@ def test_escalation_skips_same_price_models_and_never_moves_a_session_down() -> 
 
 
 def test_a_failing_dearest_model_leaves_the_session_its_fallbacks(gateway, upstreams) -> None:
-    """Case 11 (found by the reliability script): with a floor kept at the dearest model after it failed,
-    the session's next turns could go to no other model and got 502s."""
+    """Case 11's rising floor, bounded: a floor kept at the dearest model after its upstream failed would
+    leave the session's next turns no other model (502s). Main never set that floor, so this test passes
+    there; it caught the first version of the fix (found by the reliability script)."""
     server = gateway(affinity={"enabled": True})
     session = {"x-session-id": "s-dear"}
     pinned = post(server, "/v1/chat/completions", chat_body(tagrouter={"min_model": "dear"}), **session)

@@ -112,12 +112,6 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int, timeout_s: float | None = None) -> dict[str, Any]:
-    """The request's JSON object, read up to ``limit`` bytes within ``timeout_s`` seconds and checked as
-    the module says."""
-    return parse_json(await read_body(request, limit, timeout_s))
-
-
 def parse_json(content: bytes) -> dict[str, Any]:
     """A request body as one JSON object, checked as the module says (400s otherwise)."""
     too_deep = ApiError(

@@ -10,8 +10,13 @@ the gateway can be killed), then:
    what the client saw (target: every fault answered by fallback where another model exists);
 3. floods feedback, kills the gateway with SIGKILL, restarts it, and compares the acknowledged feedback
    ids with the stored ones (target: none lost);
-4. measures chat latency alone, under a feedback flood and next to back-to-back 1 MB queries (target:
-   p99 within 2x of chat alone).
+4. trust between clients: another key's requests under a client's session id, ``user`` or opening
+   messages (target: none of the client's turns moved), and huge numbers in an upstream's token usage
+   (target: answered, streams complete, cost metrics finite);
+5. measures chat latency alone, under a feedback flood, next to 1 MB queries, next to 990 KB prompts
+   without white space (as the user message, and as the system message) and under a slow-body attack of
+   another key (256 connections that send their headers and 10 body bytes, then wait) (target: p99 within
+   2x of chat alone; under the attack also at least 99% of chat answered).
 
     python scripts/reliability_gateway.py --seconds 10 --out reliability.json
 """
@@ -47,6 +52,11 @@ from tagrouter.testing.loopback import cpu_seconds, free_port, wait_until_up
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "tagrouter" / "examples"
 KEY = "sk-reliability"
 AUTH = {"authorization": f"Bearer {KEY}"}
+ATTACKER = "sk-reliability-other"  # a second valid client key: the one that misbehaves
+ATTACKER_AUTH = {"authorization": f"Bearer {ATTACKER}"}
+SLOW_CONNECTIONS = 256
+IGNORE_RETRY_AFTER = "--attack-ignores-retry-after" in sys.argv  # the slow-body attacker's manners
+THRIFTY = "thrifty"  # a profile that sends the example queries below the dearest model
 TAGROUTER = [sys.executable, "-c", "from tagrouter.cli import main; main()"]
 POSTS = ("/v1/chat/completions", "/v1/route", "/v1/feedback")
 TIMEOUT_S = 1.0  # the gateway's upstream timeout; the 'slow' fault answers after 3 s
@@ -241,6 +251,8 @@ FAULTS = {  # name: (applies to plain, applies to streams, expected outcome)
     "stream broken before its first event": (False, True, "fallback"),
     "stream broken after its first event": (False, True, "error event"),
     'junk usage ("abc", -5)': (True, True, "answered"),
+    "usage 10**400": (True, True, "answered"),
+    "usage 1.7e308": (True, True, "answered"),
     "non-JSON 200": (True, True, "fallback"),
 }
 
@@ -258,6 +270,9 @@ def inject(fault: str, upstream: Upstream) -> None:
         changes["break_stream_after"] = 2
     elif fault.startswith("junk usage"):
         changes["usage"] = {"prompt_tokens": "abc", "completion_tokens": -5}
+    elif fault.startswith("usage"):
+        huge = 10**400 if "400" in fault else 1.7e308
+        changes["usage"] = {"prompt_tokens": huge, "completion_tokens": huge}
     elif fault.startswith("non-JSON"):
         changes["raw_body"] = "<html>upstream hiccup</html>"
     upstream.control(reset=True, **changes)
@@ -361,7 +376,64 @@ async def run_kill(gateway: Gateway, queries: list[str], model: str, clients: in
                {"acknowledged": len(acknowledged), "stored": len(acknowledged & stored), "lost": lost})  # fmt: skip
 
 
-# ---- 4. latency ------------------------------------------------------------------------------------------------
+# ---- 4. trust between clients ------------------------------------------------------------------------------------
+async def _chat_model(
+    http: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> str | None:
+    async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as response:
+        await response.read()
+        return response.headers.get("x-tagrouter-model") if response.status == 200 else None
+
+
+async def run_trust(
+    http: aiohttp.ClientSession, url: str, queries: list[str], router: TagRouter
+) -> list[Row]:
+    """Another key steers a client's session (by its id, its ``user`` or its opening messages) with
+    ``min_model`` (the dearest model) or ``exclude`` (the client's own model); then the client's next three
+    turns are counted by model, in profile ``thrifty`` (a cost knob that sends these queries below the
+    dearest model)."""
+    dearest = max(router.models, key=lambda m: router.catalog[m].price_key)
+    routed: dict[str, str] = {}
+    for query in queries[:60]:
+        async with http.post(
+            url + "/v1/route", json={"query": query, "model": THRIFTY}, headers=AUTH
+        ) as response:
+            routed[query] = (await response.json())["decisions"][0]["model"]
+    below = [q for q, m in routed.items() if m != dearest] or list(routed)
+    rows = []
+    for how in ("min_model", "exclude"):
+        moved = turns = 0
+        for number, name in enumerate(("x-session-id", "user", "opening messages")):
+            query = below[(number + 3 * (how == "exclude")) % len(below)]
+            body = {"model": THRIFTY, "messages": [{"role": "user", "content": query}]}
+            override = {"min_model": dearest} if how == "min_model" else {"exclude": [routed[query]]}
+            fields = {"user": f"alice-{how}"} if name == "user" else {}
+            headers = {"x-session-id": f"alice-{how}"} if name == "x-session-id" else {}
+            await _chat_model(
+                http, url, {**body, **fields, "tagrouter": override}, {**ATTACKER_AUTH, **headers}
+            )
+            for _ in range(3):
+                turns += 1
+                moved += (
+                    await _chat_model(http, url, {**body, **fields}, {**AUTH, **headers}) != routed[query]
+                )
+        saw = f"{moved} of {turns} of the client's turns moved off its own model"
+        rows.append(Row("trust", f"another key's {how} under the client's session id / user / opening", turns,
+                        saw, moved == 0, {"moved": moved, "turns": turns}))  # fmt: skip
+    async with http.get(url + "/metrics") as response:
+        text = await response.text()
+    costs = [
+        ln
+        for ln in text.splitlines()
+        if ln.startswith(("tagrouter_estimated_cost", "tagrouter_reference_cost"))
+    ]
+    bad = [ln for ln in costs if not np.isfinite(float(ln.split()[-1]))]
+    rows.append(Row("trust", "cost metrics after usage of 10**400 and 1.7e308", len(costs),
+                    f"{len(bad)} of {len(costs)} cost series not finite", not bad, {"not_finite": len(bad)}))  # fmt: skip
+    return rows
+
+
+# ---- 5. latency ------------------------------------------------------------------------------------------------
 async def _chat_client(
     http: aiohttp.ClientSession,
     url: str,
@@ -391,10 +463,20 @@ async def _chat_client(
 
 
 async def _huge_client(
-    http: aiohttp.ClientSession, url: str, text: str, rate: float, deadline: float, done: list[float]
+    http: aiohttp.ClientSession,
+    url: str,
+    text: str,
+    rate: float,
+    deadline: float,
+    done: list[float],
+    system: bool = False,
 ) -> None:
-    """Send a chat request with ``text`` (1 MB) ``rate`` times a second (0: back to back)."""
-    body = json.dumps({"model": "tagrouter", "messages": [{"role": "user", "content": text}]}).encode()
+    """Send a chat request with ``text`` (1 MB) ``rate`` times a second (0: back to back), as the user
+    message or (``system``) as the system message before a short question."""
+    messages = [{"role": "user", "content": text}]
+    if system:
+        messages = [{"role": "system", "content": text}, {"role": "user", "content": "Summarise the above."}]
+    body = json.dumps({"model": "tagrouter", "messages": messages}).encode()
     headers = {"content-type": "application/json", **AUTH}
     next_at = time.perf_counter()
     while next_at < deadline:
@@ -405,6 +487,36 @@ async def _huge_client(
             await response.read()
             if response.status == 200:
                 done.append(time.perf_counter() - start)
+
+
+async def _slow_body(url: str, deadline: float, statuses: Counter) -> None:
+    """One connection of the attacker's key that sends its headers and 10 body bytes, then waits; when
+    the gateway answers or closes it, another one takes its place (after ``Retry-After`` seconds for a
+    429, as a client that is told to wait does; ``--attack-ignores-retry-after`` reconnects at once)."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {ATTACKER}\r\n"
+            "content-type: application/json\r\ncontent-length: 100000\r\n\r\n{\"messages\"")  # fmt: skip
+    while time.perf_counter() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            statuses["connect_error"] += 1
+            await asyncio.sleep(0.1)
+            continue
+        writer.write(head.encode())
+        wait = 0.0
+        try:
+            left = max(0.01, deadline - time.perf_counter())
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), left)
+            lines = answer.decode("latin-1").lower().split("\r\n")
+            statuses[lines[0].split(" ")[1]] += 1
+            retry = [ln.split(":", 1)[1] for ln in lines if ln.startswith("retry-after:")]
+            wait = float(retry[0]) if retry and not IGNORE_RETRY_AFTER else 0.0
+        except (TimeoutError, OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+        await asyncio.sleep(min(wait, max(0.0, deadline - time.perf_counter())))
 
 
 async def background_load(
@@ -428,13 +540,27 @@ async def background_load(
             stop.set()
             counts = await asyncio.gather(*tasks)
             return {"feedback_accepted": sum(a for a, _ in counts), "feedback_429": sum(r for _, r in counts)}
-        text = (" ".join(queries) * (1_000_000 // len(" ".join(queries)) + 1))[:1_000_000]
+        if kind == "slowbody":
+            statuses: Counter = Counter()
+            await asyncio.gather(*(_slow_body(url, deadline, statuses) for _ in range(SLOW_CONNECTIONS)))
+            return {"slow_answers": dict(statuses)}
+        if kind == "huge":
+            text = (" ".join(queries) * (1_000_000 // len(" ".join(queries)) + 1))[:1_000_000]
+        else:  # 990 KB without white space, the shape that BPE token counting is slowest on
+            text = "".join(random.Random(0).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=990_000))
         done: list[float] = []
-        await _huge_client(http, url, text, huge_rate, deadline, done)
+        await _huge_client(http, url, text, huge_rate, deadline, done, system=kind == "nows-system")
         return {"huge_seconds": done}
 
 
-PHASES = {"chat alone": None, "chat + feedback flood": "feedback", "chat + 1 MB queries": "huge"}
+PHASES = {
+    "chat alone": None,
+    "chat + feedback flood": "feedback",
+    "chat + 1 MB queries": "huge",
+    "chat + 990 KB prompts without white space (user)": "nows-user",
+    "chat + 990 KB prompts without white space (system)": "nows-system",
+    f"chat + slow-body attack ({SLOW_CONNECTIONS} connections, another key)": "slowbody",
+}
 
 
 async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Namespace) -> list[Row]:
@@ -451,6 +577,7 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
             if load is not None:
                 command = [sys.executable, __file__, "--load", load, "--url", url, "--seconds", str(seconds),
                            "--flood-clients", str(args.flood_clients), "--huge-rate", str(args.huge_rate)]  # fmt: skip
+                command += ["--attack-ignores-retry-after"] if args.attack_ignores_retry_after else []
                 loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
                 assert loader.stdout is not None and loader.stdout.readline().strip() == "ready"
             cpu_before = cpu_seconds(gateway.process.pid) or 0.0
@@ -477,7 +604,12 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
         if phase == "chat + feedback flood":
             figures |= {"feedback_accepted_per_s": round(sum(e["feedback_accepted"] for e in extras[phase]) / args.seconds, 1),
                         "feedback_429": sum(e["feedback_429"] for e in extras[phase]), "flood_clients": args.flood_clients}  # fmt: skip
-        elif phase == "chat + 1 MB queries":
+        elif PHASES[phase] == "slowbody":
+            answers: Counter = Counter()
+            for e in extras[phase]:
+                answers.update(e["slow_answers"])
+            figures |= {"slow_body_answers": dict(answers)}
+        elif PHASES[phase] is not None:
             done = [d for e in extras[phase] for d in e["huge_seconds"]]
             figures |= {
                 "huge_answered": len(done),
@@ -495,10 +627,21 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
             saw += f"; {figures['flood_clients']} feedback clients: {figures['feedback_accepted_per_s']}/s accepted, {figures['feedback_429']} got 429"
         if "huge_answered" in figures:
             pace = f"{args.huge_rate:g}/s" if args.huge_rate else "back to back"
-            saw += f"; {figures['huge_answered']} 1 MB queries ({pace}) answered, p50 {figures['huge_p50_ms']} ms"
+            saw += (
+                f"; {figures['huge_answered']} big prompts ({pace}) answered, p50 {figures['huge_p50_ms']} ms"
+            )
+        answered = figures["requests"] / max(1, figures["requests"] + sum(figures["errors"].values()))
+        figures["answered_share"] = round(answered, 4)
+        if "slow_body_answers" in figures:
+            saw += f"; chat answered {answered:.1%}; the attack's connections were answered {figures['slow_body_answers']}"
         if figures["errors"]:
             saw += f"; errors {figures['errors']}"
-        met = None if phase == "chat alone" else ratio_99 <= 2.0 and not figures["errors"]
+        if phase == "chat alone":
+            met = None
+        elif "slow_body_answers" in figures:
+            met = ratio_99 <= 2.0 and answered >= 0.99
+        else:
+            met = ratio_99 <= 2.0 and not figures["errors"]
         what = (
             f"{phase} ({args.chat_clients} clients × {args.chat_rate:g} req/s, {args.rounds} × {seconds:g} s)"
         )
@@ -533,6 +676,8 @@ async def run_all(
             async with http.post(gateway.url + "/v1/route", json={"query": query}, headers=AUTH) as response:
                 first = (await response.json())["decisions"][0]["ranking"][0]
             rows += await run_faults(http, gateway.url, query, first, upstreams, args.per_fault)
+        if "trust" in args.sections:
+            rows += await run_trust(http, gateway.url, queries, router)
     if "kill" in args.sections:
         rows.append(await run_kill(gateway, queries, router.models[0], args.flood_clients, args.kill_after))
     if "latency" in args.sections:
@@ -561,9 +706,17 @@ def main() -> None:
     parser.add_argument(
         "--feedback-per-s", type=float, default=100.0, help="the gateway's feedback rate limit"
     )
-    parser.add_argument("--sections", default="bad,faults,kill,latency", help="which checks to run")
+    parser.add_argument(
+        "--max-in-flight-per-key", type=int, help="the gateway's per-key limit (default: its default, 128)"
+    )
+    parser.add_argument(
+        "--attack-ignores-retry-after",
+        action="store_true",
+        help="the slow-body attacker reconnects at once after a 429 (a connection flood)",
+    )
+    parser.add_argument("--sections", default="bad,faults,trust,kill,latency", help="which checks to run")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
-    parser.add_argument("--load", choices=["feedback", "huge"], help=argparse.SUPPRESS)
+    parser.add_argument("--load", choices=sorted(set(PHASES.values()) - {None}), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--serve-upstream", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -584,11 +737,14 @@ def main() -> None:
         router.save(work / "router")
         upstreams = {model: Upstream(model).start() for model in router.models}
         config = {
-            "api_keys": [KEY],
+            "api_keys": [KEY, ATTACKER],
+            "affinity": {"enabled": True},
+            "profiles": {"tagrouter": {}, THRIFTY: {"rule": "utility", "knob": 100}},
             "feedback_db": str(work / "feedback.sqlite3"),
             "max_request_bytes": 2_000_000,
             "upstream_timeout_s": TIMEOUT_S,
-            "admission": {"feedback_per_s": args.feedback_per_s},
+            "admission": {"feedback_per_s": args.feedback_per_s}
+            | ({"max_in_flight_per_key": args.max_in_flight_per_key} if args.max_in_flight_per_key else {}),
             "endpoints": {m: {"base_url": upstream.url + "/v1"} for m, upstream in upstreams.items()},
         }
         (work / "gateway.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -48,8 +48,10 @@ def test_session_keys_from_header_user_or_the_conversation_opening():
             {"role": "user", "content": "More"},
         ]
     }
-    assert session_key({"x-session-id": "s1"}, chat({**turn1, "user": "u"})) == "id:s1"
-    assert session_key({}, chat({**turn1, "user": "u"})) == "id:u"
+    by_header = session_key({"x-session-id": "s1"}, chat({**turn1, "user": "u"}))
+    assert by_header.startswith("id:") and by_header == session_key({"x-session-id": "s1"}, chat(turn1))
+    by_user = session_key({}, chat({**turn1, "user": "u"}))
+    assert by_user == session_key({"x-session-id": "u"}, chat(turn2)) != by_header
     assert session_key({}, chat(turn1)) == session_key({}, chat(turn2)) and session_key(
         {}, chat(turn1)
     ).startswith("opening:")
@@ -90,8 +92,8 @@ def test_escalation_sets_a_floor_above_the_model_that_lost():
     store.escalate("a", "cheap")
     assert (store.lookup("a").model, store.lookup("a").floor) == (None, "mid")
     store.pin("a", "dear", "r2")
-    store.lost("r2", "dear")  # the dearest lost (by its request id): routed again, without a floor
-    assert (store.lookup("a").model, store.lookup("a").floor) == (None, None)
+    store.lost("r2", "dear")  # the dearest lost (by its request id): it stays the floor
+    assert (store.lookup("a").model, store.lookup("a").floor) == (None, "dear")
     store.lost("unknown", "dear")
 
 

@@ -165,3 +165,22 @@ def test_shadow_verdicts_are_compared_with_explicit_feedback(shadow_gateway):
         assert sent.status_code == 200, sent.text
     assert metric(server, "tagrouter_shadow_agreement_total", result="agree") == 1
     assert metric(server, "tagrouter_shadow_agreement_total", result="disagree") == 1
+
+
+@pytest.mark.parametrize("prompt_tokens", [-1_000_000, 10**400])
+def test_shadow_spend_holds_when_the_reference_reports_bad_usage(shadow_gateway, upstreams, prompt_tokens):
+    """Issue 16, case 6: negative usage made the spend negative (the budget never ran out, the spend
+    metric raised and stopped, every job ended in "Task exception was never retrieved"); 10**400 raised
+    OverflowError out of the job the same way."""
+    server, _ = shadow_gateway()
+    shadow = server.server.config.app.state.gateway.parts.shadow
+    upstreams[1]["dear"].usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 1}
+    try:
+        for name in ("Walter", "Wendy"):
+            chat(server, f"Hello {name}, how are you today?")
+        wait_for(lambda: not shadow._jobs and upstreams[1]["dear"].calls >= 2)
+    finally:
+        upstreams[1]["dear"].usage = None
+    spend = metric(server, "tagrouter_shadow_spend_usd_total")
+    assert 0 < spend < float("inf") and shadow._budget.spent == pytest.approx(spend)
+    assert shadow._budget.reserved == pytest.approx(0, abs=1e-12)

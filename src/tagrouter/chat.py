@@ -98,14 +98,16 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The fields routing reads of a chat request, strictly typed; every other field (``tools``,
-    ``max_tokens``, ``user``...) is kept as sent (``model_extra``) and passed to the upstream unchanged."""
+    """The fields routing reads of a chat request, strictly typed (``user`` names a session: valid text
+    only); every other field (``tools``, ``max_tokens``...) is kept as sent (``model_extra``); the whole
+    body is passed to the upstream unchanged."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: Text | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    user: Text | None = None
 
     def extra(self, name: str) -> Any:
         """The field ``name`` as sent, when it is not one of the typed fields (None when absent)."""

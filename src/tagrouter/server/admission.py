@@ -1,9 +1,17 @@
-"""Admission control: bounded chat and feedback concurrency, a feedback rate, optional per-key rates.
+"""Admission control: bounded chat and feedback concurrency, a feedback rate, per-key limits.
 
 A request over a limit is answered at once with a 429 ``rate_limited`` and a ``Retry-After`` header
-(whole seconds), before its body is read, so that a flood costs the gateway as little as possible. The
-feedback rate bounds what a feedback flood can take from chat: each accepted feedback costs a parse, a
-commit and a router update, and those share the CPU with routing.
+(whole seconds). The limits are checked in two stages, so that no client can hold a place that others
+need by sending its body slowly:
+
+1. before the body is read, per client key: its rate (``requests_per_key_per_s``) and its requests in the
+   gateway at once (``max_in_flight_per_key``, bodies being read included); the body must then arrive
+   within ``body_timeout_s`` (else a 408);
+2. once the body is in: the shared chat slots (``max_chat_in_flight``) and feedback slots and rate.
+
+A slow-body attack with one key thus holds at most that key's own places, for at most the body timeout.
+The feedback rate bounds what a feedback flood can take from chat: each accepted feedback costs a parse,
+a commit and a router update, and those share the CPU with routing.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class AdmissionControl:
         self._rejected = rejected
         self._feedback_rate = TokenBucket(limits.feedback_per_s)
         self._key_rates: dict[int, TokenBucket] = {}
+        self._key_in_flight: dict[int, int] = {}
 
     def _reject(self, kind: str, what: str, retry_after_s: float = 1.0) -> ApiError:
         self._rejected.labels(kind).inc()
@@ -80,8 +89,30 @@ class AdmissionControl:
             raise self._reject("key", f"this key's rate limit of {rate:g} requests/s is reached", wait)
 
     @contextmanager
+    def client(self, key: int | None) -> Iterator[None]:
+        """Hold one of client key number ``key``'s places while its request is in the gateway (from before
+        its body is read); ``None`` (no client keys configured) has no such limit."""
+        if key is None:
+            yield
+            return
+        held = self._key_in_flight.get(key, 0)
+        if held >= self.limits.max_in_flight_per_key:
+            raise self._reject(
+                "key", f"this key has {held} requests in the gateway, its limit (max_in_flight_per_key)"
+            )
+        self._key_in_flight[key] = held + 1
+        try:
+            yield
+        finally:
+            if (left := self._key_in_flight[key] - 1) > 0:
+                self._key_in_flight[key] = left
+            else:
+                del self._key_in_flight[key]
+
+    @contextmanager
     def chat(self) -> Iterator[None]:
-        """Hold a chat slot while the request is routed and its upstream answers (or sends its first event)."""
+        """Hold a chat slot while the request is routed and its upstream answers (or sends its first event);
+        taken once the body has been read."""
         if self.chat_in_flight >= self.limits.max_chat_in_flight:
             raise self._reject("chat", "the gateway is serving as many chat requests as it takes")
         self.chat_in_flight += 1
@@ -92,7 +123,8 @@ class AdmissionControl:
 
     @contextmanager
     def feedback(self) -> Iterator[None]:
-        """Hold a feedback slot until the feedback is committed; also counts it against the feedback rate."""
+        """Hold a feedback slot until the feedback is committed; also counts it against the feedback rate
+        (taken once the body has been read)."""
         if self.feedback_in_flight >= self.limits.max_feedback_in_flight:
             raise self._reject("feedback", "the feedback queue is full")
         if wait := self._feedback_rate.take():

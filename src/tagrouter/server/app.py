@@ -8,6 +8,7 @@ Endpoints: ``POST /v1/chat/completions`` (routed and forwarded, streaming or not
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -20,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
@@ -35,16 +37,19 @@ from tagrouter.server.affinity import Pin
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.errors import ApiError, data_error
 from tagrouter.server.feedback import Feedback
-from tagrouter.server.overrides import read_overrides
+from tagrouter.server.overrides import HEADERS, OverrideError, read_overrides
 from tagrouter.server.parts import GatewayParts, build_parts
-from tagrouter.server.requests import read_chat_request
+from tagrouter.server.requests import RoutingInput, read_chat_request
 from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, relay_stream, token_counts
-from tagrouter.server.validation import FeedbackRequest, RouteRequest, openapi_body, read_json
+from tagrouter.server.validation import FeedbackRequest, RouteRequest, openapi_body, parse_json, read_body
+from tagrouter.tokens import count_tokens
 
 log = logging.getLogger("tagrouter.server")
 
 #: Metric label of requests that name a catalogue model directly (no routing).
 PASSTHROUGH = "passthrough"
+#: A chat body larger than this is parsed and its tokens counted in a worker thread, off the event loop.
+OFF_LOOP_BODY_BYTES = 65_536
 
 
 def _json(
@@ -96,9 +101,11 @@ class Gateway:
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured), and
-        count it against that key's rate limit.
+        count it against that key's rate limit. Sets ``request.state.client``: the key's number (None
+        without client keys), which scopes the request's session and its per-key limits.
 
         A coroutine, so that FastAPI runs it on the event loop instead of in a worker thread."""
+        request.state.client = None
         if not self.parts.keys:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -108,7 +115,13 @@ class Gateway:
             raise ApiError(
                 401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
             )
-        self.parts.admission.check_key(matched.index(True))
+        request.state.client = matched.index(True)
+        self.parts.admission.check_key(request.state.client)
+
+    async def body(self, request: Request) -> bytes:
+        """The request's body, within ``max_request_bytes`` and ``admission.body_timeout_s``."""
+        config = self.parts.config
+        return await read_body(request, config.max_request_bytes, config.admission.body_timeout_s)
 
     def fits(self, queries: list[str], needs: list[Needs]) -> Allowed:
         """The models each query may go to under ``needs``, leaving out the models at their rate limit;
@@ -118,8 +131,20 @@ class Gateway:
         saturated = self.parts.limits.saturated()
         needs = [replace(n, saturated=saturated) for n in needs] if saturated else needs
         ceiling = any(n.max_cost_usd is not None for n in needs)
-        costs = self.parts.profiles.model.expected_costs(queries) if ceiling else None
-        return allowed(self.parts.catalog, needs, costs)
+        return allowed(self.parts.catalog, needs, self.prompt_costs(needs) if ceiling else None)
+
+    def prompt_costs(self, needs: list[Needs]) -> np.ndarray:
+        """Expected dollars per (request, catalogue model) of the whole prompt: its ``input_tokens`` at
+        the input price plus the model's mean output tokens in the history at the output price (never
+        the capped routing text, which a long prompt would pass a ``max_cost_usd`` with)."""
+        model = self.parts.profiles.model
+        cards = self.parts.catalog.models
+        return np.array(
+            [
+                [card.cost(n.input_tokens, model.mean_output_tokens(card.name)) for card in cards]
+                for n in needs
+            ]
+        )
 
     async def decide(
         self,
@@ -169,14 +194,27 @@ class Gateway:
 
     # ---- endpoints ----------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
-        with self.parts.admission.chat():
-            return await self._chat(request)
+        with self.parts.admission.client(request.state.client):  # before the body: per key
+            content = await self.body(request)
+            with self.parts.admission.chat():  # once the body is in: shared
+                return await self._chat(request, content)
 
-    async def _chat(self, request: Request) -> Response:
+    def read_chat(self, content: bytes, request: Request) -> RoutingInput:
+        """The routing input of a chat body (its session scoped by the request's client key)."""
+        parts, client = self.parts, request.state.client
+        scope = "" if client is None else str(client)
+        return read_chat_request(
+            parse_json(content), request.headers, parts.config, parts.catalog, parts.profiles, scope
+        )
+
+    async def _chat(self, request: Request, content: bytes) -> Response:
         parts = self.parts
-        body = await read_json(request, parts.config.max_request_bytes)
-        routing = read_chat_request(body, request.headers, parts.config, parts.catalog, parts.profiles)
+        if len(content) > OFF_LOOP_BODY_BYTES:  # parsing and counting its tokens take milliseconds
+            routing = await asyncio.to_thread(self.read_chat, content, request)
+        else:
+            routing = self.read_chat(content, request)
         query, session = routing.query, routing.session
+        scope = "" if request.state.client is None else str(request.state.client)
         decision: Decision | None = None
         affinity = None
         if routing.profile is not None:  # routed: query holds the text to route on
@@ -187,7 +225,7 @@ class Gateway:
             models, affinity = self.fallbacks(decision, pin)
             parts.metrics.affinity.labels(profile, affinity).inc()
         else:
-            profile, models = PASSTHROUGH, [routing.passthrough]
+            profile, models = PASSTHROUGH, [self.passthrough(routing, request)]
         try:
             answer = await parts.upstreams.send(
                 models, routing.body, stream=routing.stream, on_failure=self._failed
@@ -195,7 +233,7 @@ class Gateway:
         except AllUpstreamsFailed as exc:
             parts.metrics.requests.labels(profile, "none", "failed").inc()
             if parts.pins is not None and session is not None:
-                parts.pins.escalate(session, models[0])
+                parts.pins.escalate(session, models[0], lost=False)
             raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
         if parts.limits.tracks(answer.model):
             parts.limits.record(answer.model, routing.needs.input_tokens)
@@ -210,9 +248,9 @@ class Gateway:
         if parts.pins is not None and session is not None:
             # keep the model, or re-route upward after the first model failed
             if answer.model == models[0]:
-                parts.pins.pin(session, answer.model, request_id)
+                parts.pins.pin(session, answer.model, request_id, scope)
             else:
-                parts.pins.escalate(session, models[0])
+                parts.pins.escalate(session, models[0], lost=False)
         if query is not None:  # so that feedback can cite the request id
             parts.writer.remember(request_id, query, answer.model)
         parts.metrics.requests.labels(profile, answer.model, "ok").inc()
@@ -224,6 +262,34 @@ class Gateway:
         self.account(profile, decision, answer.model, data.get("usage"))
         shadow = parts.shadow and parts.shadow.after_response(request_id, query, answer.model, data)
         return _json(data, headers=headers, background=shadow)
+
+    def passthrough(self, routing: RoutingInput, request: Request) -> str:
+        """The catalogue model a request names directly, once it is checked against its rate limit
+        (a 429) and the request's overrides (a 400 naming the override it cannot honour)."""
+        model, needs, catalog = routing.passthrough, routing.needs, self.parts.catalog
+        assert model is not None
+        if model in self.parts.limits.saturated():
+            raise ApiError(
+                429,
+                f"model {model!r} is at its rate limit (rate_limits in the catalogue); retry later, or route",
+                type_="rate_limit_error",
+                code="model_rate_limited",
+            )
+
+        def refuse(name: str, why: str) -> OverrideError:
+            header = next(h for h, f in HEADERS.items() if f == name)
+            field = header if header in request.headers else f"tagrouter.{name}"
+            return OverrideError(f"the request names {model!r}, but {why}", field=field)
+
+        if model in needs.exclude:
+            raise refuse("exclude", "it excludes that model")
+        if needs.min_model is not None and catalog[model].price_key < catalog[needs.min_model].price_key:
+            raise refuse("min_model", f"it is below min_model {needs.min_model}")
+        if needs.max_cost_usd is not None:
+            cost = self.prompt_costs([needs])[0][catalog.names.index(model)]
+            if cost > needs.max_cost_usd:
+                raise refuse("max_cost_usd", f"its expected cost ${cost:.6f} is over {needs.max_cost_usd:g}")
+        return model
 
     # ---- session affinity ----------------------------------------------------------------------------
     def floored(self, needs: Needs, pin: Pin | None) -> Needs:
@@ -253,15 +319,26 @@ class Gateway:
         usages: list[dict[str, Any]] = []
         stream_errors = self.parts.metrics.upstream_errors.labels(answer.model, "stream")
 
+        config = self.parts.config
+        caps = {
+            "max_line_bytes": config.max_upstream_line_bytes,
+            "max_body_bytes": config.max_upstream_body_bytes,
+        }
+
         async def body() -> AsyncIterator[bytes]:
-            async for piece in relay_stream(answer, request_id, usages.append, lambda _: stream_errors.inc()):
+            async for piece in relay_stream(
+                answer, request_id, usages.append, lambda _: stream_errors.inc(), **caps
+            ):
                 yield piece
             self.account(profile, decision, answer.model, usages[-1] if usages else None)
 
         return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
     async def route(self, request: Request) -> dict[str, Any]:
-        body = await read_json(request, self.parts.config.max_request_bytes)
+        with self.parts.admission.client(request.state.client):
+            return await self._route(request, parse_json(await self.body(request)))
+
+    async def _route(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         overrides = read_overrides(body, request.headers, self.parts.catalog, self.parts.profiles.names)
         route = validated(RouteRequest, body)
         if (route.query is None) == (route.queries is None):
@@ -283,11 +360,17 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
-        queries = [capped(q, self.parts.config.max_routing_chars) for q in queries]
         limits = Needs(
             exclude=overrides.exclude, min_model=overrides.min_model, max_cost_usd=overrides.max_cost_usd
         )
-        fits = self.fits(queries, [limits] * len(queries))
+        # a cost ceiling is judged on each whole query, as a chat's on its whole prompt
+        needs = (
+            [replace(limits, input_tokens=count_tokens(q)) for q in queries]
+            if limits.max_cost_usd
+            else [limits] * len(queries)
+        )
+        queries = [capped(q, self.parts.config.max_routing_chars) for q in queries]
+        fits = self.fits(queries, needs)
         decisions = await self.decide(profile, queries, "route", fits)
         return {
             "object": "tagrouter.route",
@@ -296,12 +379,14 @@ class Gateway:
         }
 
     async def feedback(self, request: Request) -> dict[str, Any]:
-        with self.parts.admission.feedback():
-            return await self._feedback(request)
+        with self.parts.admission.client(request.state.client):  # before the body: per key
+            content = await self.body(request)
+            with self.parts.admission.feedback():  # once the body is in: shared
+                return await self._feedback(request, content)
 
-    async def _feedback(self, request: Request) -> dict[str, Any]:
+    async def _feedback(self, request: Request, content: bytes) -> dict[str, Any]:
         parts = self.parts
-        sent = validated(FeedbackRequest, await read_json(request, parts.config.max_request_bytes))
+        sent = validated(FeedbackRequest, parse_json(content))
         if sent.request_id is None and (sent.query is None or sent.model is None):
             raise ApiError(
                 400, "feedback needs a request_id, or both a query and a model", param="request_id"
@@ -332,7 +417,8 @@ class Gateway:
         if parts.shadow and sent.request_id:
             parts.shadow.explicit(sent.request_id, item.outcome)
         if parts.pins is not None and item.outcome == "loss" and sent.request_id is not None:
-            parts.pins.lost(sent.request_id, result.model)
+            client = request.state.client
+            parts.pins.lost(sent.request_id, result.model, "" if client is None else str(client))
         return {
             "object": "tagrouter.feedback",
             "status": result.status,

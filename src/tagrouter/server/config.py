@@ -21,6 +21,10 @@ from tagrouter.server.shadow import ShadowConfig
 
 #: The profile a request gets with ``model: tagrouter`` (or when the config names no other default).
 DEFAULT_PROFILE = "tagrouter"
+#: Default of ``max_upstream_line_bytes``: the longest line of an upstream's event stream.
+MAX_UPSTREAM_LINE_BYTES = 1_000_000
+#: Default of ``max_upstream_body_bytes``: the most bytes of one upstream answer (a body, or a whole stream).
+MAX_UPSTREAM_BODY_BYTES = 64_000_000
 
 
 class Budget(BaseModel):
@@ -70,6 +74,9 @@ class Affinity(BaseModel):
     by_opening: bool = Field(
         default=True, description="key conversations that send no session id by their opening messages"
     )
+    max_session_id_chars: int = Field(
+        default=256, ge=8, le=4096, description="a longer x-session-id header or user field is a 400"
+    )
 
 
 class Admission(BaseModel):
@@ -88,6 +95,15 @@ class Admission(BaseModel):
     )
     requests_per_key_per_s: float | None = Field(
         default=None, gt=0, description="requests per second per client key on /v1 (none: no limit)"
+    )
+    max_in_flight_per_key: int = Field(
+        default=128,
+        ge=1,
+        description="requests of one client key in the gateway at once, their body still being read "
+        "included (needs api_keys)",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request body not received within this many seconds is a 408"
     )
 
 
@@ -153,6 +169,14 @@ class GatewayConfig(BaseModel):
         default=64_000_000, ge=1_000_000, description="bytes of routing text kept for those request ids"
     )
     shadow: ShadowConfig | None = Field(default=None, description="shadow judging (off by default)")
+    max_upstream_line_bytes: int = Field(
+        default=MAX_UPSTREAM_LINE_BYTES, ge=1024, description="a longer upstream stream line ends the stream"
+    )
+    max_upstream_body_bytes: int = Field(
+        default=MAX_UPSTREAM_BODY_BYTES,
+        ge=1024,
+        description="an upstream answer (body or whole stream) over this is a failure, not relayed",
+    )
 
     @field_validator("feedback_db", mode="before")
     @classmethod
@@ -170,6 +194,16 @@ class GatewayConfig(BaseModel):
             raise ValueError(
                 f"default_profile {self.default_profile!r} is not among the profiles "
                 f"({', '.join(self.profiles)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _key_limits_have_keys(self) -> GatewayConfig:
+        """A per-key rate limit without client keys would silently limit nothing: refuse it."""
+        if self.admission.requests_per_key_per_s is not None and not (self.api_keys or self.api_keys_env):
+            raise ValueError(
+                "admission.requests_per_key_per_s limits each client key, but no keys are configured "
+                "(set api_keys or api_keys_env, or remove the limit)"
             )
         return self
 

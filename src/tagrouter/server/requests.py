@@ -52,8 +52,10 @@ def read_chat_request(
     config: GatewayConfig,
     catalog: Catalog,
     profiles: ProfileSet,
+    scope: str = "",
 ) -> RoutingInput:
-    """The routing input of a chat-completions ``body`` (taking the overrides out of it).
+    """The routing input of a chat-completions ``body`` (taking the overrides out of it); ``scope`` (the
+    client key) scopes its session.
 
     A bad override raises :class:`~tagrouter.server.overrides.OverrideError` and a bad body
     :class:`~tagrouter.errors.DataError` (both name the field); a routed request without visible user
@@ -70,7 +72,7 @@ def read_chat_request(
                 400, "messages: the last user message must carry visible text to route on", param="messages"
             )
         if config.affinity.enabled:
-            key = session_key(headers, chat)
+            key = session_key(headers, chat, scope, config.affinity.max_session_id_chars)
             session = key if key is None or key.startswith("id:") or config.affinity.by_opening else None
     elif requested not in catalog:
         raise ApiError(

@@ -11,12 +11,20 @@ router learns from is of single queries). Verdicts go through the gateway's feed
 id ``shadow-<request id>``, and count in Prometheus: ``tagrouter_shadow_judged_total{outcome}``,
 ``tagrouter_shadow_skipped_total{reason}``, ``tagrouter_shadow_spend_usd_total`` and
 ``tagrouter_shadow_agreement_total{result}`` (agree / disagree with explicit feedback on the same request).
+
+Upstreams' token usage is not trusted for the budget: each call is charged the larger of the cost it
+reports (when that is a finite number ≥ 0) and the cost estimated from the texts' token counts, and never
+more than the job's reserved worst case; so a judge that reports negative, absurd or no usage still uses
+the budget up. A job that fails in any way is logged and counted (``skipped{reason="failed"}``), never left
+as an unretrieved task exception; one that fails in a way that leaves its cost unknown is charged its
+reserved worst case.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -36,6 +44,7 @@ from tagrouter.errors import DataError, TagRouterError
 from tagrouter.records import query_id
 from tagrouter.server.feedback import Feedback, FeedbackWriter
 from tagrouter.server.metrics import GatewayMetrics
+from tagrouter.tokens import count_tokens
 
 log = logging.getLogger("tagrouter.server")
 
@@ -136,7 +145,14 @@ class ShadowJudge:
             return
         job = asyncio.get_running_loop().create_task(self._judge(request_id, query, model, text, worst))
         self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)
+        job.add_done_callback(self._finished)
+
+    def _finished(self, job: asyncio.Task[None]) -> None:
+        """Forget a finished job, retrieving its exception (``_judge`` catches its own; this is the net)."""
+        self._jobs.discard(job)
+        if not job.cancelled() and (exc := job.exception()) is not None:
+            log.error("shadow job failed unexpectedly: %s: %s", type(exc).__name__, exc)
+            self.skipped.labels("failed").inc()
 
     def explicit(self, request_id: str, outcome: str) -> None:
         """Explicit feedback on ``request_id``: counted as agreeing or not with its shadow verdict."""
@@ -177,9 +193,11 @@ class ShadowJudge:
             theirs = await answer(
                 client, self.reference, query_id(query), query, max_tokens=self.config.max_tokens
             )
-            spent += theirs.cost
+            estimate = self.reference.cost(count_tokens(query), count_tokens(theirs.text))
+            spent += charged(theirs.cost, estimate)
             comparison = await self.judge.compare(client, query, text, theirs.text)
-            spent += comparison.cost
+            prompt = sum(count_tokens(m["content"]) for m in judge_messages(query, text, theirs.text))
+            spent += charged(comparison.cost, 2 * self.judge.target.cost(prompt, 1))  # both orders
             await self._submit(
                 Feedback(
                     feedback_id=f"shadow-{request_id}", outcome=comparison.outcome, model=model, query=query
@@ -189,7 +207,13 @@ class ShadowJudge:
             log.warning("shadow judging of %s failed: %s", request_id, exc)
             self.skipped.labels("failed").inc()
             return
+        except Exception as exc:  # e.g. usage no cost can be computed from: charge the worst case
+            log.warning("shadow judging of %s failed: %s: %s", request_id, type(exc).__name__, exc)
+            self.skipped.labels("failed").inc()
+            spent = reserved
+            return
         finally:
+            spent = min(spent, reserved)  # the reservation is an upper bound of what the calls can cost
             budget.settle(reserved, spent)
             self.spend.inc(spent)
         self.judged.labels(comparison.outcome).inc()
@@ -200,6 +224,17 @@ class ShadowJudge:
         if request_id in self._verdicts and request_id in self._explicit:
             same = self._verdicts.pop(request_id) == self._explicit.pop(request_id)
             self.agreement.labels("agree" if same else "disagree").inc()
+
+
+def charged(reported: Any, estimated: float) -> float:
+    """What a call is charged: the larger of its reported cost (if a finite number ≥ 0) and ``estimated``."""
+    if isinstance(reported, bool) or not isinstance(reported, int | float):
+        return estimated
+    try:
+        value = float(reported)
+    except OverflowError:  # an int beyond any float: not a cost
+        return estimated
+    return max(value, estimated) if math.isfinite(value) and value >= 0 else estimated
 
 
 def shadow_judging(

@@ -2,10 +2,16 @@
 
 A model's call fails over to the next model when the upstream times out, cannot be reached, or answers
 with a status that says the upstream (not the request) is at fault: 5xx, 429, 408, 401, 403, 404. Other
-4xx answers are the request's fault: the client gets the upstream's error message, with upstream keys
-redacted, in the gateway's own error body. A 200 whose body is not a JSON object is a failure (and falls
-back), as is a stream that ends or breaks before its first event; a stream fails over until that first
-event has been passed on. Upstream keys are read from the environment at call time and never logged.
+4xx answers are the request's fault: the client gets the upstream's error message, with upstream keys,
+bearer tokens, URLs, host names and addresses and file paths scrubbed, in the gateway's own error body. A
+200 whose body is not a JSON object is a failure (and falls back), as is a stream that ends or breaks
+before its first event; a stream fails over until that first event has been passed on. Upstream keys are
+read from the environment at call time and never logged.
+
+Reading is linear in what the upstream sends and capped: a body over ``max_upstream_body_bytes`` is a
+failure (``too_large``, so the next model is tried, and a 502 names the limit when none is left); a stream
+line over ``max_upstream_line_bytes`` or a stream over ``max_upstream_body_bytes`` in all ends with an
+error event. Token counts are accepted only as finite numbers from 0 to :data:`MAX_USAGE_TOKENS`.
 
 The client is aiohttp: under a hundred concurrent requests it keeps about ten times the throughput of
 httpx's async client on a 2-core machine (``scripts/bench_gateway.py`` measures the gateway end to end).
@@ -16,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +32,7 @@ import aiohttp
 
 from tagrouter.catalog import Catalog, Endpoint
 from tagrouter.errors import DataError
-from tagrouter.server.config import GatewayConfig
+from tagrouter.server.config import MAX_UPSTREAM_BODY_BYTES, MAX_UPSTREAM_LINE_BYTES, GatewayConfig
 
 log = logging.getLogger("tagrouter.server")
 
@@ -40,7 +45,7 @@ class Failure:
     """One failed upstream attempt: ``kind`` and ``public`` go to clients, ``detail`` only to the log."""
 
     model: str
-    kind: str  # timeout | connect | status | config | invalid_body | stream
+    kind: str  # timeout | connect | status | config | invalid_body | stream | too_large
     detail: str
 
     @property
@@ -55,6 +60,7 @@ _PUBLIC = {
     "config": "is not configured",
     "invalid_body": "answered with a body that is not a JSON object or an event stream",
     "stream": "ended its stream before the first event",
+    "too_large": "answered with more bytes than the gateway accepts (max_upstream_body_bytes)",
 }
 
 
@@ -91,6 +97,29 @@ _BEARER = re.compile(r"(?i)bearer\s+[\w.~+/=-]+")
 SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 #: Longest upstream error message relayed to a client.
 MAX_RELAYED_MESSAGE = 500
+#: Most bytes of an upstream 4xx body read for its message.
+MAX_ERROR_BODY = 65_536
+#: Largest token count accepted in an upstream's ``usage`` (more is junk, not a count).
+MAX_USAGE_TOKENS = 1_000_000_000
+
+#: What a relayed error message must not show a client, each with what replaces it (applied in order):
+#: URLs, file paths, host:port, IP addresses, and host names under private suffixes.
+_INTERNALS = [
+    (re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+"), "[url]"),
+    (re.compile(r"(?<![\w.:/])(?:~|\.{1,2})?(?:/[\w.@+-]+){2,}/?"), "[path]"),
+    (re.compile(r"(?i)\b[a-z]:\\[^\s'\"<>]*"), "[path]"),
+    (
+        re.compile(r"(?i)(?:\[[0-9a-f:.]+\]|\b(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)*)):\d{1,5}\b"),
+        "[host]",
+    ),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "[host]"),
+    (
+        re.compile(
+            r"(?i)\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:internal|local|localdomain|lan|corp|svc|home|intranet)\b"
+        ),
+        "[host]",
+    ),
+]
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -100,9 +129,18 @@ def redact(text: str, secrets: list[str]) -> str:
     return _BEARER.sub("Bearer [redacted]", text)
 
 
+def scrub(text: str) -> str:
+    """``text`` without the upstream's internals: URLs, file paths, host:port, IP addresses and private
+    host names are replaced by ``[url]``, ``[path]`` and ``[host]``; the rest of the message is kept."""
+    for pattern, replacement in _INTERNALS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def relayed_error(model: str, status: int, content: bytes, secrets: list[str]) -> dict[str, Any]:
-    """The error body a client gets for an upstream 4xx: the upstream's error message (redacted, capped)
-    and its string ``type``/``param``/``code``; never the upstream's body as it is."""
+    """The error body a client gets for an upstream 4xx: the upstream's error message (redacted,
+    scrubbed of internals, capped) and its string ``type``/``param``/``code``; never the upstream's body
+    as it is."""
     try:
         error = json.loads(content).get("error")
     except (ValueError, AttributeError, RecursionError):
@@ -111,7 +149,7 @@ def relayed_error(model: str, status: int, content: bytes, secrets: list[str]) -
 
     def text(name: str, limit: int = 100) -> str | None:
         value = error.get(name)
-        return redact(value[:limit], secrets) if isinstance(value, str) else None
+        return scrub(redact(value[:limit], secrets)) if isinstance(value, str) else None
 
     message = f"the upstream {model} rejected the request (HTTP {status})"
     if upstream_message := text("message", MAX_RELAYED_MESSAGE):
@@ -128,11 +166,15 @@ def relayed_error(model: str, status: int, content: bytes, secrets: list[str]) -
 
 def token_counts(usage: dict[str, Any]) -> tuple[float, float] | None:
     """``(prompt_tokens, completion_tokens)`` of an upstream's ``usage`` (absent counts as 0); None when a
-    count is not a finite number ≥ 0 (such as ``"abc"`` or -5)."""
+    count is not a number from 0 to :data:`MAX_USAGE_TOKENS` (such as ``"abc"``, -5, NaN or 10**400)."""
     counts = []
     for name in ("prompt_tokens", "completion_tokens"):
         value = usage.get(name) or 0
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value <= MAX_USAGE_TOKENS
+        ):
             return None
         counts.append(float(value))
     return counts[0], counts[1]
@@ -231,11 +273,10 @@ class Upstreams:
                 if status >= 500 or status in FALLBACK_STATUSES:
                     return Failure(model, "status", f"HTTP {status}")
                 if status >= 400:
-                    return Answer(
-                        model, status, relayed_error(model, status, await response.read(), self.secrets())
-                    )
+                    content = await _read_capped(response, MAX_ERROR_BODY) or b""
+                    return Answer(model, status, relayed_error(model, status, content, self.secrets()))
                 if stream:
-                    head = await _first_event(response)
+                    head = await _first_event(response, self.config.max_upstream_line_bytes)
                     if not head:
                         return Failure(model, "stream", "the stream ended before its first event")
                     if not head.lstrip().startswith(SSE_FIELDS):
@@ -244,7 +285,10 @@ class Upstreams:
                         )
                     answer, response = Answer(model, status, response=response, head=head), None
                     return answer
-                content = await response.read()
+                body_limit = self.config.max_upstream_body_bytes
+                content = await _read_capped(response, body_limit)
+                if content is None:
+                    return Failure(model, "too_large", f"HTTP {status} with a body over {body_limit} bytes")
             data = _json_object(content)
             if data is None:
                 return Failure(model, "invalid_body", f"HTTP {status} with a body that is not a JSON object")
@@ -267,15 +311,32 @@ def _json_object(content: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def _first_event(response: aiohttp.ClientResponse) -> bytes:
-    """The stream's bytes up to the end of its first event (or its end, or 64 KiB); b"" if it has none."""
-    head = b""
-    while b"\n\n" not in head and b"\r\n\r\n" not in head and len(head) < 65536:
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes (read in pieces, joined once)."""
+    if response.content_length is not None and response.content_length > limit:
+        return None
+    pieces, size = [], 0
+    async for piece in response.content.iter_any():
+        size += len(piece)
+        if size > limit:
+            return None
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+async def _first_event(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The stream's bytes up to the end of its first event (or its end, or ``limit`` bytes); b"" if it
+    has none. Each piece is searched once (with 3 bytes of overlap), so reading is linear."""
+    head = bytearray()
+    while len(head) < limit:
         piece = await response.content.readany()
         if not piece:
             break
+        start = max(0, len(head) - 3)
         head += piece
-    return head if head.strip() else b""
+        if head.find(b"\n\n", start) >= 0 or head.find(b"\r\n\r\n", start) >= 0:
+            break
+    return bytes(head) if head.strip() else b""
 
 
 def rewrite_chunk(line: str, model: str, request_id: str) -> tuple[str, dict[str, Any] | None]:
@@ -299,16 +360,52 @@ def rewrite_chunk(line: str, model: str, request_id: str) -> tuple[str, dict[str
     return "data: " + json.dumps(chunk, ensure_ascii=False), usage if isinstance(usage, dict) else None
 
 
+class StreamTooLarge(Exception):
+    """An upstream stream sent a line or a total over the gateway's limits."""
+
+
+class _Lines:
+    """Splits a byte stream into lines in time linear in its length: each piece is searched once, and a
+    line longer than ``max_line`` or a stream longer than ``max_total`` raises :class:`StreamTooLarge`."""
+
+    def __init__(self, max_line: int, max_total: int) -> None:
+        self.max_line, self.max_total = max_line, max_total
+        self.pending = bytearray()
+        self.total = 0
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        self.total += len(piece)
+        if self.total > self.max_total:
+            raise StreamTooLarge(f"more than {self.max_total} bytes in all")
+        start = len(self.pending)
+        self.pending += piece
+        lines, begin = [], 0
+        end = self.pending.find(b"\n", start)
+        while end >= 0:
+            lines.append(bytes(self.pending[begin:end]))
+            begin = end + 1
+            end = self.pending.find(b"\n", begin)
+        del self.pending[:begin]
+        if len(self.pending) > self.max_line:
+            raise StreamTooLarge(f"a line of more than {self.max_line} bytes")
+        return lines
+
+
 async def relay_stream(
     answer: Answer,
     request_id: str,
     on_usage: Callable[[dict[str, Any]], None],
     on_error: Callable[[str], None],
+    *,
+    max_line_bytes: int = MAX_UPSTREAM_LINE_BYTES,
+    max_body_bytes: int = MAX_UPSTREAM_BODY_BYTES,
 ) -> AsyncIterator[bytes]:
     """Pass an upstream SSE stream on (its first event, then the rest), line by line, with the chosen
     model's name in every chunk.
 
-    A failure after the first event (the client has bytes) ends the stream with an OpenAI-style error event.
+    A failure after the first event (the client has bytes) ends the stream with an OpenAI-style error
+    event, as does a line over ``max_line_bytes`` or a stream over ``max_body_bytes`` (code
+    ``upstream_too_large``; the rest of the upstream's stream is not read).
     """
     assert answer.response is not None, "relay_stream needs a streaming answer"
 
@@ -320,31 +417,27 @@ async def relay_stream(
             on_usage(usage)
         return (text + "\n").encode("utf-8")
 
-    pending = b""
+    splitter = _Lines(max_line_bytes, max_body_bytes)
 
     def lines(piece: bytes) -> bytes:
-        nonlocal pending
-        *complete, pending = (pending + piece).split(b"\n")
-        return b"".join(out(line) for line in complete)
+        return b"".join([out(line) for line in splitter.feed(piece)])
 
     try:
         yield lines(answer.head)
         async for piece in answer.response.content.iter_any():  # whatever has arrived: one write per read
             if relayed := lines(piece):
                 yield relayed
-        if pending:
-            yield out(pending)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        on_error(type(exc).__name__)
+        if splitter.pending:
+            yield out(bytes(splitter.pending))
+    except (aiohttp.ClientError, TimeoutError, StreamTooLarge) as exc:
+        too_large = isinstance(exc, StreamTooLarge)
+        on_error("too_large" if too_large else type(exc).__name__)
         log.warning("upstream %s failed mid-stream: %s: %s", answer.model, type(exc).__name__, exc)
-        error = {
-            "error": {
-                "message": f"the upstream {answer.model} failed mid-stream",
-                "type": "upstream_error",
-                "param": None,
-                "code": "upstream_stream_failed",
-            }
-        }
+        message = f"the upstream {answer.model} " + (
+            f"sent {exc}, over the gateway's limit" if too_large else "failed mid-stream"
+        )
+        code = "upstream_too_large" if too_large else "upstream_stream_failed"
+        error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}
         yield f"\ndata: {json.dumps(error)}\n\n".encode()
     finally:
         answer.response.release()

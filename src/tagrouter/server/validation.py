@@ -2,7 +2,9 @@
 
 The rules (documented in docs/gateway.md, *Request validation*):
 
-- a body over ``max_request_bytes`` is a 413 ``request_too_large``;
+- a body over ``max_request_bytes`` is a 413 ``request_too_large``; a body not received within
+  ``body_timeout_s`` is a 408 ``body_timeout`` (and the connection is closed); a client that closes its
+  connection before its body is complete gets a 400 ``client_disconnected`` and one INFO log line;
 - the body is one JSON object; ``NaN``/``Infinity`` literals and numbers too large for a float are a 400
   ``invalid_json`` (nothing non-finite is ever passed upstream); nesting deeper than :data:`MAX_JSON_DEPTH`
   is a 400 ``too_deep``;
@@ -15,15 +17,20 @@ The rules (documented in docs/gateway.md, *Request validation*):
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 from typing import Any, Literal
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from tagrouter.chat import Text
 from tagrouter.server.errors import ApiError
+
+log = logging.getLogger("tagrouter.server")
 
 #: The deepest nesting of arrays and objects accepted in a request body (the body object is depth 1).
 MAX_JSON_DEPTH = 64
@@ -74,8 +81,8 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object, read up to ``limit`` bytes and checked as the module says."""
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The request's body, up to ``limit`` bytes and within ``timeout_s`` seconds (see the module)."""
     too_large = ApiError(
         413, f"request body is larger than the limit of {limit} bytes", code="request_too_large"
     )
@@ -83,16 +90,35 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if length.isdigit() and int(length) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"request body not received within {timeout_s:g} s",
+            code="body_timeout",
+            headers={"Connection": "close"},
+        ) from None
+    except ClientDisconnect:
+        log.info("%s: the client closed its connection before its body was complete", request.url.path)
+        raise ApiError(
+            400, "the connection closed before the request body was complete", code="client_disconnected"
+        ) from None
+    return b"".join(chunks)
+
+
+def parse_json(content: bytes) -> dict[str, Any]:
+    """A request body as one JSON object, checked as the module says (400s otherwise)."""
     too_deep = ApiError(
         400, f"request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels", code="too_deep"
     )
     try:
-        body = json.loads(b"".join(chunks), parse_float=_finite_float, parse_constant=_no_constant)
+        body = json.loads(content, parse_float=_finite_float, parse_constant=_no_constant)
     except _NotFinite as exc:
         raise ApiError(
             400, f"request body holds the number {exc}: JSON numbers must be finite", code="invalid_json"

@@ -23,6 +23,7 @@ pytest.importorskip("fastapi")
 
 from gateway_fixtures import KEY, post  # noqa: E402
 from server_support import GREETING_QUERY, MODELS  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter import tokens  # noqa: E402
 from tagrouter.catalog import Catalog, RateLimits  # noqa: E402
@@ -31,7 +32,6 @@ from tagrouter.errors import DataError  # noqa: E402
 from tagrouter.server.affinity import SessionPins, session_key  # noqa: E402
 from tagrouter.server.config import GatewayConfig  # noqa: E402
 from tagrouter.server.upstream import relayed_error, token_counts  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 OTHER = "sk-test-other"
 DEADLINE_S = 30.0

@@ -133,3 +133,52 @@ def bench_suite(
         update_readme(readme, block)
         written += [docs, readme]
     typer.echo(f"{len(runs)} data set(s) in {runtime:.0f} s; wrote {', '.join(map(str, written))}")
+
+
+def bench_live(
+    ctx: typer.Context,
+    history: Annotated[list[Path], typer.Argument(help="judged history files (every model's outcomes)")],
+    catalog: Annotated[Path, typer.Option("--catalog", help="the catalogue of the routable models")],
+    out: Annotated[Path, typer.Option(help="folder for results.json, results.md and live.png")],
+    seed_share: Annotated[float, typer.Option(help="share of queries in the seed history")] = 0.1,
+    test_share: Annotated[float, typer.Option(help="share of queries held out for the test AUC")] = 0.3,
+    seeds: Annotated[str, typer.Option(help="comma-separated split seeds")] = "0,1,2,3,4",
+    checkpoints: Annotated[
+        int, typer.Option(min=1, help="evenly spaced points of the stream to measure")
+    ] = 5,
+    new_model: Annotated[
+        str | None, typer.Option(help="a catalogue model left out of the seed: it joins with no history")
+    ] = None,
+    budget: Annotated[
+        float, typer.Option(help="exploration's extra dollars as a share of spend (0: no exploration)")
+    ] = 0.02,
+) -> None:
+    """Replay judged history as live traffic through the gateway's learner (bandit feedback only) against
+    the static seed fit and a full-information refit; see tagrouter.evaluation.live_replay."""
+    import json
+
+    from tagrouter.catalog import load_catalog
+    from tagrouter.evaluation.live_replay import markdown, plot, run_replay
+    from tagrouter.fileio import atomic_write_text
+    from tagrouter.records import read_history
+
+    records = [r for path in history for r in read_history(path)]
+    started = time.perf_counter()
+    results = run_replay(
+        records,
+        load_catalog(catalog),
+        parse_seeds(seeds),
+        progress=lambda line: typer.echo(line, err=True),
+        seed_share=seed_share,
+        test_share=test_share,
+        checkpoints=checkpoints,
+        new_model=new_model,
+        budget=budget,
+    )
+    command = this_command(ctx)
+    results["command"] = command
+    results["runtime_s"] = round(time.perf_counter() - started, 1)
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / "results.md", markdown(results, command))
+    figure = plot(results, out)
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}" + (f" and {figure}" if figure else ""))

@@ -16,8 +16,8 @@ on the test queries of:
 
 With ``new_model``, that model's records are removed from the seed set: the static router does not know
 it, the learner adds it with no history (:meth:`~tagrouter.live.LiveLearner.with_catalog`), and the
-new model's share of the stream's last fifth (so far) is reported for live and, at its default operating
-point, for full. Costs are the history's own (each answer's dollars). Exploration cost is the dollars the
+new model's share of the stream's last fifth (so far) is reported for live and, under the learner's
+current policy (same rule and knob), for full. Costs are the history's own (each answer's dollars). Exploration cost is the dollars the
 explored answers cost beyond what the greedy choice's answer would have cost.
 """
 
@@ -152,6 +152,12 @@ def replay_seed(
     if new_model is not None:
         learner.with_catalog(catalog)
     static_auc = auc(static)
+    stream_texts = [data.texts[i] for i in stream]
+    static_picks = [data.models.index(d.model) for d in static.route_batch(stream_texts)]
+    static_stream = {
+        "accept_rate": float(np.mean(data.outcome[stream, static_picks] != 2)),
+        "cost": float(data.cost[stream, static_picks].sum()),
+    }
     marks = sorted({math.ceil(len(stream) * k / checkpoints) for k in range(1, checkpoints + 1)})
     chosen, spent, extra, accepted_n = [], 0.0, 0.0, 0
     points = []
@@ -186,7 +192,7 @@ def replay_seed(
             full_share = None
             if new_model is not None:
                 tail = [data.texts[i] for i in stream[n - len(last) : n]]
-                picked = [d.model for d in full.route_batch(tail)]
+                picked = [d.model for d in full.with_decider(learner.decider).route_batch(tail)]
                 full_share = picked.count(new_model) / len(picked)
             points.append(
                 {
@@ -211,7 +217,7 @@ def replay_seed(
     return {
         "seed": seed,
         "queries": {"seed": int(n_seed), "stream": int(len(stream)), "test": int(n_test)},
-        "static": {"auc": static_auc},
+        "static": {"auc": static_auc, "stream": static_stream},
         "checkpoints": points,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -275,16 +281,18 @@ def markdown(results: dict[str, Any], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        "| seed | static AUC | live AUC | full AUC | gap closed | live accept rate | exploration cost share |"
+        "| seed | static AUC | live AUC | full AUC | gap closed | stream accept rate static / live "
+        "| stream $ static / live | exploration cost share |"
         + (" new model share live / full |" if new_model else ""),
-        "|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if new_model else ""),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if new_model else ""),
     ]
     for run, gap in zip(results["runs"], summary["gap_closed"], strict=True):
         last = run["checkpoints"][-1]
         row = (
             f"| {run['seed']} | {run['static']['auc']:.4f} | {last['live']['auc']:.4f} | "
-            f"{last['full']['auc']:.4f} | {gap:.0%} | {last['live']['accept_rate']:.3f} | "
-            f"{last['live']['exploration_cost_share']:.2%} |"
+            f"{last['full']['auc']:.4f} | {gap:.0%} | {run['static']['stream']['accept_rate']:.3f} / "
+            f"{last['live']['accept_rate']:.3f} | {run['static']['stream']['cost']:.3f} / "
+            f"{last['live']['cost']:.3f} | {last['live']['exploration_cost_share']:.2%} |"
         )
         if new_model:
             row += f" {last['live']['new_model_share']:.2f} / {last['full']['new_model_share']:.2f} |"

@@ -6,7 +6,7 @@ known, the fit's history), a stream (the rest) and a test set (``test_share``). 
 on the seed set (settings chosen by the fit's inner cross-validation). A :class:`~tagrouter.live.LiveLearner`
 around it then decides each stream query in order and learns only the chosen model's judged outcome
 (bandit feedback), with the propensity of that choice. At ``checkpoints`` evenly spaced points of the
-stream, routing quality is the pool AUC (the benchmark's 41-point curve, :mod:`tagrouter.evaluation.protocol`)
+stream, routing quality is the pool AUC (the benchmark's 41-point curve, :mod:`tagrouter.curves`)
 on the test queries of:
 
 - ``static``: the seed fit, never updated;
@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from tagrouter.catalog import Catalog
+from tagrouter.curves import Reference, area, hull, pool_choices, realised
 from tagrouter.errors import DataError
-from tagrouter.evaluation.metrics import Reference, curve_metrics, realised
-from tagrouter.evaluation.protocol import pool_choices
 from tagrouter.live import Judged, LiveLearner, LivePolicy
 from tagrouter.records import OUTCOMES, History, HistoryRecord
 from tagrouter.router import TagRouter
@@ -95,8 +94,8 @@ def pool_auc(
 ) -> float:
     """AUC of the 41-point pool curve of ``scores`` (test queries × the router's models) against the
     pool's reference ``ref`` (``accepted`` and ``costs``: the router's columns)."""
-    points = [realised(choice, accepted, costs) for choice in pool_choices(scores, expected)]
-    return curve_metrics([p[0] for p in points], [p[1] for p in points], ref).auc
+    points = np.array([realised(choice, accepted, costs) for choice in pool_choices(scores, expected)])
+    return area(hull(ref.normalise(points[:, 0]), points[:, 1], ref.ar_cheapest))
 
 
 def replay_seed(

@@ -135,6 +135,10 @@ class Judged:
         )
 
 
+#: A judged outcome and the weight it is learned with (negative: the retraction of one learned before).
+WeightedOutcome = tuple[Judged, float]
+
+
 @dataclass
 class Spend:
     """Expected dollars a budget key spent and the extra its explorations cost."""
@@ -314,8 +318,9 @@ class LiveLearner:
         return weights
 
     def learn_weighted(self, judged: Sequence[Judged], weights: Sequence[float]) -> None:
-        """Learn outcomes with weights already decided (by :meth:`weigh`, here or on another replica)."""
-        kept = [(j, w) for j, w in zip(judged, weights, strict=True) if w > 0]
+        """Learn outcomes with weights already decided (by :meth:`weigh`, here or on another replica); a
+        negative weight retracts an outcome learned before (a corrected verdict)."""
+        kept = [(j, w) for j, w in zip(judged, weights, strict=True) if w != 0]
         if not kept:
             return
         records = [j.record() for j, _ in kept]

@@ -96,7 +96,8 @@ class TagTable:
     ) -> TagTable:
         """The table of one judged record per position: its query's tags, the model and the outcome (a name
         of :data:`~tagrouter.records.OUTCOMES` or its code 0 win, 1 tie, 2 loss); ``weights`` (one per
-        record, default 1) count a record as that many (fractional counts, e.g. inverse-propensity)."""
+        record, default 1) count a record as that many (fractional counts, e.g. inverse-propensity; a
+        negative weight takes back a record counted before)."""
         return cls().added(tag_lists, models, outcomes, weights)
 
     def added(
@@ -112,8 +113,8 @@ class TagTable:
             raise ValueError("tag_lists, models and outcomes must have the same length")
         if weights is not None:
             weights = np.asarray(weights, dtype=float)
-            if weights.shape != (len(models),) or not (np.isfinite(weights) & (weights >= 0)).all():
-                raise ValueError("weights must be one finite number ≥ 0 per record")
+            if weights.shape != (len(models),) or not np.isfinite(weights).all():
+                raise ValueError("weights must be one finite number per record")
         grown = self._grown([t for tags in tag_lists for t in tags], models)
         m = np.fromiter((grown.model_index[x] for x in models), dtype=np.intp, count=len(models))
         r = outcome_codes(outcomes)

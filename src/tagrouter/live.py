@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tagrouter.catalog import Catalog
-from tagrouter.constraints import Needs, allowed
+from tagrouter.constraints import Allowed, Needs, allowed
 from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
@@ -215,21 +215,27 @@ class LiveLearner:
         earlier: Sequence[str | None] | None = None,
         earlier_weight: float = 0.0,
         *,
+        fits: Allowed | None = None,
         decider: Decider | None = None,
         budget_key: str = "default",
         explore: bool | Sequence[bool] = True,
     ) -> list[LiveDecision]:
         """Decisions for ``queries`` under ``decider`` (default: the learner's), exploring where ``explore``
-        allows (one flag for all or one per query) within the budget of ``budget_key``; ``needs``,
-        ``earlier`` and ``earlier_weight`` as in :meth:`TagRouter.route_batch`."""
+        allows (one flag for all or one per query) within the budget of ``budget_key``; ``needs`` (or
+        ``fits``), ``earlier`` and ``earlier_weight`` as in :meth:`TagRouter.route_batch`. A draw only
+        chooses among the models the constraints allow."""
         model, decider = self.model, decider or self.decider
-        greedy = TagRouter(model, decider).route_batch(queries, needs, earlier, earlier_weight)
+        costs = model.expected_costs(list(queries))
+        if needs is not None:
+            if fits is not None:
+                raise TypeError("give needs or fits, not both")
+            fits = allowed(model.catalog, needs, costs)
+        greedy = TagRouter(model, decider).route_batch(queries, None, earlier, earlier_weight, fits=fits)
         flags = [explore] * len(greedy) if isinstance(explore, bool) else list(explore)
         if len(flags) != len(greedy):
             raise DataError(f"got {len(flags)} explore flags for {len(greedy)} queries", field="explore")
         share = self.policy.budget_share
-        costs = model.expected_costs(list(queries))
-        fits = allowed(model.catalog, needs, costs).mask if needs is not None else None
+        mask = fits.mask if fits is not None else None
         out = []
         with self._lock:
             spend = self._budgets[budget_key]
@@ -239,7 +245,7 @@ class LiveLearner:
                     spend.spent += float(costs[i, index])
                     out.append(LiveDecision(decision, 1.0, {decision.model: 1.0}, decision.model, False))
                     continue
-                out.append(self._explore(model, decider, decision, costs[i], fits, i, spend))
+                out.append(self._explore(model, decider, decision, costs[i], mask, i, spend))
             self.stats.decisions += len(out)
             self.stats.explored += sum(d.explored for d in out)
         return out

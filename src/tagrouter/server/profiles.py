@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from tagrouter.constraints import Needs
+from tagrouter.constraints import Allowed
 from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
 from tagrouter.live import Judged, LiveDecision, LiveLearner, LivePolicy, WeightedOutcome
@@ -83,18 +83,20 @@ class ProfileSet:
         self,
         profile: str,
         queries: Sequence[str],
-        needs: Sequence[Needs] | None = None,
+        fits: Allowed | None = None,
         earlier: Sequence[str | None] | None = None,
     ) -> list[Decision]:
-        """Greedy decisions of ``profile`` for ``queries`` (one batch), under their ``needs``, after their
-        conversations' ``earlier`` turns (weighing the config's ``conversation_weight``): no exploration."""
-        return self.router(profile).route_batch(list(queries), needs, earlier, self.conversation_weight)
+        """Greedy decisions of ``profile`` for ``queries`` (one batch), among the models ``fits`` allows them
+        (checked constraints, see :func:`~tagrouter.constraints.allowed`), after their conversations'
+        ``earlier`` turns (weighing the config's ``conversation_weight``): no exploration."""
+        router = self.router(profile)
+        return router.route_batch(list(queries), None, earlier, self.conversation_weight, fits=fits)
 
     def decide(
         self,
         profile: str,
         queries: Sequence[str],
-        needs: Sequence[Needs] | None = None,
+        fits: Allowed | None = None,
         earlier: Sequence[str | None] | None = None,
         explore: bool | Sequence[bool] = True,
     ) -> list[LiveDecision]:
@@ -102,9 +104,10 @@ class ProfileSet:
         profile's budget; each says its propensity and whether it explored."""
         return self.learner.decide_batch(
             list(queries),
-            needs,
+            None,
             earlier,
             self.conversation_weight,
+            fits=fits,
             decider=self._profiles[profile].decider,
             budget_key=profile,
             explore=explore,

@@ -118,3 +118,59 @@ def test_a_key_over_its_bound_is_refused_and_nothing_is_stored(stores) -> None:
     assert sum(isinstance(r, FeedbackResult) for r in results) == 3
     assert all(isinstance(r, FeedbackLimitError) for r in results[3:])
     assert store.count() == 3 and learner.stats.refused == 7
+
+
+def _chat(server, key: str, query: str, **headers: str):
+    import httpx
+
+    return httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "tagrouter", "messages": [{"role": "user", "content": query}]},
+        headers={"authorization": f"Bearer {key}", **headers},
+        timeout=30,
+    )
+
+
+def _feedback(server, key: str, body: dict):
+    import httpx
+
+    return httpx.post(
+        server.url + "/v1/feedback", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_the_gateway_explores_says_so_and_takes_feedback_only_from_the_owner(gateway) -> None:
+    pytest.importorskip("fastapi")
+    server = gateway(
+        api_keys=["sk-alice", "sk-bob"],
+        admin_keys=["sk-ops"],
+        learning={"exploration_budget": 0.5},
+        profiles={"tagrouter": {"rule": "within", "knob": 0.0}},  # mid and dear tie on unknown words
+    )
+    answers = [_chat(server, "sk-alice", f"zebra quantum lemon {i}") for i in range(150)]
+    assert all(a.status_code == 200 for a in answers)
+    explored = [a for a in answers if a.headers["x-tagrouter-explored"] == "true"]
+    propensities = [float(a.headers["x-tagrouter-propensity"]) for a in answers]
+    assert explored and all(0 < p <= 1 for p in propensities)
+    metrics = __import__("httpx").get(server.url + "/metrics").text
+    assert f'tagrouter_explored_total{{profile="tagrouter"}} {float(len(explored))}' in metrics
+    off = [
+        _chat(server, "sk-alice", f"{GREETING_QUERY} again {i}", **{"x-tagrouter-explore": "off"})
+        for i in range(10)
+    ]
+    assert all(a.headers["x-tagrouter-explored"] == "false" for a in off)
+
+    request_id = answers[0].json()["id"]
+    refused = _feedback(server, "sk-bob", {"request_id": request_id, "outcome": "loss"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "feedback_forbidden"
+    first = _feedback(server, "sk-alice", {"request_id": request_id, "outcome": "win"})
+    assert first.status_code == 200 and first.json()["status"] == "recorded"
+    second = _feedback(server, "sk-alice", {"request_id": request_id, "outcome": "loss"})
+    assert second.status_code == 409 and "correction" in second.json()["error"]["message"]
+    fixed = _feedback(server, "sk-alice", {"request_id": request_id, "outcome": "loss", "correction": True})
+    assert fixed.status_code == 200
+    by_admin = _feedback(server, "sk-ops", {"request_id": answers[1].json()["id"], "outcome": "tie"})
+    assert by_admin.status_code == 200
+    metrics = __import__("httpx").get(server.url + "/metrics").text
+    assert 'tagrouter_feedback_total{status="forbidden"} 1.0' in metrics
+    assert 'tagrouter_feedback_total{status="conflict"} 1.0' in metrics

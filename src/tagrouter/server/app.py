@@ -8,6 +8,7 @@ Endpoints: ``POST /v1/chat/completions`` (routed and forwarded, streaming or not
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -15,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -30,11 +31,17 @@ from tagrouter import __version__
 from tagrouter.chat import ChatRequest, capped, visible
 from tagrouter.constraints import Allowed, Needs, allowed
 from tagrouter.errors import DataError, validated
+from tagrouter.live import LiveDecision
 from tagrouter.router import Decision, TagRouter
 from tagrouter.server.affinity import Pin
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.errors import ApiError, data_error
-from tagrouter.server.feedback import Feedback
+from tagrouter.server.feedback import (
+    Feedback,
+    FeedbackConflictError,
+    FeedbackForbiddenError,
+    FeedbackLimitError,
+)
 from tagrouter.server.overrides import read_overrides
 from tagrouter.server.parts import GatewayParts, build_parts
 from tagrouter.server.requests import read_chat_request
@@ -72,13 +79,35 @@ def _quoted_model(model: str) -> str:
     return quote(model, safe="-_.")
 
 
-def _decision_headers(decision: Decision | None, model: str, request_id: str, profile: str) -> dict[str, str]:
+#: Values of the ``x-tagrouter-explore`` header that turn exploration off for one request.
+OFF = frozenset({"off", "false", "0", "no"})
+#: The label of ``tagrouter_feedback_total`` for each kind of refused feedback.
+REJECTED: dict[type, str] = {
+    FeedbackForbiddenError: "forbidden",
+    FeedbackConflictError: "conflict",
+    FeedbackLimitError: "limited",
+}
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who sent a request: the hash of its key (the owner of the requests it makes) and whether the key is
+    an admin key."""
+
+    source: str
+    admin: bool
+
+
+def _decision_headers(live: LiveDecision | None, model: str, request_id: str, profile: str) -> dict[str, str]:
     headers = {
         "x-tagrouter-model": model,
         "x-tagrouter-request-id": request_id,
         "x-tagrouter-profile": profile,
     }
-    if decision is not None:
+    if live is not None:
+        decision = live.decision
+        headers["x-tagrouter-explored"] = "true" if live.explored else "false"
+        headers["x-tagrouter-propensity"] = f"{live.propensity:.4f}"
         headers["x-tagrouter-tags"] = ",".join([_quoted_tag(t) for t in decision.tags])
         headers["x-tagrouter-scores"] = ",".join(
             [f"{_quoted_model(m)}={s:.4f}" for m, s in decision.scores.items()]
@@ -108,7 +137,12 @@ class Gateway:
             raise ApiError(
                 401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
             )
-        self.parts.admission.check_key(matched.index(True))
+        index = matched.index(True)
+        key = self.parts.keys[index]
+        request.state.client = Client(
+            source=hashlib.sha256(key).hexdigest()[:32], admin=key.decode() in self.parts.config.admin_keys
+        )
+        self.parts.admission.check_key(index)
 
     def fits(self, queries: list[str], needs: list[Needs]) -> Allowed:
         """The models each query may go to under ``needs``, leaving out the models at their rate limit;
@@ -128,9 +162,13 @@ class Gateway:
         endpoint: str,
         fits: Allowed,
         earlier: list[str | None] | None = None,
-    ) -> list[Decision]:
+        explore: bool = True,
+    ) -> list[LiveDecision]:
         start = time.perf_counter()
-        decisions = await self.parts.batcher.decide(profile, queries, fits, earlier)
+        decisions = await self.parts.batcher.decide(profile, queries, fits, earlier, explore)
+        explored = sum(d.explored for d in decisions)
+        if explored:
+            self.parts.metrics.explored.labels(profile).inc(explored)
         histogram = self._decision_seconds.get(endpoint)
         if histogram is None:
             histogram = self._decision_seconds[endpoint] = self.parts.metrics.decision_seconds.labels(
@@ -178,12 +216,15 @@ class Gateway:
         routing = read_chat_request(body, request.headers, parts.config, parts.catalog, parts.profiles)
         query, session = routing.query, routing.session
         decision: Decision | None = None
+        live: LiveDecision | None = None
         affinity = None
         if routing.profile is not None:  # routed: query holds the text to route on
             profile = routing.profile
             pin = parts.pins.lookup(session) if parts.pins is not None and session is not None else None
             fits = self.fits([query], [self.floored(routing.needs, pin)])
-            decision = (await self.decide(profile, [query], "chat", fits, [routing.earlier]))[0]
+            explore = pin is None and request.headers.get("x-tagrouter-explore", "").lower() not in OFF
+            live = (await self.decide(profile, [query], "chat", fits, [routing.earlier], explore))[0]
+            decision = live.decision
             models, affinity = self.fallbacks(decision, pin)
             parts.metrics.affinity.labels(profile, affinity).inc()
         else:
@@ -200,7 +241,7 @@ class Gateway:
         if parts.limits.tracks(answer.model):
             parts.limits.record(answer.model, routing.needs.input_tokens)
         request_id = "chatcmpl-tr-" + uuid.uuid4().hex
-        headers = _decision_headers(decision, answer.model, request_id, profile)
+        headers = _decision_headers(live, answer.model, request_id, profile)
         headers.update(routing.overrides.echo())
         if affinity is not None:
             headers["x-tagrouter-affinity"] = affinity
@@ -214,7 +255,11 @@ class Gateway:
             else:
                 parts.pins.escalate(session, models[0])
         if query is not None:  # so that feedback can cite the request id
-            parts.writer.remember(request_id, query, answer.model)
+            # the propensity of the policy's choice; an answer from a fallback or a pin was not its choice
+            chosen = live is not None and affinity == "routed" and answer.model == live.model
+            client = getattr(request.state, "client", None)
+            owner = client.source if client is not None else None
+            parts.writer.remember(request_id, query, answer.model, owner, live.propensity if chosen else 1.0)
         parts.metrics.requests.labels(profile, answer.model, "ok").inc()
         if routing.stream:
             return self._stream(answer, request_id, headers, profile, decision)
@@ -288,11 +333,11 @@ class Gateway:
             exclude=overrides.exclude, min_model=overrides.min_model, max_cost_usd=overrides.max_cost_usd
         )
         fits = self.fits(queries, [limits] * len(queries))
-        decisions = await self.decide(profile, queries, "route", fits)
+        decisions = await self.decide(profile, queries, "route", fits, explore=False)
         return {
             "object": "tagrouter.route",
             "profile": profile,
-            "decisions": [{"query": d.query, **d.to_dict()} for d in decisions],
+            "decisions": [{"query": d.decision.query, **d.decision.to_dict()} for d in decisions],
         }
 
     async def feedback(self, request: Request) -> dict[str, Any]:
@@ -314,17 +359,21 @@ class Gateway:
                 f"model {sent.model!r} is not in the router's catalogue ({', '.join(parts.catalog.names)})",
                 param="model",
             )
+        client = getattr(request.state, "client", None)
         item = Feedback(
             feedback_id=sent.feedback_id or "fb-" + uuid.uuid4().hex,
             outcome=sent.outcome,
             model=sent.model,
             query=capped(sent.query, parts.config.max_routing_chars) if sent.query is not None else None,
             request_id=sent.request_id,
+            source=client.source if client is not None else None,
+            admin=client is not None and client.admin,
+            correction=sent.correction,
         )
         try:
             result = await parts.writer.submit(item)
-        except DataError:  # answered by the app's DataError handler
-            parts.metrics.feedback.labels("rejected").inc()
+        except DataError as exc:  # answered by the app's DataError handler
+            parts.metrics.feedback.labels(REJECTED.get(type(exc), "rejected")).inc()
             raise
         except RuntimeError as exc:
             raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None

@@ -47,7 +47,7 @@ import numpy as np
 
 from tagrouter.catalog import Catalog
 from tagrouter.constraints import Allowed, Needs, allowed
-from tagrouter.deciding import Decider
+from tagrouter.deciding import Decider, Rule
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
 from tagrouter.records import OUTCOMES, History, HistoryRecord, as_history, query_id
@@ -372,7 +372,7 @@ class LiveLearner:
                 scorer, point, report = chosen
                 with self._lock:
                     self.model = self.model.with_scorer(scorer, report)
-                    self.decider = Decider(point.rule, point.knob)
+                    self.decider = for_models(Decider(point.rule, point.knob), len(self.model.models))
                     self.stats.reselections += 1
                     self.stats.last_selection = report
         finally:
@@ -387,10 +387,22 @@ class LiveLearner:
     # ---- new models -----------------------------------------------------------------------------------
     def with_catalog(self, catalog: Catalog) -> None:
         """Route to the models of ``catalog`` from now on: new ones start with no history (see
-        :meth:`RoutingModel.with_models`), others take their new cards; the default decider is kept."""
+        :meth:`RoutingModel.with_models`), others take their new cards. The default decider is kept; a
+        two-model ``gap`` rule (θ) that now has more models becomes ``within`` (max(θ, 0)), which makes
+        the same choices between two models."""
         with self._lock:
+            decider = for_models(self.decider, len(catalog.names))
             self.model = self.model.with_models(catalog)
-            self.decider.check(len(catalog.names))
+            self.decider = decider
+
+
+def for_models(decider: Decider, n_models: int) -> Decider:
+    """``decider`` for ``n_models`` models: a ``gap`` rule (two models only) becomes ``within`` with
+    θ = max(θ, 0), which makes the same choices between two models."""
+    if decider.rule is Rule.GAP and n_models != 2:
+        decider = Decider(Rule.WITHIN, max(decider.knob, 0.0))
+    decider.check(n_models)
+    return decider
 
 
 #: Fewest queries with an outcome for every tuned model that a re-selection needs (two per inner fold).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -83,8 +83,15 @@ def bench_suite(
         Path | None,
         typer.Option(help="README whose results block to rewrite; docs/results.md beside it is written too"),
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live", help="run 'tagrouter bench live' on each data set (its pool) instead of the evaluation"
+        ),
+    ] = False,
 ) -> None:
-    """Every data set of the suite present in --data through the same evaluation; one summary table."""
+    """Every data set of the suite present in --data through the same evaluation; one summary table.
+    With --live, the live-learning replay of each data set instead (OUT/NAME/live/)."""
     from tagrouter.errors import DataError
     from tagrouter.evaluation.report import suite_block, suite_markdown, update_readme
     from tagrouter.evaluation.suite import DATASETS, run_dataset
@@ -107,6 +114,9 @@ def bench_suite(
             typer.echo(f"skipped {entry.name}: {data / entry.folder / entry.marker} not found", err=True)
             continue
         typer.echo(f"{entry.name} ...", err=True)
+        if live:
+            runs[entry.name] = run_live_suite_entry(entry, data, out, parse_seeds(seeds), this_command(ctx))
+            continue
         with progress_bar() as progress:
             runs[entry.name] = run_dataset(
                 entry,
@@ -120,6 +130,9 @@ def bench_suite(
             )
     runtime = time.perf_counter() - started
     command = this_command(ctx)
+    if live:
+        typer.echo(f"{len(runs)} data set(s) in {runtime:.0f} s; wrote {out}/NAME/live/results.json and .md")
+        return
     block = suite_block(runs, command=command, runtime_s=runtime, skipped=skipped)
     atomic_write_text(out / "summary.md", block + "\n")
     written = [out / "summary.md"]
@@ -182,3 +195,23 @@ def bench_live(
     atomic_write_text(out / "results.md", markdown(results, command))
     figure = plot(results, out)
     typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}" + (f" and {figure}" if figure else ""))
+
+
+def run_live_suite_entry(entry: Any, data: Path, out: Path, seeds: list[int], command: str) -> dict[str, Any]:
+    """``tagrouter bench live`` on one data set of the suite: its converted history, its pool."""
+    import json
+
+    from tagrouter.catalog import Catalog
+    from tagrouter.evaluation.live_replay import markdown, plot, run_replay
+    from tagrouter.fileio import atomic_write_text
+
+    converted = entry.convert(data / entry.folder)
+    pool = entry.pool or converted.catalog.names
+    catalog = Catalog(models=[converted.catalog[m] for m in pool])
+    results = run_replay(converted.records, catalog, seeds, progress=lambda line: typer.echo(line, err=True))
+    results["command"] = command
+    folder = out / entry.name / "live"
+    atomic_write_text(folder / "results.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(folder / "results.md", markdown(results, command))
+    plot(results, folder)
+    return results

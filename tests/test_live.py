@@ -269,3 +269,29 @@ def test_settings_are_re_selected_as_the_evidence_doubles():
     assert learner.stats.reselections == 1
     assert learner.stats.last_selection is not None and "chosen" in learner.stats.last_selection
     assert learner.model.scorer.config() == {**learner.stats.last_selection["chosen"]}
+
+
+def test_background_re_selection_swaps_in_new_settings_while_decisions_go_on():
+    learner = LiveLearner(
+        seed_router(),
+        LivePolicy(reselect_growth=2.0),
+        history=seed_history(),
+        rng=np.random.default_rng(7),
+        background=True,
+    )
+    run_math_stream(learner, 40)  # the 40th learned query starts the selection in a thread
+    run_math_stream(learner, 5, start=40)  # decisions and learning meanwhile
+    learner.wait_selection()
+    assert learner.stats.reselections == 1
+    assert learner.model.scorer.config() == learner.stats.last_selection["chosen"]
+    assert learner.stats.learned == 45
+    assert "#math" in learner.model.table.tag_index  # what was learned meanwhile is in the swapped-in model
+
+
+def test_a_gap_rule_becomes_within_when_a_third_model_joins():
+    learner = LiveLearner(
+        seed_router().with_decider(Decider(Rule.GAP, -0.2)), LivePolicy(reselect_growth=None)
+    )
+    learner.with_catalog(catalog(("cheap", 0.1), ("dear", 10.0), ("new", 1.0)))
+    assert learner.decider == Decider(Rule.WITHIN, 0.0)
+    assert learner.decide("#poetry x").model in {"cheap", "dear", "new"}

@@ -165,6 +165,9 @@ def bench_live(
     budget: Annotated[
         float, typer.Option(help="exploration's extra dollars as a share of spend (0: no exploration)")
     ] = 0.02,
+    max_weight: Annotated[
+        float, typer.Option(min=1.0, help="the inverse-propensity weight clip (1: plain counting)")
+    ] = 10.0,
 ) -> None:
     """Replay judged history as live traffic through the gateway's learner (bandit feedback only) against
     the static seed fit and a full-information refit; see tagrouter.evaluation.live_replay."""
@@ -187,6 +190,7 @@ def bench_live(
         checkpoints=checkpoints,
         new_model=new_model,
         budget=budget,
+        max_weight=max_weight,
     )
     command = this_command(ctx)
     results["command"] = command

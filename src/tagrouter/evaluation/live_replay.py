@@ -108,9 +108,11 @@ def replay_seed(
     checkpoints: int = 5,
     new_model: str | None = None,
     budget: float = 0.02,
+    max_weight: float = LivePolicy.max_weight,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """One replay (see the module docstring); the run's entry of ``results.json``."""
+    """One replay (see the module docstring); the run's entry of ``results.json``. ``max_weight``: the
+    learner's inverse-propensity clip (1: plain counting)."""
     pool = catalog.names
     cols = [data.models.index(m) for m in pool]
     complete = np.flatnonzero(
@@ -143,7 +145,7 @@ def replay_seed(
 
     learner = LiveLearner(
         static,
-        LivePolicy(budget_share=budget),
+        LivePolicy(budget_share=budget, max_weight=max_weight),
         history=data.history(seed_rows, seed_models),
         rng=np.random.default_rng(seed),
         clock=lambda: 0.0,

@@ -340,8 +340,9 @@ class LiveLearner:
                 tags[i] = found
             plain = all(w == 1.0 for _, w in kept)
             self.model = model.learned_tagged(tags, history, None if plain else [w for _, w in kept])
-            self._history.append(history)
-            self._queries.update(history.query_id)
+            if self.policy.reselect_growth is not None:  # kept only to re-select the settings
+                self._history.append(history)
+                self._queries.update(history.query_id)
             self.stats.learned += len(records)
         self._maybe_reselect()
 

@@ -295,3 +295,33 @@ def test_a_gap_rule_becomes_within_when_a_third_model_joins():
     learner.with_catalog(catalog(("cheap", 0.1), ("dear", 10.0), ("new", 1.0)))
     assert learner.decider == Decider(Rule.WITHIN, 0.0)
     assert learner.decide("#poetry x").model in {"cheap", "dear", "new"}
+
+
+def test_the_litellm_plugin_explores_and_learns_through_a_learner():
+    import asyncio
+    from types import SimpleNamespace
+
+    from tagrouter.integrations.litellm import TagRouterPlugin
+
+    learner = LiveLearner(
+        seed_router(knob=0.1), LivePolicy(reselect_growth=None), rng=np.random.default_rng(8)
+    )
+    plugin = TagRouterPlugin(learner)
+    signals = []
+    for i in range(300):
+        query = f"#math plugin {i}"
+        context = SimpleNamespace(
+            metadata={},
+            candidate_models=["openai/cheap", "openai/dear"],
+            structured_messages=[{"role": "user", "content": query}],
+            signals={},
+        )
+        asyncio.run(plugin.run(context))
+        signal = context.signals["tagrouter"]
+        assert context.candidate_models == [f"openai/{signal['model']}"]
+        plugin.learn([Judged(query, signal["model"], "win", signal["propensity"])])
+        signals.append(signal)
+    assert any(s["explored"] for s in signals)
+    assert [s["model"] for s in signals[-50:]].count("cheap") >= 45  # learned from its own exploration
+    plain = TagRouterPlugin(seed_router(knob=0.1))  # a plain router: never explores
+    assert plain.learner.policy.budget_share == 0.0

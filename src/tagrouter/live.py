@@ -18,8 +18,8 @@ known exactly (its share of the draws), and that **propensity** travels with the
 - **Unbiased learning**: an outcome counts with weight min(1 / propensity, ``max_weight``), divided by the
   mean such weight of that model's learned outcomes (self-normalised inverse-propensity weighting): the
   table estimates each model's accept rate on the queries of a tag, not on those the router sent it,
-  while a model keeps about one count per judged answer. Outcomes of the greedy policy (propensity 1)
-  count once: plain counting.
+  while a model keeps about one count per judged answer. Without exploration (every propensity 1) every
+  outcome counts once: plain counting.
 - **Untrusted feedback**: each source (a client key) may add at most ``per_source_weight`` of weight per
   ``window_s``; the rest is refused (and counted), so one key cannot re-steer the pool.
 - **Settings follow the evidence**: when the distinct queries learned have grown by ``reselect_growth``

@@ -1,7 +1,7 @@
 """Tagging speed: the embedded default (CPU) next to the TagGenerator's architecture through transformers.
 
 The TagGenerator is Qwen2.5-0.5B fine-tuned; its weights cannot be downloaded here, so this measures a
-model of the same configuration with random weights (``stand_in.QWEN25_05B``) that always writes exactly
+model of the same configuration with random weights (``QWEN25_05B`` of ``tests/stand_in.py``) that always writes exactly
 32 new tokens, so the weights do not matter. Its tokenizer is a stand-in byte-level BPE trained on the
 queries; the chat template and the DESIGN prompt are the real ones. Timed: the whole ``generate`` call
 (prompt building, tokenising, generation, decoding) on the AlpacaEval instructions.
@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -82,7 +83,11 @@ def bench_generator(
     import torch
 
     from tagrouter.tagging.backends.transformers_lm import TransformersGenerator
-    from tagrouter.testing.stand_in import QWEN25_05B, random_qwen2, stand_in_tokenizer
+
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parents[1] / "tests")
+    )  # the stand-in lives with the tests
+    from stand_in import QWEN25_05B, random_qwen2, stand_in_tokenizer
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
 # Set up a virtual environment with every extra and run the linter and the whole test suite.
 # Usage: bash scripts/test.sh [extra pytest arguments]
+# Every install step must succeed: a missing extra fails the run (scripts/check_extras.py) instead of
+# turning its tests into skips, and pytest fails on a skip whose reason CI does not allow (tests/strict_skips.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-# torch first, pinned to the CPU build (a plain 'torch' requirement would pull a multi-GB CUDA build);
-# if it cannot be installed, the transformers tests skip with a reason and everything else still runs.
-"$VENV/bin/python" -m pip install --quiet "torch==2.13.0" || echo "warning: torch==2.13.0 not installed; transformers tests will skip" >&2
-# dev includes the litellm, ray and postgres extras: the LiteLLM plugin, the Ray engine and the PostgreSQL store
-# are tested against the real packages (their tests skip with a reason when one is absent)
-"$VENV/bin/python" -m pip install --quiet -e ".[dev,transformers]"
-# A PostgreSQL server for the gateway-replica tests (they start their own on a temp folder, and skip with a
-# reason when no initdb is found).
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null && command -v apt-get >/dev/null; then
-  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  { $SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null; }; } \
-    || echo "warning: PostgreSQL not installed; the PostgreSQL replica test will skip" >&2
-fi
+install_python_packages() {
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # torch first, pinned to the CPU build (a plain 'torch' requirement would pull a multi-GB CUDA build);
+  # the transformers and routellm extras then find it installed
+  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" \
+    || { echo "error: torch==2.13.0 could not be installed" >&2; return 1; }
+  # dev includes the litellm, ray and postgres extras: the LiteLLM plugin, the Ray engine and the PostgreSQL
+  # store are tested against the real packages; routellm runs RouteLLM's own MF code as a baseline
+  "$VENV/bin/python" -m pip install --quiet -e ".[dev,transformers,routellm]"
+}
 
-"$VENV/bin/ruff" check src tests scripts
-"$VENV/bin/ruff" format --check src tests scripts
-"$VENV/bin/python" -m pytest -q "$@"
+install_postgresql() {
+  # A PostgreSQL server for the gateway-replica test (it starts its own on a temp folder).
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then
+    return 0
+  fi
+  command -v apt-get >/dev/null || { echo "error: no initdb and no apt-get to install PostgreSQL" >&2; return 1; }
+  local sudo
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo apt-get install -y -qq postgresql >/dev/null 2>&1 \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql >/dev/null; } \
+    || { echo "error: PostgreSQL could not be installed" >&2; return 1; }
+}
+
+check_extras() {
+  # every optional import the suite tests must work, and the PostgreSQL binaries must be there
+  "$VENV/bin/python" scripts/check_extras.py --postgres
+}
+
+lint() {
+  "$VENV/bin/ruff" check src tests scripts
+  "$VENV/bin/ruff" format --check src tests scripts
+}
+
+run_tests() {
+  # TAGROUTER_STRICT_SKIPS: a skip outside ALLOWED_SKIPS of tests/strict_skips.py fails the run
+  TAGROUTER_STRICT_SKIPS=1 "$VENV/bin/python" -m pytest -q "$@"
+}
+
+install_python_packages
+install_postgresql
+check_extras
+lint
+run_tests "$@"

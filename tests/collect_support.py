@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import SHARED_DATA
+from threaded import ThreadedServer
 
 from tagrouter.catalog import Catalog, Endpoint, ModelCard
 from tagrouter.testing.judge import JudgeBehaviour, create_judge_app, longer_wins
 from tagrouter.testing.replay import ReplayBehaviour, create_replay_app
-from tagrouter.testing.threaded import ThreadedServer
 
 #: catalogue name -> AlpacaEval model whose real answers it replays
 REAL_MODELS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,14 @@ from tagrouter.cli.demo import EXAMPLES
 from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 
-pytest_plugins = ["gateway_fixtures"]
+pytest_plugins = ["gateway_fixtures", "strict_skips"]
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval"
+#: The benchmark data some tests read: ``$TAGROUTER_DATA`` when set, else ``../shared/data`` beside the
+#: checkout. Tests pass it to the code explicitly: the package has no default data folder.
+SHARED_ROOT = Path(
+    os.environ.get("TAGROUTER_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+SHARED_DATA = SHARED_ROOT / "alpaca_eval"
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +49,14 @@ def capable_router(router: TagRouter, **cards: dict) -> TagRouter:
 
 def needs_shared_data():
     return pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs the benchmark data in {SHARED_DATA}")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The benchmark data folder (:data:`SHARED_ROOT`); a test that takes it skips, saying why, without it."""
+    if not SHARED_ROOT.is_dir():
+        pytest.skip(f"needs the benchmark data in {SHARED_ROOT} (or set TAGROUTER_DATA to its folder)")
+    return SHARED_ROOT
 
 
 @pytest.fixture()

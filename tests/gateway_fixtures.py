@@ -32,8 +32,9 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def _upstream_servers():
+    from threaded import ThreadedServer
+
     from tagrouter.testing.replay import ReplayBehaviour, create_replay_app
-    from tagrouter.testing.threaded import ThreadedServer
 
     behaviours = {m: ReplayBehaviour() for m in MODELS}
     servers = {m: ThreadedServer(create_replay_app(m, ANSWERS, behaviours[m])).start() for m in MODELS}
@@ -53,10 +54,11 @@ def upstreams(_upstream_servers):
 def start_gateway(router_dir: Path, servers: dict[str, Any], feedback_db: Path, **settings: Any) -> Any:
     """A gateway on loopback for the router in ``router_dir``, every model on its replay upstream in
     ``servers``, client key :data:`KEY`; ``settings`` override these defaults."""
+    from threaded import ThreadedServer
+
     from tagrouter import TagRouter
     from tagrouter.server.app import create_app
     from tagrouter.server.config import GatewayConfig
-    from tagrouter.testing.threaded import ThreadedServer
 
     endpoints = {
         m: {"base_url": servers[m].url + "/v1", "model": UPSTREAM_IDS[m], "timeout_s": 5.0} for m in MODELS

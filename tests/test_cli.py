@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from tagrouter.cli import app
 from tagrouter.cli.demo import EXAMPLES
+from tagrouter.deciding import Decider
+from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 
 runner = CliRunner()
@@ -29,15 +31,32 @@ def test_fit_saves_a_loadable_router(router_dir):
 
 
 def test_route_one_query_and_a_file(router_dir, tmp_path):
-    result = runner.invoke(app, ["route", str(router_dir), "Write a Python function to add two numbers."])
+    """The printed decisions are the saved router's own (model, tags, scores), one per query and in order,
+    on a router whose knob splits these queries between models. Bug caught: a command that routes with
+    another policy than the saved one (e.g. the default rule at knob 0, which sends them all to one model)
+    or prints the decisions of a reordered batch."""
+    texts = ["Hello!", "Solve 2x = 4.", "Write a SQL query that joins two tables.", "Fix: me and him goes."]
+    texts += ["Tell me a joke about cats.", "Prove that 7 is prime.", "Write a haiku about rain."]
+    split = TagRouter.load(router_dir).calibrated(texts, strong_share=0.5)
+    split.save(tmp_path / "split")
+    routed = split.route_batch(texts)
+    assert len({d.model for d in routed}) > 1 and {d.model for d in routed} != {
+        d.model for d in split.with_decider(Decider("utility", 0.0)).route_batch(texts)
+    }
+    result = runner.invoke(app, ["route", str(tmp_path / "split"), texts[2]])
     assert result.exit_code == 0, result.output
     decision = json.loads(result.output)
-    assert decision["model"] in {"small-7b", "mid-70b", "large-api"}
-    assert decision["tags"] and set(decision["scores"]) == {"small-7b", "mid-70b", "large-api"}
+    assert (decision["model"], decision["tags"]) == (routed[2].model, routed[2].tags)
+    assert decision["scores"] == pytest.approx(routed[2].scores)
     queries = tmp_path / "q.jsonl"
-    queries.write_text('{"query": "Hello!"}\n{"text": "Solve 2x = 4."}\n')
-    lines = runner.invoke(app, ["route", str(router_dir), "--file", str(queries)]).output.splitlines()
-    assert [json.loads(line)["query"] for line in lines] == ["Hello!", "Solve 2x = 4."]
+    queries.write_text(
+        f'{{"query": "{texts[0]}"}}\n{{"text": "{texts[1]}"}}\n'
+        + "".join(json.dumps({"query": t}) + "\n" for t in texts[2:])
+    )
+    lines = runner.invoke(app, ["route", str(tmp_path / "split"), "--file", str(queries)]).output.splitlines()
+    printed = [json.loads(line) for line in lines]
+    assert [d["query"] for d in printed] == texts
+    assert [d["model"] for d in printed] == [d.model for d in routed]
 
 
 def test_tag_command(router_dir):
@@ -66,9 +85,46 @@ def test_calibrate_updates_the_saved_router(router_dir, tmp_path):
 
 
 def test_inspect_lists_tags_per_model(router_dir):
-    result = runner.invoke(app, ["inspect", str(router_dir), "--min-support", "3"])
+    """Each model's row shows its overall accept rate counted from the history file, and its strongest
+    and weakest tags in order, with the tag's accept rate minus the overall rate counted here from the
+    table. Bugs caught: ties counted as losses, or the strongest and weakest sides swapped."""
+    import re
+
+    from tagrouter.records import read_history
+    from tagrouter.scoring import LOSS
+
+    result = runner.invoke(app, ["inspect", str(router_dir), "--min-support", "3"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "small-7b" in result.output and "large-api" in result.output
+    router = TagRouter.load(router_dir)
+    history = read_history(EXAMPLES / "history.jsonl")
+    rows = {}
+    for line in result.output.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 4 and cells[0] in router.models:
+            current = rows.setdefault(cells[0], {"overall": cells[1], "strongest": [], "weakest": []})
+        if len(cells) == 4 and rows and cells[2]:
+            current["strongest"].append(cells[2])
+            current["weakest"].append(cells[3])
+    assert list(rows) == router.models
+    counts = router.table.counts
+    for model, row in rows.items():
+        outcomes = [r.outcome for r in history if r.model == model]
+        assert float(row["overall"]) == pytest.approx(
+            sum(o != "loss" for o in outcomes) / len(outcomes), abs=5e-4
+        )
+        m = router.table.model_index[model]
+        judged = counts[:, m].sum(axis=1)
+        for side in ("strongest", "weakest"):
+            deltas = []
+            for cell in row[side]:
+                tag, delta, n = re.fullmatch(r"(.+) \(([-+][0-9.]+), n=(\d+)\)", cell).groups()
+                i = router.table.tag_index[tag]
+                rate = 1 - counts[i, m, LOSS] / judged[i]
+                assert int(n) == judged[i] >= 3
+                assert float(delta) == pytest.approx(rate - float(row["overall"]), abs=2e-3)
+                deltas.append(float(delta))
+            assert deltas == sorted(deltas, reverse=side == "strongest")
+        assert max(float(c.split("(")[-1].split(",")[0]) for c in row["strongest"]) > 0
 
 
 def test_demo_falls_back_to_the_example_history(tmp_path):
@@ -153,3 +209,28 @@ def test_bad_route_serve_and_calibrate_input_is_one_line_and_exit_2(
     for args, expected in cases:
         code, err = run_main(monkeypatch, capsys, *args)
         assert code == 2 and expected in err and "Traceback" not in err, (args, err)
+
+
+def test_data_commands_need_data_named_explicitly(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TAGROUTER_DATA", raising=False)
+    cases = [
+        (["data", "alpacaeval", "--out", tmp_path / "a"], "pass --data DIR (the alpaca_eval folder)"),
+        (["data", "mt_bench", "--out", tmp_path / "m"], "pass --data DIR (the routellm folder)"),
+        (["bench", "suite", "--out", tmp_path / "s"], "pass --data DIR (the folder holding the data sets)"),
+        (["data", "judge-labels", "mtbench", "--out", tmp_path / "l"], "(the routellm folder)"),
+    ]
+    for args, expected in cases:
+        code, err = run_main(monkeypatch, capsys, *args)
+        assert code == 2 and expected in err and "TAGROUTER_DATA" in err and len(err.splitlines()) == 1
+    # the variable is an explicit opt-in: it names the folder that holds alpaca_eval/
+    monkeypatch.setenv("TAGROUTER_DATA", str(tiny_data.parent))
+    result = runner.invoke(app, ["data", "alpacaeval", "--pool", "cheap,dear", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert len(read_history(tmp_path / "a" / "history.jsonl")) == 6
+
+
+def test_benchmarks_without_the_bench_extra_say_how_to_install_it(tiny_data, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    code, err = run_main(monkeypatch, capsys, "bench", "speed", "--data", tiny_data, "--pool", "cheap,dear")
+    assert code == 2
+    assert err == "error: the benchmarks need matplotlib: pip install 'tagrouter[bench]'\n"

@@ -91,6 +91,14 @@ def test_judge_spec():
     )
     assert (judge.target.input_usd_per_1m, judge.max_tokens) == (0.15, 64)
     assert judge.identity == "gpt-4o-mini@https://api.example.com/v1"
+    # the tagger spec grammar: the openai backend's form names the same judge
+    assert parse_judge("openai:gpt-4o-mini@https://api.example.com/v1?api_key_env=KEY") == parse_judge(
+        "gpt-4o-mini@https://api.example.com/v1?api_key_env=KEY"
+    )
+    with pytest.raises(ValueError, match="options must look like"):
+        parse_judge("m@http://x/v1?colour")
+    with pytest.raises(ValueError, match="must start with http"):
+        parse_judge("m@ftp://x/v1")
     with pytest.raises(ValueError, match="unknown option 'colour'"):
         parse_judge("m@http://x/v1?colour=red")
     with pytest.raises(ValueError, match="expected MODEL@URL"):

@@ -23,7 +23,6 @@ from tagrouter.evaluation.datasets.routellm import (
 )
 from tagrouter.records import read_history
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PRICES = "model,kind,litellm_key,price_source,input_usd_per_1M,output_usd_per_1M,note\n" + (
     "mistralai/Mixtral-8x7B-Instruct-v0.1,open,x,y,0.9,0.9,\ngpt-4-1106-preview,api,x,y,10.0,30.0,\n"
 )
@@ -200,14 +199,12 @@ def test_suite_skips_absent_data_sets_with_a_line(tmp_path, monkeypatch):
     assert "Skipped: alpacaeval (no " in readme
 
 
-@pytest.mark.skipif(not (SHARED / "llmrouter_dcrouter").is_dir(), reason=f"needs {SHARED}/llmrouter_dcrouter")
-def test_the_real_dcrouter_data_has_one_outcome_per_model_and_distinct_prompt():
-    converted = convert_dcrouter(SHARED / "llmrouter_dcrouter")
+def test_the_real_dcrouter_data_has_one_outcome_per_model_and_distinct_prompt(shared_data):
+    converted = convert_dcrouter(shared_data / "llmrouter_dcrouter")
     queries = {r.query_id for r in converted.records}
     assert len(converted.records) == 9 * len(queries) == 9 * (6108 - 119)
 
 
-@pytest.mark.skipif(not (SHARED / "routellm").is_dir(), reason=f"needs {SHARED}/routellm")
-def test_the_real_routellm_data_converts():
-    assert len(convert_gsm8k(SHARED / "routellm").records) == 2 * 1319
-    assert len(convert_mt_bench(SHARED / "routellm").records) == 2 * 160
+def test_the_real_routellm_data_converts(shared_data):
+    assert len(convert_gsm8k(shared_data / "routellm").records) == 2 * 1319
+    assert len(convert_mt_bench(shared_data / "routellm").records) == 2 * 160

@@ -68,12 +68,18 @@ def test_calibration_hits_mean_cost():
 
 
 def test_calibration_never_exceeds_a_budget():
+    """The mean cost is recomputed here from the choices the calibrated knob makes, not read from what
+    ``calibrate`` reports. Bug caught: a calibration that returns the bisection's lower end (the last knob
+    *above* the budget) while reporting the cost measured at its upper end: the report stays within the
+    budget, the knob's choices do not."""
     rng = np.random.default_rng(3)
     scores = rng.random((300, 3))
     costs = np.array([1.0, 3.0, 10.0])
     for budget in (1.5, 2.0, 5.0, 9.0):
         result = calibrate(scores, costs, "utility", mean_cost=budget)
-        assert result.mean_cost <= budget
-        assert budget - result.mean_cost <= 9.0 / 300 + 1e-9
+        spent = costs[choose(scores, costs, "utility", result.knob)].mean()
+        assert spent <= budget
+        assert budget - spent <= 9.0 / 300 + 1e-9
+        assert result.mean_cost == pytest.approx(spent)
     cheapest = calibrate(scores, costs, "utility", mean_cost=0.5)  # below what any choice costs
     assert cheapest.mean_cost == pytest.approx(1.0)

@@ -13,12 +13,12 @@ litellm = pytest.importorskip(
 
 from conftest import capable_router  # noqa: E402
 from litellm.proxy.types_utils.utils import get_instance_fn  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter.deciding import Decider, Rule  # noqa: E402
 from tagrouter.integrations import litellm as plugin_module  # noqa: E402
 from tagrouter.integrations.litellm import TagRouterPlugin  # noqa: E402
 from tagrouter.testing.replay import ReplayBehaviour, create_replay_app  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 #: LiteLLM's own types warn when pydantic builds their schemas
 pytestmark = pytest.mark.filterwarnings("ignore:Items? .* on TypedDict class:UserWarning")

@@ -168,25 +168,48 @@ def test_a_router_cannot_route_on_stale_scores(example_router, example_records, 
     assert not np.allclose(paper.score_batch(query)[1], example_router.score_batch(query)[1])
 
 
-def test_a_small_update_rescores_only_the_touched_tags_and_a_refresh_equals_a_refit(
-    example_router, example_records, example_catalog
-):
-    router = TagRouter.fit(example_records * 3, example_catalog, tagger=example_router.tagger)
-    query = "What is the capital of Peru?"
-    new = [HistoryRecord(query_id="peru", query=query, model="small-7b", outcome="loss")]
-    updated = router.update(new)  # 1 record on 306: below the refresh share, so no full rescoring
-    touched = updated.table.tag_rows(updated.tagger.tag([query]))[0]
-    untouched = np.setdiff1d(np.arange(len(updated.table.tags)), touched)
+class TopicTagger:
+    """Tags a query "topic N ..." with "topic N" and "shared": many tags, so the table spans several blocks."""
+
+    def tag(self, texts):
+        return [[" ".join(t.split()[:2]), "shared"] for t in texts]
+
+
+def test_a_small_update_rescores_only_the_touched_tags_and_a_refresh_equals_a_refit(example_catalog):
+    """700 tags fill three blocks of 256 rows; one new record touches "topic 600" (block 2) and "shared"
+    (block 0). The update must copy those two blocks of the table and of the tag values and share block 1
+    with the old router, and its table must equal a refit's. Bug caught: an update that rescores the whole
+    table (``RoutingModel.build`` on every update) or copies every block: block 1 is then a new array."""
+    from tagrouter.arrays import BLOCK_ROWS
+
+    models = example_catalog.names
+    records = [
+        HistoryRecord(
+            query_id=str(i), query=f"topic {i} question", model=m, outcome=("win", "loss")[(i + j) % 2]
+        )
+        for i in range(700)
+        for j, m in enumerate(models)
+    ]
+    router = TagRouter.fit(records, example_catalog, tagger=TopicTagger(), scorer=SmoothedScorer())
+    assert len(router.table.tags) == 701 and len(router.model.values.blocks) == 3
+    new = [HistoryRecord(query_id="new", query="topic 600 again", model=models[0], outcome="loss")]
+    updated = router.update(new)  # 1 record on 2,100: below the refresh share, so no full rescoring
+    index = updated.table.tag_index
+    touched_blocks = {index["topic 600"] // BLOCK_ROWS, index["shared"] // BLOCK_ROWS}
+    assert len(touched_blocks) == 2
+    for old, fresh in (
+        (router.model.values, updated.model.values),
+        (router.table.blocks, updated.table.blocks),
+    ):
+        for block, (before, after) in enumerate(zip(old.blocks, fresh.blocks, strict=True)):
+            assert (after is before) == (block not in touched_blocks), block
     before, after = router.model.values.to_array(), updated.model.values.to_array()
-    assert np.array_equal(before[untouched], after[untouched]) and not np.allclose(
-        before[touched], after[touched]
-    )
-    refit = TagRouter.fit(
-        example_records * 3 + new, example_catalog, tagger=router.tagger, scorer=router.scorer
-    )
+    changed = np.flatnonzero(~np.isclose(before, after).all(axis=1))
+    assert set(changed) == {index["topic 600"], index["shared"]}
+    refit = TagRouter.fit(records + new, example_catalog, tagger=router.tagger, scorer=router.scorer)
     assert updated.table.equals(refit.table)
-    fresh = updated.model.refreshed().score_tags(updated.tagger.tag([query]))
-    assert np.allclose(fresh, refit.model.score_tags(refit.tagger.tag([query])))
+    tags = updated.tagger.tag(["topic 600 again"])
+    assert np.allclose(updated.model.refreshed().score_tags(tags), refit.model.score_tags(tags))
 
 
 def test_a_router_built_with_another_embedder_is_refused(example_router, tmp_path):

@@ -1,7 +1,7 @@
 """The runner on synthetic setups with known answers, the report writers, and TagRouter as a method."""
 
 import json
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,8 +10,6 @@ from tagrouter.errors import DataError
 from tagrouter.evaluation.protocol import Benchmark, Setup
 from tagrouter.evaluation.report import END, START, results_markdown, suite_block, update_readme
 from tagrouter.evaluation.runner import evaluate_setup
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_eval"
 
 
 def hard_easy_bench(n: int = 100) -> Benchmark:
@@ -143,13 +141,18 @@ class Constant3:
         return np.tile([0.5, 0.6, 0.7], (len(queries), 1))
 
 
-@pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
-def test_tagrouter_method_on_one_real_fold_beats_the_mixture_line_on_an_easy_pair(tmp_path):
+def test_tagrouter_method_on_one_real_fold_beats_the_mixture_line_on_an_easy_pair(tmp_path, shared_data):
     from tagrouter.evaluation.suite import by_name, run_dataset
 
     name = "pair:llama-2-7b-chat-hf>gpt4"
     results = run_dataset(
-        by_name("alpacaeval"), DATA, tmp_path, command="test", seeds=[0], routers=["tagrouter"], setups=[name]
+        by_name("alpacaeval"),
+        shared_data / "alpaca_eval",
+        tmp_path,
+        command="test",
+        seeds=[0],
+        routers=["tagrouter"],
+        setups=[name],
     )
     setup = results["setups"][name]
     assert setup["mixture"]["auc"] == pytest.approx((0.7142857 + 0.9602484) / 2, abs=1e-6)
@@ -161,14 +164,22 @@ def test_tagrouter_method_on_one_real_fold_beats_the_mixture_line_on_an_easy_pai
     assert not (tmp_path / "history.jsonl").exists()  # the data stays outside the results
 
 
-@pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
-def test_cli_writes_results_tables_and_plots(tmp_path):
+def test_cli_writes_results_tables_and_plots(tmp_path, shared_data):
     from typer.testing import CliRunner
 
     from tagrouter.cli import app
 
     out = tmp_path / "out"
-    args = ["bench", "alpacaeval", "--data", str(DATA), "--out", str(out), "--setups", "pool:8"]
+    args = [
+        "bench",
+        "alpacaeval",
+        "--data",
+        str(shared_data / "alpaca_eval"),
+        "--out",
+        str(out),
+        "--setups",
+        "pool:8",
+    ]
     result = CliRunner().invoke(app, [*args, "--routers", "random", "--seeds", "0"])
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -189,17 +200,24 @@ class KeywordGenerator:
         return [json.dumps([w.lower() for w in q.split() if len(w) > 6][:3]) for q in queries]
 
 
-@pytest.mark.skipif(not (DATA / "instructions.jsonl").is_file(), reason="needs ../shared/data/alpaca_eval")
-def test_bench_runs_with_a_generative_tagger_spec_fitted_per_training_set(tmp_path, monkeypatch):
+def test_bench_runs_with_a_generative_tagger_spec_fitted_per_training_set(tmp_path, monkeypatch, shared_data):
     from typer.testing import CliRunner
 
-    import tagrouter.tagging.factory as spec_module
     from tagrouter.cli import app
+    from tagrouter.tagging.registry import BACKENDS
 
-    monkeypatch.setattr(spec_module, "generator_from_spec", lambda parsed: KeywordGenerator())
+    keywords = replace(BACKENDS["openai"], generator=lambda parsed: KeywordGenerator())
+    monkeypatch.setitem(BACKENDS, "openai", keywords)
     KeywordGenerator.asked = []
     spec = "openai:keywords@http://127.0.0.1:9/v1?min_count=4"
-    args = ["bench", "alpacaeval", "--data", str(DATA), "--setups", "pair:vicuna-13b>gpt-3.5-turbo-0301"]
+    args = [
+        "bench",
+        "alpacaeval",
+        "--data",
+        str(shared_data / "alpaca_eval"),
+        "--setups",
+        "pair:vicuna-13b>gpt-3.5-turbo-0301",
+    ]
     args += ["--routers", "tagrouter,knn+tags", "--seeds", "0", "--tagger", spec]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--workers", "1"])
     assert result.exit_code == 0, result.output

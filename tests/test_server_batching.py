@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-pytest.importorskip("starlette")
+pytest.importorskip("starlette", reason="the gateway tests need the server extra (fastapi's starlette)")
 
 import numpy as np  # noqa: E402
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("aiohttp")
+httpx = pytest.importorskip("httpx", reason="the gateway tests need the server extra (httpx)")
+pytest.importorskip("fastapi", reason="the gateway tests need the server extra (fastapi)")
+pytest.importorskip("uvicorn", reason="the gateway tests need the server extra (uvicorn)")
+pytest.importorskip("aiohttp", reason="the gateway tests need the server extra (aiohttp)")
 
 from server_support import CODE_QUERY, save_router  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter.testing.loopback import TAGROUTER, start_serve  # noqa: E402
 from tagrouter.testing.replay import create_replay_app  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 
 def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> None:

@@ -180,18 +180,34 @@ def test_the_request_store_is_bounded_in_bytes_and_in_rows(tmp_path: Path) -> No
 
 
 def test_the_router_learns_at_most_once_per_interval_and_after_the_commit(tmp_path: Path) -> None:
+    """Twenty commits inside one (long) learning interval: each is acknowledged before anything is learned,
+    and all twenty are learned in one update (here at close, which learns what waits). With a short
+    interval, feedback is learned without anything else happening (polled with a generous deadline).
+    No bound on the real clock: the interval is 30 s, far longer than twenty commits take."""
     learned: list[list[HistoryRecord]] = []
 
     async def scenario() -> tuple[int, int]:
-        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb.sqlite3"), learned.append, learn_interval_s=0.3)
+        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb.sqlite3"), learned.append, learn_interval_s=30.0)
         writer.start()
         for number in range(20):  # one at a time: twenty commits
             await writer.submit(Feedback(f"f{number}", "win", model="mid", query=f"q{number}"))
         acknowledged_before_learning = len(learned)
-        await asyncio.sleep(0.5)
-        after_interval = len(learned)
         await writer.close()
-        return acknowledged_before_learning, after_interval
+        return acknowledged_before_learning, len(learned)
 
     before, after = asyncio.run(scenario())
     assert before == 0 and after == 1 and len(learned[0]) == 20  # one update for the twenty
+
+    async def quiet_gateway() -> list[list[HistoryRecord]]:
+        soon: list[list[HistoryRecord]] = []
+        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb2.sqlite3"), soon.append, learn_interval_s=0.05)
+        writer.start()
+        await writer.submit(Feedback("g0", "loss", model="mid", query="q"))
+        deadline = asyncio.get_running_loop().time() + 30
+        while not soon and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        learned_while_open = list(soon)
+        await writer.close()
+        return learned_while_open
+
+    assert [len(update) for update in asyncio.run(quiet_gateway())] == [1]

@@ -9,9 +9,11 @@ import json
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
-httpx = pytest.importorskip("httpx")
-openai = pytest.importorskip("openai")
+schemathesis = pytest.importorskip("schemathesis", reason="the fuzz tests need schemathesis (the dev extra)")
+httpx = pytest.importorskip("httpx", reason="the gateway tests need the server extra (httpx)")
+openai = pytest.importorskip(
+    "openai", reason="the gateway tests need the official openai client (the dev extra)"
+)
 
 import requests  # noqa: E402
 from gateway_fixtures import KEY, client, closed_port_url, post, start_gateway  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
+pytest.importorskip("fastapi", reason="the gateway tests need the server extra (fastapi)")
 
 from conftest import capable_router  # noqa: E402
 from gateway_fixtures import post, start_gateway  # noqa: E402

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi", reason="the gateway tests need the server extra (fastapi)")
+httpx = pytest.importorskip("httpx", reason="the gateway tests need the server extra (httpx)")
 
 from conftest import capable_router  # noqa: E402
 from server_support import CODE_QUERY, GREETING_QUERY, MODELS, UPSTREAM_IDS  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter import TagRouter  # noqa: E402
 from tagrouter.server.app import create_app  # noqa: E402
 from tagrouter.server.config import GatewayConfig  # noqa: E402
 from tagrouter.testing.replay import ReplayBehaviour, create_replay_app  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 #: capabilities: only ``dear`` takes images, only ``mid`` and ``dear`` take tools, ``mid`` has a small window
 CARDS = {

@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi", reason="the gateway tests need the server extra (fastapi)")
+httpx = pytest.importorskip("httpx", reason="the gateway tests need the server extra (httpx)")
 
 from server_support import GREETING_QUERY, MODELS, UPSTREAM_IDS  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter import TagRouter  # noqa: E402
 from tagrouter.errors import DataError  # noqa: E402
@@ -22,7 +23,6 @@ from tagrouter.server.app import create_app  # noqa: E402
 from tagrouter.server.config import GatewayConfig  # noqa: E402
 from tagrouter.testing.judge import JudgeBehaviour, create_judge_app  # noqa: E402
 from tagrouter.testing.replay import ReplayBehaviour, create_replay_app  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 
 def cheap_loses(query: str, answer_a: str, answer_b: str) -> str:

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-httpx = pytest.importorskip("httpx")
-openai = pytest.importorskip("openai")
-pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx", reason="the gateway tests need the server extra (httpx)")
+openai = pytest.importorskip(
+    "openai", reason="the gateway tests need the official openai client (the dev extra)"
+)
+pytest.importorskip("fastapi", reason="the gateway tests need the server extra (fastapi)")
 
 from gateway_fixtures import ask, client, closed_port_url, post  # noqa: E402
 from server_support import GREETING_QUERY  # noqa: E402

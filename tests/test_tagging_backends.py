@@ -15,14 +15,20 @@ from tagrouter.errors import ArtifactError, DataError
 from tagrouter.tagging.backends.cache import CachedTagger
 from tagrouter.tagging.backends.chat import BackendError, chat_messages
 from tagrouter.tagging.backends.generative import GenerativeTagger
-from tagrouter.tagging.backends.generators import generator_from_spec
 from tagrouter.tagging.backends.openai_chat import OpenAIChatGenerator
-from tagrouter.tagging.backends.teaching import build_from_teacher
 from tagrouter.tagging.backends.transformers_lm import TransformersGenerator
 from tagrouter.tagging.embedded import EmbeddedTagger
-from tagrouter.tagging.factory import tagger_from_spec, teacher_from_spec
-from tagrouter.tagging.saving import load_tagger_folder
-from tagrouter.tagging.spec import SpecError, parse_spec
+from tagrouter.tagging.registry import (
+    BACKENDS,
+    Backend,
+    generator_from_spec,
+    load_tagger_folder,
+    parse_tagger,
+    tagger_from_spec,
+    teacher_from_spec,
+)
+from tagrouter.tagging.spec import SpecError
+from tagrouter.tagging.teaching import build_from_teacher
 from tagrouter.tagging.vocabulary import DEFAULT_ALIGN_CUTOFF, build_vocabulary
 
 CODE = [f"Write a python function that {v} a list" for v in ["sorts", "reverses", "sums", "filters", "maps"]]
@@ -130,13 +136,13 @@ def test_chat_messages_use_the_design_prompt():
 
 # ---- specs --------------------------------------------------------------------------------------------------
 def test_parse_spec_forms():
-    assert parse_spec("embedded").backend == "embedded"
-    spec = parse_spec("transformers:/models/tg?device=cuda&batch_size=64&vocabulary=/v")
-    assert (spec.backend, spec.target) == ("transformers", "/models/tg")
+    assert parse_tagger("embedded").kind == "embedded"
+    spec = parse_tagger("transformers:/models/tg?device=cuda&batch_size=64&vocabulary=/v")
+    assert (spec.kind, spec.target) == ("transformers", "/models/tg")
     assert spec.options == {"device": "cuda", "batch_size": "64", "vocabulary": "/v"}
     assert spec.backend_spec() == "transformers:/models/tg?device=cuda&batch_size=64"
     assert spec.identity() == "transformers:/models/tg"
-    same = parse_spec("openai:m@http://h/v1?timeout=5&prompt=taggenerator&concurrency=2&max_new_tokens=9")
+    same = parse_tagger("openai:m@http://h/v1?timeout=5&prompt=taggenerator&concurrency=2&max_new_tokens=9")
     assert same.identity() == "openai:m@http://h/v1?max_new_tokens=9&prompt=taggenerator"
 
 
@@ -144,10 +150,12 @@ def test_local_model_folders_become_absolute(tmp_path, monkeypatch):
     (tmp_path / "tg").mkdir()
     monkeypatch.chdir(tmp_path)
     assert (
-        parse_spec("transformers:tg?device=cpu").backend_spec()
+        parse_tagger("transformers:tg?device=cpu").backend_spec()
         == f"transformers:{tmp_path.resolve() / 'tg'}?device=cpu"
     )
-    assert parse_spec("transformers:itpossible/TagGenerator").target == "itpossible/TagGenerator"  # a Hub id
+    assert (
+        parse_tagger("transformers:itpossible/TagGenerator").target == "itpossible/TagGenerator"
+    )  # a Hub id
 
 
 def test_generators_from_specs():
@@ -309,6 +317,51 @@ def test_router_with_generative_tagger_saves_spec_and_vocabulary_not_weights(tmp
     assert [d.to_dict() for d in loaded.route_batch(queries)] == [
         d.to_dict() for d in router.route_batch(queries)
     ]
+
+
+class WordTagger:
+    """A tagger new to the registry: each query's words of at least ``length`` letters."""
+
+    kind = "words"
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def tag(self, texts):
+        return [[w for w in t.lower().split() if len(w) >= self.length] for t in texts]
+
+    def save(self, folder):
+        return {"length": self.length}
+
+
+def test_a_new_tagger_is_one_registry_entry(tmp_path, monkeypatch):
+    entry = Backend(
+        "words[?length=N]",
+        lambda parsed: parsed,
+        router=lambda parsed, fitting: WordTagger(parsed.option("length", int, 6)),
+        kind=WordTagger.kind,
+        load=lambda folder, config: WordTagger(int(config["length"])),
+    )
+    with pytest.raises(SpecError, match="unknown tagger 'words"):
+        tagger_from_spec("words?length=7")
+    monkeypatch.setitem(BACKENDS, "words", entry)
+    tagger = tagger_from_spec("words?length=7")
+    assert tagger.tag(["Write a python function"]) == [["function"]]
+    with pytest.raises(SpecError, match="'words' is a student, not a teacher"):
+        teacher_from_spec("words")
+    catalog = Catalog(
+        models=[
+            ModelCard(name="cheap", input_usd_per_1m=0.1, output_usd_per_1m=0.2),
+            ModelCard(name="dear", input_usd_per_1m=10, output_usd_per_1m=30),
+        ]
+    )
+    router = TagRouter.fit(_history(), catalog, tagger=tagger)
+    router.save(tmp_path / "router")
+    loaded = TagRouter.load(tmp_path / "router")
+    assert isinstance(loaded.tagger, WordTagger) and loaded.tagger.length == 7
+    monkeypatch.delitem(BACKENDS, "words")
+    with pytest.raises(ArtifactError, match="kind 'words', which this installation does not know"):
+        TagRouter.load(tmp_path / "router")
 
 
 def test_transformers_backend_without_torch_says_what_to_install(monkeypatch):

@@ -48,12 +48,13 @@ class FakeChat:
         self.in_flight = 0
         self.max_in_flight = 0
         self.flaky_failures = 0
+        self.gate = 3
         self.lock = threading.Lock()
 
     def build(self):
         api = fastapi.FastAPI()
 
-        async def answer(request: fastapi.Request, delay: float = 0.0) -> dict:
+        async def answer(request: fastapi.Request, delay: float = 0.0, hold_until: int = 0) -> dict:
             body = await request.json()
             query = body["messages"][-1]["content"]
             with self.lock:
@@ -64,6 +65,9 @@ class FakeChat:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
+                deadline = time.monotonic() + 5.0
+                while self.max_in_flight < hold_until and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
                 await asyncio.sleep(delay)
             finally:
                 with self.lock:
@@ -80,6 +84,12 @@ class FakeChat:
         @api.post("/v1/chat/completions")
         async def ok(request: fastapi.Request):
             return await answer(request, delay=0.02)
+
+        @api.post("/gate/v1/chat/completions")
+        async def gate(request: fastapi.Request):
+            """Hold each request until ``gate`` requests are in flight together (or 5 s pass), then answer
+            after a pause in which any request beyond the bound would arrive too."""
+            return await answer(request, delay=0.05, hold_until=self.gate)
 
         @api.post("/slow/v1/chat/completions")
         async def slow(request: fastapi.Request):
@@ -137,12 +147,15 @@ def server():
 
 
 def test_answers_come_back_in_order_with_bounded_concurrency(server):
+    """Nine queries at concurrency 3: the gate endpoint holds requests until three are in flight, so the
+    bound must be reached exactly. Bugs caught: calls run one at a time (the peak is 1) or unbounded (the
+    peak passes 3)."""
     queries = [f"Explain recursion example number{i} clearly" for i in range(9)]
-    generator = OpenAIChatGenerator("m", f"{server.url}/v1", concurrency=3, prompt="taggenerator")
+    generator = OpenAIChatGenerator("m", f"{server.url}/gate/v1", concurrency=3, prompt="taggenerator")
     server.max_in_flight = 0
     answers = generator.generate(queries)
     assert answers == [scripted_answer(TAGGENERATOR_PROMPT.format(query=q)) for q in queries]
-    assert 1 <= server.max_in_flight <= 3
+    assert server.max_in_flight == 3
     body = server.bodies[-1]
     assert body["model"] == "m" and body["temperature"] == 0 and body["max_tokens"] == 128
     assert [m["role"] for m in body["messages"]] == ["user"]  # the TagGenerator prompt: one user turn
@@ -201,6 +214,52 @@ def test_unreachable_endpoint_is_reported():
     generator = OpenAIChatGenerator("m", f"http://127.0.0.1:{port}/v1", retries=1, backoff=0.01)
     with pytest.raises(BackendError, match="failed after 2 attempts: connection failed"):
         generator.generate(["hello"])
+
+
+def test_sync_and_async_calls_share_one_retry_policy_and_one_error_mapping(server, monkeypatch):
+    """The tagger's sync calls and collect's async calls (tagrouter.completions) retry the same statuses
+    and fail with the same messages."""
+    import httpx
+
+    from tagrouter.completions import ChatCall, CompletionError, RetryPolicy, request_body
+
+    monkeypatch.delenv("TAGGER_KEY", raising=False)
+    policy = RetryPolicy(retries=2, backoff_s=0.01)
+    body = request_body("m", [{"role": "user", "content": "Summarise this article"}], max_tokens=8)
+
+    def both(path: str) -> list[object]:
+        url, results = f"{server.url}{path}", []
+        call = ChatCall(url, body, "TAGGER_KEY", 5.0, policy)
+        server.flaky_failures = 2
+        with httpx.Client() as client:
+            try:
+                results.append(call.send(client))
+            except CompletionError as exc:
+                results.append((str(exc), exc.status))
+
+        async def call_async() -> object:
+            async with httpx.AsyncClient() as client:
+                try:
+                    return await call.asend(client)
+                except CompletionError as exc:
+                    return (str(exc), exc.status)
+
+        server.flaky_failures = 2
+        results.append(asyncio.run(call_async()))
+        return results
+
+    calls = server.calls["<fail>"]
+    for path, expected in [
+        ("/flaky/v1/chat/completions", scripted_answer("Summarise this article")),  # two 429s, then 200
+        ("/fail/v1/chat/completions", "failed after 3 attempts: HTTP 500"),
+        ("/auth/v1/chat/completions", 'HTTP 401: {"error":"bad key"} (check the API key in $TAGGER_KEY)'),
+        ("/garbled/v1/chat/completions", "not an OpenAI chat completion"),
+    ]:
+        sync, async_ = both(path)
+        assert sync == async_
+        text = sync.text if hasattr(sync, "text") else sync[0]
+        assert expected in text
+    assert server.calls["<fail>"] - calls == 6  # three attempts each way
 
 
 # ---- through the CLI --------------------------------------------------------------------------------------

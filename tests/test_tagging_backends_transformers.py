@@ -10,16 +10,15 @@ torch = pytest.importorskip("torch", reason="the transformers tagger needs torch
 pytest.importorskip("transformers", reason="the transformers extra is not installed")
 
 from conftest import fit_example  # noqa: E402
+from stand_in import TINY, random_qwen2, stand_in_tokenizer  # noqa: E402
 
 from tagrouter import Catalog, HistoryRecord, ModelCard, TagRouter  # noqa: E402
 from tagrouter.embedding import default_embedder  # noqa: E402
 from tagrouter.tagging.backends.chat import TAGGENERATOR_PROMPT, BackendError  # noqa: E402
 from tagrouter.tagging.backends.generative import GenerativeTagger  # noqa: E402
-from tagrouter.tagging.backends.generators import generator_from_spec  # noqa: E402
 from tagrouter.tagging.backends.transformers_lm import TransformersGenerator  # noqa: E402
-from tagrouter.tagging.factory import tagger_from_spec  # noqa: E402
+from tagrouter.tagging.registry import generator_from_spec, tagger_from_spec  # noqa: E402
 from tagrouter.tagging.vocabulary import build_vocabulary  # noqa: E402
-from tagrouter.testing.stand_in import TINY, random_qwen2, stand_in_tokenizer  # noqa: E402
 
 ANSWER = '["grammar", "python"]'
 QUERIES = [

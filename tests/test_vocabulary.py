@@ -77,13 +77,26 @@ def test_vocabulary_save_load(tmp_path):
 
 
 def test_real_embedder_merges_plural_variants_and_candidates():
+    """With the real embedder, near-duplicates that normalisation leaves apart ("math problem" and "maths
+    problem", "cooking recipe" and "recipe for cooking") merge into their most frequent member, while an
+    unrelated tag stays. Bug caught: the embedding merge (DBSCAN) skipped or run at a distance of 0, so
+    only the normalised duplicates ("recipes", "Recipe!") merge."""
+    from tagrouter.tagging.normalize import normalize_tag
+
+    variants = [("math problem", "maths problem"), ("cooking recipe", "recipe for cooking")]
+    assert all(normalize_tag(a) != normalize_tag(b) for a, b in variants)  # only embeddings can merge them
     vocab = build_vocabulary(
-        [["recipe"], ["recipes"], ["Recipe!"], ["tax return"]],
+        [["recipe"], ["recipes"], ["Recipe!"], ["tax return"], ["math problem"], ["math problem"]]
+        + [["maths problem"], ["cooking recipe"], ["cooking recipe"], ["recipe for cooking"]],
         default_embedder(),
         min_count=1,
         merge_distance=0.1,
     )
     assert "recipe" in vocab.tags and "recipes" not in vocab.tags
+    assert {"math problem", "cooking recipe", "tax return"} <= set(vocab.tags)
+    assert not {"maths problem", "recipe for cooking"} & set(vocab.tags)
+    assert vocab.aliases["maths problem"] == "math problem"
+    assert vocab.aliases["recipe for cooking"] == "cooking recipe"
     assert "python function" in candidate_phrases("Write a Python function, please")
     assert not any("x" in p.split() for p in candidate_phrases("Solve x + x = 4 for x in C"))
     assert "c" not in candidate_phrases("Solve x + x = 4 for x in C")  # too short alone

@@ -39,7 +39,7 @@ from tagrouter.fileio import atomic_write_bytes, atomic_write_json, atomic_write
 from tagrouter.model import RoutingModel
 from tagrouter.provenance import versions
 from tagrouter.scoring import TagTable, scorer_from_config
-from tagrouter.tagging.saving import load_tagger, save_tagger
+from tagrouter.tagging.registry import load_tagger, save_tagger
 from tagrouter.version import __version__
 
 FORMAT = "tagrouter-router"

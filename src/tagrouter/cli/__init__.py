@@ -6,6 +6,7 @@ Every command runs inside :func:`main`, the one error boundary: a :class:`~tagro
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -20,7 +21,10 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain usage errors: 'Error: …' on one line, no box
 )
 data_app = typer.Typer(help="Convert benchmark data to history records and catalogues.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks (speed, quality).", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks (speed, quality); they need the bench extra: pip install 'tagrouter[bench]'.",
+    no_args_is_help=True,
+)
 vocab_app = typer.Typer(help="Build tag vocabularies from a teacher's tags.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
@@ -49,6 +53,19 @@ bench_app.command("suite")(bench.bench_suite)
 bench_app.command("speed")(speed.bench_speed)
 bench_app.command("live")(bench.bench_live)
 vocab_app.command("build")(vocab.vocab_build)
+
+#: What the ``bench`` extra installs; every ``tagrouter bench`` command needs it.
+BENCH_NEEDS = ("matplotlib",)
+
+
+@bench_app.callback()
+def _bench_needs_its_extra() -> None:
+    """Benchmark code ships with the package but runs only with the bench extra installed."""
+    for name in BENCH_NEEDS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise TagRouterError(f"the benchmarks need {name}: pip install 'tagrouter[bench]'") from None
 
 
 def main() -> None:

@@ -12,13 +12,12 @@ import typer
 
 from tagrouter.cli.common import progress_bar
 from tagrouter.cli.evaluate import parse_seeds, split_list, this_command
-from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
-from tagrouter.evaluation.datasets.common import DATA_ROOT
+from tagrouter.evaluation.datasets.common import data_folder
 
 
 def bench_alpacaeval(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="the alpaca_eval data folder")] = DEFAULT_DATA,
+    data: Annotated[Path | None, typer.Option(help="the alpaca_eval data folder (required)")] = None,
     out: Annotated[Path, typer.Option(help="folder for results.json, results.md and the plots")] = Path(
         "results/alpacaeval1"
     ),
@@ -48,7 +47,7 @@ def bench_alpacaeval(
     with progress_bar() as progress:
         results = run_dataset(
             by_name("alpacaeval"),
-            data,
+            data_folder(data, "alpaca_eval"),
             out,
             command=this_command(ctx),
             seeds=parse_seeds(seeds),
@@ -63,7 +62,7 @@ def bench_alpacaeval(
 
 def bench_suite(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="the shared data folder")] = DATA_ROOT,
+    data: Annotated[Path | None, typer.Option(help="the folder holding the data sets (required)")] = None,
     out: Annotated[Path, typer.Option(help="folder for one sub-folder of results per data set")] = Path(
         "results/suite"
     ),
@@ -98,6 +97,7 @@ def bench_suite(
     from tagrouter.fileio import atomic_write_text
 
     started = time.perf_counter()
+    data = data_folder(data)
     names = split_list(only)
     unknown = [n for n in names or [] if n not in {d.name for d in DATASETS}]
     if unknown:

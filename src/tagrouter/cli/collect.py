@@ -20,7 +20,7 @@ from rich.table import Table
 
 from tagrouter.cli.common import err, read_queries
 from tagrouter.errors import DataError
-from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
+from tagrouter.evaluation.datasets.common import data_folder
 
 if TYPE_CHECKING:
     from tagrouter.collect.run import CollectPlan
@@ -248,7 +248,8 @@ def data_judge_labels(
     ],
     out: Annotated[Path, typer.Option(help="Label file to write (JSONL).")],
     data: Annotated[
-        Path | None, typer.Option(help="The alpaca_eval folder, or the routellm folder for mtbench.")
+        Path | None,
+        typer.Option(help="The alpaca_eval folder, or the routellm folder for mtbench (required)."),
     ] = None,
     models: Annotated[
         str, typer.Option(help="alpacaeval: comma-separated models judged against the reference.")
@@ -258,9 +259,9 @@ def data_judge_labels(
     from tagrouter.collect.labels import alpacaeval_pairs, mtbench_pairs, write_labels
 
     if source == "alpacaeval":
-        pairs = alpacaeval_pairs(data or DEFAULT_DATA, _names(models))
+        pairs = alpacaeval_pairs(data_folder(data, "alpaca_eval"), _names(models))
     elif source == "mtbench":
-        pairs = mtbench_pairs(data or DEFAULT_DATA.parent / "routellm")
+        pairs = mtbench_pairs(data_folder(data, "routellm"))
     else:
         raise DataError(
             f"unknown label source {source!r}; expected 'alpacaeval' or 'mtbench'", field="source"

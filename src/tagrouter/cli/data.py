@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from tagrouter.errors import DataError
-from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
-from tagrouter.evaluation.datasets.common import DATA_ROOT, Converted
+from tagrouter.evaluation.datasets.common import Converted, data_folder
 
 
 def data_alpacaeval(
     out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
-    data: Annotated[Path, typer.Option(help="The alpaca_eval data folder.")] = DEFAULT_DATA,
+    data: Annotated[Path | None, typer.Option(help="The alpaca_eval data folder (required).")] = None,
     pool: Annotated[
         str, typer.Option(help="Comma-separated routable models (default: the 8-model pool).")
     ] = "",
@@ -30,7 +29,7 @@ def data_alpacaeval(
     from tagrouter.evaluation.datasets.alpacaeval import POOL_8, load_alpacaeval
     from tagrouter.records import write_history
 
-    dataset = load_alpacaeval(data)
+    dataset = load_alpacaeval(data_folder(data, "alpaca_eval"))
     models = [m.strip() for m in pool.split(",") if m.strip()] or list(POOL_8)
     extra = context_models(context, dataset.models, models)
     records = dataset.records(models + extra)
@@ -74,18 +73,17 @@ def _write(converted: Converted, out: Path) -> None:
 
 def data_dcrouter(
     out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
-    data: Annotated[Path, typer.Option(help="The llmrouter_dcrouter data folder.")] = DATA_ROOT
-    / "llmrouter_dcrouter",
+    data: Annotated[Path | None, typer.Option(help="The llmrouter_dcrouter data folder (required).")] = None,
 ) -> None:
     """LLMRouter's DCRouter data: 9 models on ~6,000 distinct prompts of 14 task types (correctness)."""
     from tagrouter.evaluation.datasets.dcrouter import convert_dcrouter
 
-    _write(convert_dcrouter(data), out)
+    _write(convert_dcrouter(data_folder(data, "llmrouter_dcrouter")), out)
 
 
 def data_mmlu(
     out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
-    data: Annotated[Path, typer.Option(help="The routellm data folder.")] = DATA_ROOT / "routellm",
+    data: Annotated[Path | None, typer.Option(help="The routellm data folder (required).")] = None,
     sample: Annotated[
         int | None, typer.Option(help="Keep a seeded random sample of this many questions.")
     ] = None,
@@ -94,24 +92,24 @@ def data_mmlu(
     """RouteLLM's MMLU: Mixtral-8x7B vs gpt-4-1106-preview, correctness."""
     from tagrouter.evaluation.datasets.routellm import convert_mmlu
 
-    _write(convert_mmlu(data, sample=sample, seed=seed), out)
+    _write(convert_mmlu(data_folder(data, "routellm"), sample=sample, seed=seed), out)
 
 
 def data_gsm8k(
     out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
-    data: Annotated[Path, typer.Option(help="The routellm data folder.")] = DATA_ROOT / "routellm",
+    data: Annotated[Path | None, typer.Option(help="The routellm data folder (required).")] = None,
 ) -> None:
     """RouteLLM's GSM8K: Mixtral-8x7B vs gpt-4-1106-preview, correctness."""
     from tagrouter.evaluation.datasets.routellm import convert_gsm8k
 
-    _write(convert_gsm8k(data), out)
+    _write(convert_gsm8k(data_folder(data, "routellm")), out)
 
 
 def data_mt_bench(
     out: Annotated[Path, typer.Option(help="Folder to write history.jsonl and catalog.yaml into.")],
-    data: Annotated[Path, typer.Option(help="The routellm data folder.")] = DATA_ROOT / "routellm",
+    data: Annotated[Path | None, typer.Option(help="The routellm data folder (required).")] = None,
 ) -> None:
     """RouteLLM's MT-bench: both turns as queries, accept = GPT-4 score >= 8."""
     from tagrouter.evaluation.datasets.routellm import convert_mt_bench
 
-    _write(convert_mt_bench(data), out)
+    _write(convert_mt_bench(data_folder(data, "routellm")), out)

@@ -13,11 +13,13 @@ from rich.table import Table
 
 from tagrouter.catalog import Catalog, load_catalog
 from tagrouter.cli.common import progress_bar
-from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
 from tagrouter.records import HistoryRecord, read_history
 from tagrouter.router import TagRouter
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
+#: Where the demo looks for AlpacaEval first: the benchmark data next to a checkout of the project. Only the
+#: demo has this default, and it falls back on the shipped example history when the folder is absent.
+DEMO_DATA = Path("../shared/data/alpaca_eval")
 EXAMPLE_QUERIES = (
     "Hi there! How is your day going?",
     "Write a Python function that merges two sorted lists in linear time.",
@@ -130,8 +132,10 @@ def _best_model(records: Sequence[HistoryRecord], models: Sequence[str]) -> str:
 def demo(
     data: Annotated[
         Path,
-        typer.Option(help="The alpaca_eval data folder; without it, the shipped example history is used."),
-    ] = DEFAULT_DATA,
+        typer.Option(
+            help="The alpaca_eval data folder; where it is absent, the shipped example history is used."
+        ),
+    ] = DEMO_DATA,
     out: Annotated[Path, typer.Option(help="Where to save the fitted router.")] = Path("runs/demo-router"),
 ) -> None:
     """The main job: fit a router on judged history, route held-out and example queries, show the saving."""

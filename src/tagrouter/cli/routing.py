@@ -81,7 +81,7 @@ def fit(
     with progress_bar() as progress:
         chosen = None
         if tagger != "embedded":
-            from tagrouter.tagging.factory import tagger_from_spec
+            from tagrouter.tagging.registry import tagger_from_spec
 
             queries = list(runner.distinct_queries(runner.parts(source), report).values())
             chosen = tagger_from_spec(tagger, queries=queries, progress=progress)

@@ -13,7 +13,7 @@ import numpy as np
 import typer
 
 from tagrouter.cli.common import progress_bar
-from tagrouter.evaluation.datasets.alpacaeval import DEFAULT_DATA
+from tagrouter.evaluation.datasets.common import data_folder
 from tagrouter.router import TagRouter
 
 
@@ -78,8 +78,8 @@ def bench_speed(
         Path | None, typer.Argument(help="A saved router (default: fit one on the AlpacaEval 8-model pool).")
     ] = None,
     data: Annotated[
-        Path, typer.Option(help="The alpaca_eval data folder (queries to route).")
-    ] = DEFAULT_DATA,
+        Path | None, typer.Option(help="The alpaca_eval data folder (queries to route; required).")
+    ] = None,
     pool: Annotated[
         str,
         typer.Option(
@@ -92,7 +92,7 @@ def bench_speed(
     """Routing latency (single queries: p50, p99) and batch throughput on the 805 AlpacaEval instructions."""
     with progress_bar() as progress:
         models = [m.strip() for m in pool.split(",") if m.strip()]
-        result = measure_speed(router_dir, data, pool=models, progress=progress)
+        result = measure_speed(router_dir, data_folder(data, "alpaca_eval"), pool=models, progress=progress)
     if out is not None:
         from tagrouter.fileio import atomic_write_json
 

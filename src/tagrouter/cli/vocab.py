@@ -37,7 +37,7 @@ def vocab_build(
     """Tag the history's queries with a teacher (cached: a rerun makes no teacher call), normalise and merge
     the tags into a vocabulary, and optionally distil an embedded student."""
     from tagrouter.records import ReadReport, read_history
-    from tagrouter.tagging.backends.teaching import build_from_teacher
+    from tagrouter.tagging.teaching import build_from_teacher
 
     report = ReadReport()
     records = read_history(history, on_error="skip" if skip_bad_rows else "raise", report=report)

@@ -1,31 +1,29 @@
 """Calls to OpenAI-compatible chat endpoints: bounded concurrency per endpoint, retries with backoff, the
 cost of each call from its token usage, and a budget checked before every call.
 
-The client is httpx's async client (the ``openai`` extra, already used by the OpenAI tagger backend)
-rather than the official ``openai`` package: the official client retries on its own, out of sight of the
-budget, and the collector needs each attempt's status, ``Retry-After`` and ``usage`` to pay for exactly
-what it spends. One asyncio loop drives every call, so the budget and the caches need no locks.
+The calls, their retry policy and their errors are :mod:`tagrouter.completions`'s, which the OpenAI tagger
+backend uses too (httpx, not the official ``openai`` package, which retries out of sight of the budget).
+One asyncio loop drives every call, so the budget and the caches need no locks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from tagrouter.catalog import Endpoint, ModelCard
 from tagrouter.collect.budget import Budget
-from tagrouter.errors import TagRouterError
-from tagrouter.retrying import RETRY_STATUSES, backoff_delay, retry_after
+from tagrouter.completions import ChatCall, CompletionError, Reply, RetryPolicy, request_body, require_http
 
 #: Tokens a chat request may add to its messages' text (roles, separators): part of the worst case.
 CHAT_OVERHEAD_TOKENS = 16
 
 
-class ChatError(TagRouterError):
-    """A chat call failed: a status that retrying cannot fix, or every attempt failed."""
+class ChatError(CompletionError):
+    """A chat call failed: a status that retrying cannot fix, or every attempt failed (the message starts
+    with the target's name)."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +88,10 @@ class ChatClient:
 
     def __init__(self, *, concurrency: int = 4, retries: int = 4, backoff_s: float = 1.0) -> None:
         try:
-            import httpx
-        except ImportError:
-            raise ChatError("calling models needs httpx: pip install 'tagrouter[openai]'") from None
-        self.concurrency, self.retries, self.backoff_s = concurrency, retries, backoff_s
+            httpx = require_http("calling models")
+        except CompletionError as exc:
+            raise ChatError(str(exc)) from None
+        self.concurrency, self.policy = concurrency, RetryPolicy(retries, backoff_s)
         self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=None))
         self._gates: dict[tuple[str, str], asyncio.Semaphore] = {}
 
@@ -132,43 +130,15 @@ class ChatClient:
     async def _send(
         self, target: ChatTarget, messages: list[dict[str, str]], max_tokens: int, temperature: float
     ) -> Completion:
-        import httpx
-
-        body = {
-            "model": target.model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
-        headers = {}
-        if target.api_key_env:
-            key = os.environ.get(target.api_key_env)
-            if not key:
-                raise ChatError(f"{target.name}: environment variable {target.api_key_env} is not set")
-            headers["Authorization"] = f"Bearer {key}"
-        problem = ""
-        for attempt in range(self.retries + 1):
-            wait = backoff_delay(self.backoff_s, attempt)
-            try:
-                response = await self._http.post(
-                    target.url, json=body, headers=headers, timeout=target.timeout_s
-                )
-            except httpx.TimeoutException:
-                problem = f"no answer within {target.timeout_s:g} s"
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {exc})"
-            else:
-                if response.status_code == 200:
-                    return _completion(target, response)
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code not in RETRY_STATUSES:
-                    raise ChatError(f"{target.name}: POST {target.url} failed: {problem}")
-                wait = retry_after(response, wait)
-            if attempt < self.retries:
-                await asyncio.sleep(wait)
-        raise ChatError(
-            f"{target.name}: POST {target.url} failed after {self.retries + 1} attempts: {problem}"
+        body = request_body(target.model, messages, max_tokens=max_tokens, temperature=temperature)
+        call = ChatCall(
+            target.url, body, target.api_key_env, target.timeout_s, self.policy, key_required=True
         )
+        try:
+            reply = await call.asend(self._http)
+        except CompletionError as exc:
+            raise ChatError(f"{target.name}: {exc}", exc.status) from None
+        return _completion(target, reply)
 
 
 async def settle_all(*calls: Awaitable[Any]) -> list[Any]:
@@ -181,15 +151,8 @@ async def settle_all(*calls: Awaitable[Any]) -> list[Any]:
     return results
 
 
-def _completion(target: ChatTarget, response: Any) -> Completion:
-    try:
-        data = response.json()
-        text = data["choices"][0]["message"]["content"] or ""
-        usage = data.get("usage") or {}
-        input_tokens = int(usage["prompt_tokens"])
-        output_tokens = int(usage["completion_tokens"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise ChatError(
-            f"{target.name}: the answer of {target.url} is not a chat completion with usage: {response.text[:200]}"
-        ) from None
-    return Completion(text, input_tokens, output_tokens, target.cost(input_tokens, output_tokens))
+def _completion(target: ChatTarget, reply: Reply) -> Completion:
+    if reply.input_tokens is None or reply.output_tokens is None:
+        raise ChatError(f"{target.name}: the answer of {target.url} has no token usage, which its cost needs")
+    cost = target.cost(reply.input_tokens, reply.output_tokens)
+    return Completion(reply.text, reply.input_tokens, reply.output_tokens, cost)

@@ -8,8 +8,8 @@ model's answer wins (or loses) only when both orders say so, and any disagreemen
 
 A reply without a readable verdict is asked again (``malformed_retries`` times, each paid for); after
 that the order counts as *no verdict*, which combines like a tie (AlpacaEval's convention for a missing
-preference). Judge specs: ``NAME`` (a catalogue model with an endpoint, at its prices) or
-``MODEL@URL[?OPTIONS]`` with options ``api_key_env``, ``input_usd_per_1m``, ``output_usd_per_1m``,
+preference). Judge specs, in the tagger spec grammar: ``NAME`` (a catalogue model with an endpoint, at its
+prices) or ``[openai:]MODEL@URL[?OPTIONS]`` with options ``api_key_env``, ``input_usd_per_1m``, ``output_usd_per_1m``,
 ``max_tokens``, ``concurrency``, ``timeout_s``, ``malformed_retries`` (a catalogue name takes them too).
 """
 
@@ -19,14 +19,13 @@ import json
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
-from urllib.parse import parse_qsl
 
 from tagrouter.catalog import Catalog
 from tagrouter.collect.budget import Budget
 from tagrouter.collect.cache import cache_key
 from tagrouter.collect.client import ChatClient, ChatTarget, settle_all
-from tagrouter.errors import TagRouterError
 from tagrouter.records import Outcome
+from tagrouter.tagging.spec import SpecError, parse_spec
 
 PROMPT_VERSION = "pairwise-v1"
 SYSTEM_PROMPT = (
@@ -139,10 +138,6 @@ class VerdictCache(Protocol):
     def put(self, key: str, entry: dict[str, Any]) -> None: ...
 
 
-class JudgeSpecError(TagRouterError, ValueError):
-    """A judge spec that cannot be understood."""
-
-
 @dataclass(frozen=True)
 class Judge:
     """A judge model (``target``) with the prompt of :data:`PROMPT_VERSION`."""
@@ -218,34 +213,21 @@ _POSITIVE = frozenset({"timeout_s", "concurrency", "max_tokens"})
 
 
 def parse_judge(spec: str, catalog: Catalog | None = None) -> Judge:
-    """The judge of a spec: ``NAME`` (a model of ``catalog``) or ``MODEL@URL``, with ``?OPTIONS``."""
-    head, _, query = spec.strip().partition("?")
-    try:
-        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
-    except ValueError:
-        raise JudgeSpecError(f"judge spec {spec!r}: options must look like ?name=value&name=value") from None
-    model, at, url = head.rpartition("@")
-    if at:
-        if not model or not url.startswith(("http://", "https://")):
-            raise JudgeSpecError(f"judge spec {spec!r}: expected MODEL@URL with an http(s) URL")
+    """The judge of a spec, in the tagger spec grammar (:mod:`tagrouter.tagging.spec`): ``NAME`` (a model
+    of ``catalog``) or ``[openai:]MODEL@URL`` (an OpenAI-compatible endpoint), with ``?OPTIONS``."""
+    known = f" or a catalogue model ({', '.join(catalog.names)})" if catalog is not None else ""
+    forms = f"expected MODEL@URL[?options]{known} (openai:MODEL@URL, as for taggers, names an endpoint too)"
+    parsed = parse_spec(spec, ("openai",), what="judge", forms=forms, default="openai")
+    if "@" in parsed.target:
+        model, url = parsed.endpoint()
         target = ChatTarget(name=f"judge {model}", base_url=url, model=model)
-    elif catalog is not None and head in catalog:
-        target = replace(ChatTarget.from_card(catalog[head]), name=f"judge {head}")
+    elif catalog is not None and parsed.target in catalog:
+        target = replace(ChatTarget.from_card(catalog[parsed.target]), name=f"judge {parsed.target}")
     else:
-        known = f" or a catalogue model ({', '.join(catalog.names)})" if catalog is not None else ""
-        raise JudgeSpecError(f"judge spec {spec!r}: expected MODEL@URL[?options]{known}")
-    settings: dict[str, Any] = {}
-    for name, value in options.items():
-        if name not in _OPTIONS:
-            raise JudgeSpecError(
-                f"judge spec {spec!r}: unknown option {name!r}; known: {', '.join(_OPTIONS)}"
-            )
-        kind = _OPTIONS[name]
-        try:
-            settings[name] = kind(value)
-        except ValueError:
-            raise JudgeSpecError(f"judge spec {spec!r}: {name}={value!r} must be a {kind.__name__}") from None
-        if kind is not str and (settings[name] < 0 or (name in _POSITIVE and settings[name] == 0)):
-            raise JudgeSpecError(f"judge spec {spec!r}: {name}={value!r} is out of range")
+        raise SpecError(f"judge spec {spec!r}: {forms}")
+    settings = parsed.typed_options(_OPTIONS)
+    for name, value in settings.items():
+        if _OPTIONS[name] is not str and (value < 0 or (name in _POSITIVE and value == 0)):
+            raise SpecError(f"judge spec {spec!r}: {name}={parsed.options[name]!r} is out of range")
     target = replace(target, **{k: v for k, v in settings.items() if k in _TARGET_OPTIONS})
     return Judge(target, **{k: v for k, v in settings.items() if k in _JUDGE_OPTIONS})

@@ -27,8 +27,7 @@ from tagrouter.router import TagRouter
 from tagrouter.scoring import Scorer
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger
-from tagrouter.tagging.factory import tagger_from_spec
-from tagrouter.tagging.spec import TAGGER_OPTIONS, SpecError, parse_spec
+from tagrouter.tagging.registry import router_spec, tagger_from_spec, vocabulary_options
 from tagrouter.tagging.teacher import KeyphraseTeacher
 
 
@@ -39,7 +38,7 @@ class SharedFits:
     embedder: Embedder = field(default_factory=default_embedder)
     #: the tagger spec of the default tagger (``tagger(queries, {})``): ``embedded`` (None: the same) is
     #: the student of the offline teacher, built here from the cached teacher tags; any other spec of
-    #: :func:`~tagrouter.tagging.spec.tagger_from_spec` is fitted on each training set
+    #: :func:`~tagrouter.tagging.registry.tagger_from_spec` is fitted on each training set
     spec: str | None = None
     #: the default teacher's tags per query text
     teacher_tags: dict[str, list[str]] = field(default_factory=dict)
@@ -49,13 +48,9 @@ class SharedFits:
 
     def __post_init__(self) -> None:
         if self.spec is not None:
-            parsed = parse_spec(self.spec)
-            if parsed.backend == "embedded" and not parsed.target and not parsed.options:
+            parsed = router_spec(self.spec)
+            if parsed.kind == "embedded" and not parsed.target:
                 self.spec = None  # the default, on its fast cached path
-            elif parsed.backend == "keyphrase":
-                raise SpecError(
-                    "'keyphrase' is a teacher only; a router needs 'embedded' or a generative backend"
-                )
 
     @property
     def parallel_fits(self) -> bool:
@@ -108,18 +103,13 @@ class SharedFits:
         with ``vocabulary=DIR``) as it is; a generative backend gets a vocabulary fitted on ``queries``
         (``fitted``: the copies share the generated tags, so each query is generated once)."""
         assert self.spec is not None
-        parsed = parse_spec(self.spec)
+        parsed = router_spec(self.spec)
         if self._base is None:
             self._base = tagger_from_spec(self.spec, embedder=self.embedder)
         fitted = getattr(self._base, "fitted", None)
         if fitted is None or "vocabulary" in parsed.options:
             return self._base
-        options = {
-            k: TAGGER_OPTIONS[k](parsed.options[k])
-            for k in ("min_count", "merge_distance")
-            if k in parsed.options
-        }
-        return fitted(list(queries), **options)
+        return fitted(list(queries), **vocabulary_options(parsed))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter
@@ -20,17 +20,19 @@ from tagrouter.server.errors import ApiError
 
 
 class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up (``burst`` = one second's worth, at least 1)."""
+    """``rate`` tokens a second, at most ``burst`` saved up (``burst`` = one second's worth, at least 1);
+    ``clock`` gives the time in seconds (monotonic; tests pass their own)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = max(1.0, rate)
+        self._clock = clock
         self._tokens = self.burst
-        self._at = time.monotonic()
+        self._at = clock()
 
     def take(self) -> float:
         """Take a token: 0.0 if one was there, else the seconds until the next one (nothing is taken)."""
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if self._tokens >= 1.0:

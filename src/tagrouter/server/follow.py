@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tagrouter.live import WeightedOutcome
 from tagrouter.server.stores import FeedbackBackend
@@ -20,7 +20,8 @@ log = logging.getLogger("tagrouter.server")
 
 
 class FeedbackFollower:
-    """Polls ``store`` for other replicas' feedback after sequence number ``after`` and ``learn``s it."""
+    """Polls ``store`` for other replicas' feedback after sequence number ``after`` and ``learn``s it;
+    ``sleep`` waits out the interval (tests pass one on a clock they move)."""
 
     def __init__(
         self,
@@ -29,8 +30,10 @@ class FeedbackFollower:
         *,
         after: int,
         interval_s: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store, self._learn, self.after, self.interval_s = store, learn, after, interval_s
+        self._sleep = sleep
         #: records learned from other replicas since start
         self.learned = 0
         self._task: asyncio.Task[None] | None = None
@@ -48,7 +51,7 @@ class FeedbackFollower:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
+            await self._sleep(self.interval_s)
             try:
                 await asyncio.to_thread(self.poll)
             except Exception:  # the store is unreachable for now: try again at the next interval

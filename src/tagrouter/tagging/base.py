@@ -18,13 +18,10 @@ class Tagger(Protocol):
 class PersistentTagger(Tagger, Protocol):
     """A tagger that a router can save with itself.
 
-    ``kind`` names it in the registry; ``save(folder)`` writes its files and returns a JSON-able config;
-    ``load(folder, config)`` rebuilds it from both.
+    ``save(folder)`` writes its files and returns a JSON-able config; ``kind`` names the entry of
+    :data:`tagrouter.tagging.registry.BACKENDS` that loads it again from both.
     """
 
     kind: str
 
     def save(self, folder: Path) -> dict[str, Any]: ...
-
-    @classmethod
-    def load(cls, folder: Path, config: dict[str, Any]) -> PersistentTagger: ...

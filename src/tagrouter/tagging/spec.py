@@ -1,24 +1,17 @@
-"""Tagger specs: one string that names a tagger, for the command line and for saved routers.
+"""Specs: the one grammar that names a tagger, a teacher or a judge on the command line and in saved routers.
 
-=======================================  ======================================================================
-``embedded``                             the offline default, fitted on the history (keyphrase teacher)
-``embedded:DIR``                         an embedded student saved by ``tagrouter vocab build --student``
-``transformers:PATH_OR_ID[?OPTIONS]``    a causal LM (default ``itpossible/TagGenerator``) via transformers
-``openai:MODEL@URL[?OPTIONS]``           an OpenAI-compatible chat endpoint (key from ``$OPENAI_API_KEY``)
-``keyphrase``                            the offline keyphrase teacher (teacher specs only)
-=======================================  ======================================================================
+A spec is ``KIND[:TARGET][?name=value&...]``: ``KIND`` names an entry of a table (the taggers of
+:data:`tagrouter.tagging.registry.BACKENDS`, the judges of :func:`tagrouter.collect.judging.parse_judge`),
+``TARGET`` says what it runs (a folder, a model id, or ``MODEL@URL`` for an OpenAI-compatible endpoint) and
+the options are URL-query pairs. The tagger forms are listed in ``docs/taggers.md``; their option names:
 
-Options (``?name=value&...``) of the generative backends: transformers: ``device``, ``dtype``,
-``batch_size``, ``max_new_tokens``, ``max_query_tokens``, ``prompt``; openai: ``api_key_env``, ``prompt``,
-``concurrency``, ``timeout``, ``retries``, ``backoff``, ``max_new_tokens``; both, as a router's tagger:
-``vocabulary`` (a folder written by ``tagrouter vocab build``; default: build one from the backend's own
-tags of the history), ``min_count``, ``merge_distance``, ``cutoff`` (alignment, default
-:data:`~tagrouter.tagging.vocabulary.DEFAULT_ALIGN_CUTOFF`), ``max_tags``.
+- of the generative backends (``transformers``, ``openai``): see their classes' fields;
+- as a router's tagger: :data:`TAGGER_OPTIONS` (how tags are mapped to a vocabulary, not the backend itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +19,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from tagrouter.errors import TagRouterError
 
-Progress = Callable[[str, int, int], None]
-BACKENDS = ("embedded", "transformers", "openai", "keyphrase")
 #: Options that set how a generative tagger maps its tags to a vocabulary (not the backend itself).
 TAGGER_OPTIONS: dict[str, type] = {
     "vocabulary": str,
@@ -43,64 +34,92 @@ TRANSPORT_OPTIONS = frozenset(
 
 
 class SpecError(TagRouterError, ValueError):
-    """A tagger spec that cannot be understood; the message shows the accepted forms."""
+    """A spec that cannot be understood; the message shows the accepted forms."""
 
 
 @dataclass(frozen=True)
-class TaggerSpec:
-    """A parsed spec: ``backend``, ``target`` (path, model id, ``MODEL@URL`` or folder) and ``options``."""
+class Spec:
+    """A parsed spec: ``kind``, ``target`` (path, model id, ``MODEL@URL`` or folder) and ``options``."""
 
-    backend: str
+    kind: str
     target: str = ""
     options: dict[str, str] = field(default_factory=dict)
 
     def backend_spec(self) -> str:
-        """The spec of the backend alone (no vocabulary options): what a saved router stores."""
+        """The spec of a tagger's backend alone (no vocabulary options): what a saved router stores."""
         return self._text({k: v for k, v in self.options.items() if k not in TAGGER_OPTIONS})
 
     def identity(self) -> str:
-        """What determines the backend's answers (no vocabulary or transport options, options sorted): the
+        """What determines a tagger's answers (no vocabulary or transport options, options sorted): the
         key under which a teacher's tags are cached."""
         skipped = TAGGER_OPTIONS.keys() | TRANSPORT_OPTIONS
         return self._text(dict(sorted((k, v) for k, v in self.options.items() if k not in skipped)))
 
+    def option(self, name: str, kind: type, default: Any = None) -> Any:
+        """Option ``name`` as a ``kind`` (``default`` when absent), or a :class:`SpecError` naming it."""
+        value = self.options.get(name)
+        if value is None:
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            raise SpecError(
+                f"spec {self.backend_spec()!r}: option {name}={value!r} must be a {kind.__name__}"
+            ) from None
+
+    def typed_options(self, known: Mapping[str, type]) -> dict[str, Any]:
+        """Every option, converted to its type in ``known``; an option not in ``known`` is a
+        :class:`SpecError` listing the known ones."""
+        unknown = [name for name in self.options if name not in known]
+        if unknown:
+            raise SpecError(
+                f"spec {self.backend_spec()!r}: unknown option {unknown[0]!r} for {self.kind}; "
+                f"known: {', '.join(known)}"
+            )
+        return {name: self.option(name, known[name]) for name in self.options}
+
+    def endpoint(self) -> tuple[str, str]:
+        """``(model, base URL)`` of a ``MODEL@URL`` target (the URL ``http://`` or ``https://``)."""
+        model, at, url = self.target.rpartition("@")
+        if not at or not model or not url:
+            raise SpecError(f"spec {self.backend_spec()!r}: expected {self.kind}:MODEL@URL")
+        if not url.startswith(("http://", "https://")):
+            raise SpecError(
+                f"spec {self.backend_spec()!r}: the URL {url!r} must start with http:// or https://"
+            )
+        return model, url
+
     def _text(self, options: dict[str, str]) -> str:
         query = f"?{urlencode(options)}" if options else ""
-        return f"{self.backend}:{self.target}{query}" if self.target else f"{self.backend}{query}"
+        return f"{self.kind}:{self.target}{query}" if self.target else f"{self.kind}{query}"
 
 
-def parse_spec(spec: str) -> TaggerSpec:
-    """Split ``BACKEND[:TARGET][?OPTIONS]``; unknown backends and malformed options raise :class:`SpecError`."""
-    text = spec.strip()
-    head, _, query = text.partition("?")
-    backend, _, target = head.partition(":")
-    backend = backend.strip().lower()
-    if backend not in BACKENDS:
-        raise SpecError(f"unknown tagger {spec!r}; {SPEC_FORMS}")
+def parse_spec(
+    text: str, kinds: Collection[str], *, what: str, forms: str, default: str | None = None
+) -> Spec:
+    """Split ``KIND[:TARGET][?OPTIONS]``, ``KIND`` one of ``kinds``. With a ``default`` kind, a spec whose
+    head names no kind is all target (``MODEL@URL`` for ``openai:MODEL@URL``); without one, it is a
+    :class:`SpecError` that shows ``forms``. Malformed options are a :class:`SpecError` too."""
+    stripped = text.strip()
+    head, _, query = stripped.partition("?")
+    kind, _, target = head.partition(":")
+    kind = kind.strip().lower()
+    if kind not in kinds:
+        if default is None:
+            raise SpecError(f"unknown {what} {text!r}; {forms}")
+        kind, target = default, head
     try:
         options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError:
-        raise SpecError(f"tagger spec {spec!r}: options must look like ?name=value&name=value") from None
-    target = target.strip()
-    if backend == "transformers" and target and Path(target).expanduser().exists():
-        target = str(Path(target).expanduser().resolve())  # a saved router then loads from any folder
-    return TaggerSpec(backend, target, options)
+        raise SpecError(f"{what} spec {text!r}: options must look like ?name=value&name=value") from None
+    return Spec(kind, target.strip(), options)
 
 
-SPEC_FORMS = (
-    "expected 'embedded', 'embedded:DIR', 'transformers:PATH_OR_ID[?device=cuda&batch_size=64]', "
-    "'openai:MODEL@URL[?prompt=taggenerator]' or (as a teacher) 'keyphrase'"
-)
+def resolved_path(target: str) -> str:
+    """``target`` made absolute when it names an existing local path (a saved router then loads from any
+    folder), else as it is (a Hugging Face id, say)."""
+    path = Path(target).expanduser()
+    return str(path.resolve()) if target and path.exists() else target
 
 
-def convert_option(parsed: TaggerSpec, name: str, value: str, kind: type) -> Any:
-    """Option ``name`` of ``parsed`` as a ``kind``, or a :class:`SpecError` naming it."""
-    try:
-        return kind(value)
-    except ValueError:
-        raise SpecError(
-            f"tagger spec {parsed.backend_spec()!r}: option {name}={value!r} must be a {kind.__name__}"
-        ) from None
-
-
-__all__ = ["SpecError", "TaggerSpec", "convert_option", "parse_spec"]
+__all__ = ["TAGGER_OPTIONS", "TRANSPORT_OPTIONS", "Spec", "SpecError", "parse_spec", "resolved_path"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -32,6 +33,7 @@ class ReplayBehaviour:
     usage: dict[str, Any] | None = None  # sent instead of the true token usage (e.g. junk counts)
     raw_body: bytes | None = None  # a 200 with this body instead of the answer (e.g. not JSON)
     break_stream_after: int | None = None  # drop the connection after this many stream events
+    release: threading.Event | None = None  # if set, each request waits for this event before answering
     calls: int = 0
     seen_models: list[str] = field(default_factory=list)
     seen_auth: list[str | None] = field(default_factory=list)
@@ -70,6 +72,8 @@ def create_replay_app(
         behaviour.calls += 1
         behaviour.seen_models.append(body.get("model"))
         behaviour.seen_auth.append(request.headers.get("authorization"))
+        while behaviour.release is not None and not behaviour.release.is_set():
+            await asyncio.sleep(0.005)
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
         if behaviour.fail_status:

@@ -17,11 +17,9 @@ from pathlib import Path
 
 from tagrouter.catalog import Catalog, ModelCard
 from tagrouter.errors import DataError
-from tagrouter.evaluation.datasets.common import DATA_ROOT, Converted, read_prices
+from tagrouter.evaluation.datasets.common import Converted, read_prices
 from tagrouter.records import HistoryRecord
 
-#: The alpaca_eval folder of the shared data.
-DEFAULT_DATA = DATA_ROOT / "alpaca_eval"
 ANNOTATOR = "alpaca_eval_gpt4"
 REFERENCE = "text_davinci_003"
 #: Models never to use (adversarial, null or duplicate files; see the data README).

@@ -12,9 +12,23 @@ from tagrouter.catalog import Catalog, ModelCard
 from tagrouter.errors import DataError
 from tagrouter.records import HistoryRecord, write_history
 
-#: The shared benchmark data: ``$TAGROUTER_DATA`` if set, else ``../shared/data`` relative to the working
-#: directory (the project root, next to the shared data).
-DATA_ROOT = Path(os.environ.get("TAGROUTER_DATA", "../shared/data"))
+#: The variable that may name the folder holding the benchmark data sets (``alpaca_eval/``, ``routellm/``,
+#: ``llmrouter_dcrouter/``), for commands run without ``--data``: an explicit opt-in, never a default.
+DATA_VARIABLE = "TAGROUTER_DATA"
+
+
+def data_folder(given: Path | None, subfolder: str = "") -> Path:
+    """The data folder of a command: ``given`` (its ``--data``), else ``$TAGROUTER_DATA/subfolder``; with
+    neither, a :class:`DataError` that names the option."""
+    if given is not None:
+        return given
+    root = os.environ.get(DATA_VARIABLE)
+    if root:
+        return Path(root) / subfolder
+    what = f"the {subfolder} folder" if subfolder else "the folder holding the data sets"
+    raise DataError(
+        f"no data given: pass --data DIR ({what}), or set {DATA_VARIABLE} to the data sets' folder"
+    )
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,16 @@ import json
 from pathlib import Path
 
 from tagrouter.catalog import Catalog, ModelCard
-from tagrouter.evaluation.datasets.common import DATA_ROOT, Converted, require
+from tagrouter.evaluation.datasets.common import Converted, require
 from tagrouter.records import HistoryRecord
 
-DEFAULT_DATA = DATA_ROOT / "llmrouter_dcrouter"
 OUTPUT_TOKENS = 256
 ACCEPT_SCORE = 0.5
 #: (weak, strong): the cheapest model against the most accepted one.
 PAIRS = (("gemma-2-9b-it", "llama-3.1-nemotron-51b-instruct"),)
 
 
-def convert_dcrouter(data: str | Path = DEFAULT_DATA) -> Converted:
+def convert_dcrouter(data: str | Path) -> Converted:
     """The history of every model on every distinct prompt, and the 9-model catalogue."""
     data = Path(data)
     prompts: dict[str, tuple[str, int]] = {}  # prompt_id -> (text, tokens), first text occurrence only

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrouter.evaluation.datasets.common import DATA_ROOT, Converted, catalog_of, read_prices, require
+from tagrouter.evaluation.datasets.common import Converted, catalog_of, read_prices, require
 from tagrouter.records import HistoryRecord
 
-DEFAULT_DATA = DATA_ROOT / "routellm"
 WEAK, STRONG = "Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 #: names of the two models in the price table
 _PRICE_KEYS = {WEAK: "mistralai/Mixtral-8x7B-Instruct-v0.1", STRONG: "gpt-4-1106-preview"}
@@ -68,7 +67,7 @@ def _common_notes(prices: dict) -> list[str]:
     ]
 
 
-def convert_mmlu(data: str | Path = DEFAULT_DATA, sample: int | None = None, seed: int = 0) -> Converted:
+def convert_mmlu(data: str | Path, sample: int | None = None, seed: int = 0) -> Converted:
     """MMLU correctness of both models; ``sample``: keep that many questions, drawn with ``seed``."""
     data = Path(data)
     path = require(data / "mmlu_responses.csv.gz", "RouteLLM MMLU responses")
@@ -96,7 +95,7 @@ def convert_mmlu(data: str | Path = DEFAULT_DATA, sample: int | None = None, see
     return Converted(records, catalog_of(prices, [WEAK, STRONG]), notes)
 
 
-def convert_gsm8k(data: str | Path = DEFAULT_DATA) -> Converted:
+def convert_gsm8k(data: str | Path) -> Converted:
     """GSM8K correctness of both models; output tokens from the answers' lengths."""
     data = Path(data)
     path = require(data / "gsm8k_responses.csv.gz", "RouteLLM GSM8K responses")
@@ -126,7 +125,7 @@ def convert_gsm8k(data: str | Path = DEFAULT_DATA) -> Converted:
     return Converted(records, catalog_of(prices, [WEAK, STRONG]), notes)
 
 
-def convert_mt_bench(data: str | Path = DEFAULT_DATA) -> Converted:
+def convert_mt_bench(data: str | Path) -> Converted:
     """MT-bench: GPT-4's score per turn, both turns as queries (see the module docstring)."""
     data = Path(data)
     turns: dict[int, list[str]] = {}

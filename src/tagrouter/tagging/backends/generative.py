@@ -21,7 +21,6 @@ from typing import Any
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import ArtifactError
 from tagrouter.tagging.backends.chat import BackendError, TextGenerator
-from tagrouter.tagging.backends.generators import generator_from_spec
 from tagrouter.tagging.normalize import normalize_tag
 from tagrouter.tagging.parsing import parse_tags
 from tagrouter.tagging.vocabulary import DEFAULT_ALIGN_CUTOFF, Vocabulary, build_vocabulary
@@ -33,7 +32,7 @@ Progress = Callable[[str, int, int], None]
 class GenerativeTagger:
     """Tags queries with a :class:`TextGenerator`; see the module docstring.
 
-    ``spec`` is the backend spec that :func:`tagrouter.tagging.spec.generator_from_spec` rebuilds the
+    ``spec`` is the backend spec that :func:`tagrouter.tagging.registry.generator_from_spec` rebuilds the
     backend from when a saved router is loaded.
     """
 
@@ -121,13 +120,16 @@ class GenerativeTagger:
         return {"spec": self.spec, "cutoff": self.cutoff, "max_tags": self.max_tags}
 
     @classmethod
-    def load(cls, folder: Path, config: dict[str, Any]) -> GenerativeTagger:
+    def load(
+        cls, folder: Path, config: dict[str, Any], generator: Callable[[str], TextGenerator]
+    ) -> GenerativeTagger:
+        """The tagger saved in ``folder`` with ``config``; ``generator`` rebuilds the backend from its spec."""
         try:
             spec, cutoff, max_tags = str(config["spec"]), float(config["cutoff"]), int(config["max_tags"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{folder}: damaged generative tagger configuration ({exc})") from None
         vocabulary = Vocabulary.load(folder) if (folder / "vocabulary.json").exists() else None
-        return cls(generator_from_spec(spec), spec, vocabulary, cutoff=cutoff, max_tags=max_tags)
+        return cls(generator(spec), spec, vocabulary, cutoff=cutoff, max_tags=max_tags)
 
 
 __all__ = ["GenerativeTagger"]

@@ -1,24 +1,23 @@
 """Any OpenAI-compatible chat endpoint as a tagging backend: vLLM serving the TagGenerator, or a general LLM
 with a tagging prompt.
 
-Requests run ``concurrency`` at a time, each with a ``timeout``; a request that times out, cannot connect
-or gets HTTP 429 or 5xx is retried up to ``retries`` times with exponential backoff (``backoff`` seconds,
+Requests run ``concurrency`` at a time, each with a ``timeout``, through :mod:`tagrouter.completions` (the
+client and retry policy that ``tagrouter collect`` uses too): a request that times out, cannot connect or
+gets HTTP 429 or 5xx is retried up to ``retries`` times with exponential backoff (``backoff`` seconds,
 doubling, at most 30 s, or the server's ``Retry-After``). Other HTTP errors fail at once. Failures raise
-:class:`~tagrouter.tagging.backends.generative.BackendError` naming the URL and the status. Needs ``httpx``
-(the ``openai`` extra).
+:class:`~tagrouter.tagging.backends.chat.BackendError` naming the URL and the status. Needs ``httpx`` and
+``tenacity`` (the ``openai`` extra).
 """
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagrouter.retrying import RETRY_STATUSES, backoff_delay, retry_after
+from tagrouter.completions import ChatCall, CompletionError, RetryPolicy, request_body, require_http
 from tagrouter.tagging.backends.chat import BackendError, chat_messages
 
 
@@ -58,12 +57,10 @@ class OpenAIChatGenerator:
         if not queries:
             return []
         client = self._http()
-        key = os.environ.get(self.api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         if len(queries) == 1:
-            return [self._complete(client, headers, queries[0])]
+            return [self._complete(client, queries[0])]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(queries))) as pool:
-            futures = [pool.submit(self._complete, client, headers, q) for q in queries]
+            futures = [pool.submit(self._complete, client, q) for q in queries]
             try:
                 return [f.result() for f in futures]
             except BaseException:
@@ -74,9 +71,9 @@ class OpenAIChatGenerator:
     def _http(self) -> Any:
         """One connection pool per generator (kept alive across calls), of ``concurrency`` connections."""
         try:
-            import httpx
-        except ImportError:
-            raise BackendError("the openai tagger needs httpx: pip install 'tagrouter[openai]'") from None
+            httpx = require_http("the openai tagger")
+        except CompletionError as exc:
+            raise BackendError(str(exc)) from None
         with self._lock:
             if self._client is None:
                 limits = httpx.Limits(
@@ -85,49 +82,18 @@ class OpenAIChatGenerator:
                 self._client = httpx.Client(timeout=self.timeout, limits=limits)
             return self._client
 
-    def _complete(self, client: Any, headers: dict[str, str], query: str) -> str:
-        import httpx
-
-        body = {
-            "model": self.model,
-            "messages": chat_messages(query, self.prompt),
-            "temperature": 0,
-            "max_tokens": self.max_new_tokens,
-        }
-        for attempt in range(self.retries + 1):
-            wait = backoff_delay(self.backoff, attempt)
-            try:
-                response = client.post(self.url, json=body, headers=headers)
-            except httpx.TimeoutException:
-                problem = f"no answer within {self.timeout:g} s"
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {exc})"
-            else:
-                if response.status_code == 200:
-                    return self._content(response)
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code not in RETRY_STATUSES:
-                    raise BackendError(f"POST {self.url} failed: {problem}{self._hint(response.status_code)}")
-                wait = retry_after(response, wait)
-            if attempt < self.retries:
-                time.sleep(wait)
-        raise BackendError(f"POST {self.url} failed after {self.retries + 1} attempts: {problem}")
-
-    def _content(self, response: Any) -> str:
+    def _complete(self, client: Any, query: str) -> str:
+        body = request_body(
+            self.model, chat_messages(query, self.prompt), max_tokens=self.max_new_tokens, temperature=0
+        )
+        call = ChatCall(
+            self.url, body, self.api_key_env, self.timeout, RetryPolicy(self.retries, self.backoff)
+        )
         try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise BackendError(
-                f"POST {self.url}: the answer is not an OpenAI chat completion: {response.text[:200]}"
-            ) from None
-        return content or ""
-
-    def _hint(self, status: int) -> str:
-        if status in (401, 403):
-            return f" (check the API key in ${self.api_key_env})"
-        if status == 404:
-            return f" (check the base URL, usually ending in /v1, and that the server serves {self.model!r})"
-        return ""
+            reply = call.send(client)
+        except CompletionError as exc:
+            raise BackendError(str(exc)) from None
+        return reply.text
 
 
 __all__ = ["OpenAIChatGenerator"]

@@ -21,10 +21,8 @@ from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import DataError
 from tagrouter.fileio import atomic_write_json
 from tagrouter.tagging.backends.cache import CachedTagger
-from tagrouter.tagging.factory import teacher_from_spec
 from tagrouter.tagging.normalize import normalize_tag
-from tagrouter.tagging.saving import save_tagger_folder
-from tagrouter.tagging.spec import parse_spec
+from tagrouter.tagging.registry import parse_tagger, save_tagger_folder, teacher_from_spec
 from tagrouter.tagging.vocabulary import Vocabulary, build_vocabulary
 
 Progress = Callable[[str, int, int], None]
@@ -64,7 +62,7 @@ def build_from_teacher(
     """
     embedder = embedder or default_embedder()
     queries = list(dict.fromkeys(queries))
-    namespace = parse_spec(teacher_spec).identity()
+    namespace = parse_tagger(teacher_spec).identity()
     teacher = CachedTagger(
         teacher_from_spec(teacher_spec, embedder=embedder), cache or out / CACHE_FILE, namespace
     )

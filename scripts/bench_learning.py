@@ -7,7 +7,14 @@ tagger. Each update learns one record (the gateway learns feedback in small batc
 periodic full rescoring (see ``tagrouter.model``), the median shows a plain update. For contrast, ``full``
 is the time of rescoring the whole table once, which is what every update cost before.
 
+With ``--history`` and ``--catalog`` (e.g. the AlpacaEval pool: ``tagrouter data alpacaeval --out
+runs/pool8``), it also times what one feedback really costs: a router fitted on that history with its own
+(embedded) tagger, one judged outcome at a time through :class:`~tagrouter.live.LiveLearner` (tagging the
+query, inverse-propensity weight, table and rescoring), on the router of the whole history and on one
+fitted on a 10% seed of it (the replay's; its refreshes come every few records).
+
     python scripts/bench_learning.py [--updates 200] [--out bench-learning.json]
+        [--history runs/pool8/history.jsonl --catalog runs/pool8/catalog.yaml]
 """
 
 from __future__ import annotations
@@ -20,7 +27,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tagrouter import Catalog, Decider, HistoryRecord, ModelCard, RoutingModel, TagRouter, TagTable
+from tagrouter import (
+    Catalog,
+    Decider,
+    ModelCard,
+    RoutingModel,
+    TagRouter,
+    TagTable,
+    load_catalog,
+    read_history,
+)
+from tagrouter.live import Judged, LiveLearner, LivePolicy
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.profiles import ProfileSet
 
@@ -60,11 +77,9 @@ def measure(n_tags: int, n_models: int, n_profiles: int, updates: int, seed: int
     profiles = ProfileSet(base, config)
     times = []
     for i in range(updates):
-        record = HistoryRecord(
-            query_id=f"f{i}", query=queries[i % len(queries)], model=f"m{i % n_models}", outcome="loss"
-        )
+        judged = Judged(queries[i % len(queries)], f"m{i % n_models}", "loss")
         start = time.perf_counter()
-        profiles.update([record])
+        profiles.update([(judged, 1.0)])
         times.append(time.perf_counter() - start)
     start = time.perf_counter()
     base.model.refreshed()
@@ -79,17 +94,63 @@ def measure(n_tags: int, n_models: int, n_profiles: int, updates: int, seed: int
     }
 
 
+def measure_real(history: str, catalog_path: str, updates: int, seed_share: float | None) -> dict[str, float]:
+    """Milliseconds per learned feedback on a router fitted on ``history`` (or on a ``seed_share`` of its
+    queries), with its real tagger; each feedback is a new query's loss for one model, propensity 1/2."""
+    records = read_history(history)
+    catalog = load_catalog(catalog_path)
+    ids = list(dict.fromkeys(r.query_id for r in records))
+    if seed_share is not None:
+        keep = set(np.random.default_rng(0).permutation(ids)[: int(len(ids) * seed_share)])
+        fitted_on = [r for r in records if r.query_id in keep]
+    else:
+        fitted_on = records
+    router = TagRouter.fit(fitted_on, catalog)
+    learner = LiveLearner(router, LivePolicy(reselect_growth=None))
+    texts = list(dict.fromkeys(r.query for r in records))
+    times = []
+    for i in range(updates):
+        judged = Judged(
+            f"{texts[i % len(texts)]} (variant {i})", catalog.names[i % len(catalog.names)], "loss", 0.5
+        )
+        start = time.perf_counter()
+        learner.learn([judged])
+        times.append(time.perf_counter() - start)
+    return {
+        "fitted_on_queries": len({r.query_id for r in fitted_on}),
+        "tags": len(router.table.tags),
+        "models": len(catalog.names),
+        "ms_per_feedback_median": 1e3 * float(np.median(times)),
+        "ms_per_feedback_p90": 1e3 * float(np.percentile(times, 90)),
+        "ms_per_feedback_mean": 1e3 * float(np.mean(times)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--history", default=None, help="judged history to fit a real router on")
+    parser.add_argument("--catalog", default=None, help="its catalogue")
+    parser.add_argument("--real-only", action="store_true", help="skip the synthetic tables")
     args = parser.parse_args()
+    real = []
+    if args.history and args.catalog:
+        print(f"{'fitted on':>10} {'tags':>6} {'models':>6} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}")
+        for share in (None, 0.1):
+            row = measure_real(args.history, args.catalog, args.updates, share)
+            real.append(row)
+            print(
+                f"{row['fitted_on_queries']:>10} {row['tags']:>6} {row['models']:>6} "
+                f"{row['ms_per_feedback_median']:>10.3f} {row['ms_per_feedback_p90']:>8.3f} "
+                f"{row['ms_per_feedback_mean']:>8.3f}"
+            )
     rows = []
     print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}")
     print(
         f"{'tags':>7} {'models':>6} {'profiles':>8} {'median ms/rec':>14} {'mean ms/rec':>12} {'full rescoring ms':>18}"
     )
-    for n_tags in (1_000, 10_000, 100_000):
+    for n_tags in () if args.real_only else (1_000, 10_000, 100_000):
         for n_models in (8, 32):
             for n_profiles in (1, 3):
                 row = measure(n_tags, n_models, n_profiles, args.updates)
@@ -101,7 +162,9 @@ def main() -> None:
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(
-                {"machine": platform.platform(), "updates": args.updates, "rows": rows}, handle, indent=2
+                {"machine": platform.platform(), "updates": args.updates, "rows": rows, "real": real},
+                handle,
+                indent=2,
             )
 
 

@@ -65,7 +65,13 @@ def start_gateway(router_dir: Path, servers: dict[str, Any], feedback_db: Path, 
     }
     endpoints.update(settings.pop("endpoints", {}))
     config = GatewayConfig.model_validate(
-        {"endpoints": endpoints, "feedback_db": feedback_db, "api_keys": [KEY], **settings}
+        {
+            "endpoints": endpoints,
+            "feedback_db": feedback_db,
+            "api_keys": [KEY],
+            "learning": {"exploration_budget": 0.0},  # deterministic choices; exploration has its own tests
+            **settings,
+        }
     )
     return ThreadedServer(create_app(TagRouter.load(router_dir), config)).start()
 

@@ -33,8 +33,8 @@ class RecordingRoute:
         self.threads: set[int] = set()
         self.fail_on = fail_on
 
-    def __call__(self, profile: str, queries, fits: Allowed, earlier):
-        assert len(fits.mask) == len(queries) == len(earlier)
+    def __call__(self, profile: str, queries, fits: Allowed, earlier, explore):
+        assert len(fits.mask) == len(queries) == len(earlier) == len(explore)
         assert [r["of"] for r in fits.removed] == list(queries)  # each request's constraints, in order
         self.batches.append((profile, list(queries)))
         self.threads.add(threading.get_ident())

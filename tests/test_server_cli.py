@@ -30,6 +30,7 @@ def test_serve_answers_and_stops_on_sigterm_keeping_feedback(tmp_path: Path) -> 
         config.write_text(
             "api_keys_env: TEST_GATEWAY_KEYS\n"
             "feedback_db: state/feedback.sqlite3\n"
+            "learning: {exploration_budget: 0}\n"  # deterministic choices
             "endpoints:\n"
             + "".join(f"  {m}: {{base_url: '{upstream.url}/v1'}}\n" for m in ("cheap", "mid", "dear"))
             + "profiles:\n  tagrouter: {rule: within, knob: 0.3}\n",

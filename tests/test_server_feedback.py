@@ -12,6 +12,7 @@ from server_support import CODE, GREETING_QUERY, GREETINGS, fit_router
 
 from tagrouter import HistoryRecord
 from tagrouter.errors import DataError
+from tagrouter.live import Judged
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.feedback import (
     Feedback,
@@ -106,12 +107,7 @@ def test_profile_updates_are_copy_on_write_and_change_routing(router) -> None:
     before = profiles.router("tagrouter")
     counts = before.table.counts.copy()
     assert profiles.route("tagrouter", [GREETING_QUERY])[0].model == "cheap"
-    profiles.update(
-        [
-            HistoryRecord(query_id=f"g{i}", query=q, model="cheap", outcome="loss")
-            for i, q in enumerate(GREETINGS * 2)
-        ]
-    )
+    profiles.update([(Judged(q, "cheap", "loss"), 1.0) for q in GREETINGS * 2])
     assert np.array_equal(before.table.counts, counts)  # requests in flight keep a consistent old table
     assert profiles.model is not before.model
     assert profiles.route("tagrouter", [GREETING_QUERY])[0].model == "mid"
@@ -156,10 +152,7 @@ def test_profiles_calibrate_budgets_and_reject_bad_settings(router, tmp_path: Pa
 def test_two_profiles_share_one_model_and_learn_every_record_once(router) -> None:
     profiles = ProfileSet(router, GatewayConfig.model_validate({"profiles": {"a": {}, "b": {}}}))
     before = profiles.model.table.model_counts.sum()
-    records = [
-        HistoryRecord(query_id=f"g{i}", query=q, model="cheap", outcome="loss")
-        for i, q in enumerate(GREETINGS)
-    ]
+    records = [(Judged(q, "cheap", "loss"), 1.0) for q in GREETINGS]
     profiles.update(records)
     assert profiles.router("a").model is profiles.router("b").model
     assert profiles.model.table.model_counts.sum() == before + len(records)

@@ -369,6 +369,7 @@ def test_graceful_shutdown_loses_no_accepted_feedback(gateway, tmp_path: Path) -
 
 
 def test_decision_headers_quote_tags_and_models_and_format_scores() -> None:
+    from tagrouter.live import LiveDecision
     from tagrouter.router import Decision
     from tagrouter.server.app import _decision_headers
 
@@ -383,12 +384,15 @@ def test_decision_headers_quote_tags_and_models_and_format_scores() -> None:
         knob=0.1,
         reason="",
     )
+    live = LiveDecision(decision, 0.25, {"mid/v2": 0.25, "cheap": 0.75}, "cheap", True)
     for _ in range(2):  # the second call reads the cached quoting
-        headers = _decision_headers(decision, "mid/v2", "chatcmpl-tr-1", "tagrouter")
+        headers = _decision_headers(live, "mid/v2", "chatcmpl-tr-1", "tagrouter")
         assert headers == {
             "x-tagrouter-model": "mid/v2",
             "x-tagrouter-request-id": "chatcmpl-tr-1",
             "x-tagrouter-profile": "tagrouter",
+            "x-tagrouter-explored": "true",
+            "x-tagrouter-propensity": "0.2500",
             "x-tagrouter-tags": "coding,c%2C c%2B%2B,r%C3%A9sum%C3%A9,write a python",
             "x-tagrouter-scores": "cheap=0.2500,mid%2Fv2=0.1235",
         }

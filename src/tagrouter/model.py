@@ -95,13 +95,27 @@ class RoutingModel:
             tuning=tuning,
         )
 
-    def updated(self, history: History | Sequence[HistoryRecord]) -> RoutingModel:
+    def updated(
+        self, history: History | Sequence[HistoryRecord], weights: Sequence[float] | np.ndarray | None = None
+    ) -> RoutingModel:
         """This model with ``history`` learned: the table becomes exactly that of a fit on all records with
-        this tagger; only the touched rows are rescored (see the module docstring)."""
+        this tagger; only the touched rows are rescored (see the module docstring). ``weights`` (one per
+        record) count each record that many times (see :meth:`TagTable.count`)."""
         history = as_history(history)
         if not len(history):
             return self
-        added = TagTable.count(tag_history(self.tagger, history, None), history.model, history.outcome)
+        tags = tag_history(self.tagger, history, None)
+        return self.learned_tagged(tags, history, weights)
+
+    def learned_tagged(
+        self,
+        tag_lists: Sequence[Sequence[str]],
+        history: History,
+        weights: Sequence[float] | np.ndarray | None = None,
+    ) -> RoutingModel:
+        """:meth:`updated` for records whose queries are already tagged with this tagger (``tag_lists``,
+        one per record), so that a decision's tags need not be computed again when its outcome arrives."""
+        added = TagTable.count(tag_lists, history.model, history.outcome, weights)
         return self.learned(added, token_stats(history))
 
     def learned(self, added: TagTable, output_tokens: TokenStats) -> RoutingModel:
@@ -145,6 +159,13 @@ class RoutingModel:
             )
         return replace(self, catalog=catalog)
 
+    def with_models(self, catalog: Catalog) -> RoutingModel:
+        """This model routing to the models of ``catalog``, which may add models with no history yet (they
+        start at the prior: an overall accept rate of 1/2 and no tag evidence) and give existing ones new
+        cards; models it drops are kept in the table as context."""
+        table = self.table.with_models(catalog.names)
+        return RoutingModel.build(self.tagger, table, catalog, self.scorer, self.output_tokens, self.tuning)
+
     # ---- scoring -----------------------------------------------------------------------------------
     @property
     def models(self) -> list[str]:
@@ -175,6 +196,23 @@ class RoutingModel:
         flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.intp)
         empty = self.scorer.empty_scores(self.stats)[self._columns]
         return combine(self.values.gather(flat), lengths, mean=self.scorer.averages, empty=empty)
+
+    @property
+    def samples(self) -> bool:
+        """Whether the scorer has a posterior to sample (:meth:`sample_scores`; the smoothed scorer)."""
+        return isinstance(self.scorer, SmoothedScorer)
+
+    def sample_scores(self, tags: Sequence[str], rng: np.random.Generator, draws: int) -> np.ndarray:
+        """``draws`` samples (draws × models) from the posterior of the scores of a query tagged ``tags``
+        (see :meth:`SmoothedScorer.sample_values`); their mean is close to :meth:`score_tags`'s."""
+        if not isinstance(self.scorer, SmoothedScorer):
+            raise DataError(f"the {self.scorer.kind} scorer has no posterior to sample", field="scorer")
+        rows = self.table.tag_rows([tags])[0]
+        values, rates = self.scorer.sample_values(
+            self.table.rows(rows), self.table.model_counts, dict(self.stats), rng, draws
+        )
+        scores = values.mean(axis=1) if len(rows) else rates
+        return scores[:, self._columns]
 
     def mean_output_tokens(self, model: str) -> float:
         """Mean output tokens of ``model`` in the history (``DEFAULT_OUTPUT_TOKENS`` if it has none)."""

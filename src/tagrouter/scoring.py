@@ -83,37 +83,50 @@ class TagTable:
 
     @property
     def records(self) -> int:
-        """Number of records counted."""
+        """Number of records counted (weighted records count their weight, rounded down)."""
         return int(self.model_counts.sum())
 
     @classmethod
     def count(
-        cls, tag_lists: Sequence[Sequence[str]], models: Sequence[str], outcomes: Sequence[str] | np.ndarray
+        cls,
+        tag_lists: Sequence[Sequence[str]],
+        models: Sequence[str],
+        outcomes: Sequence[str] | np.ndarray,
+        weights: Sequence[float] | np.ndarray | None = None,
     ) -> TagTable:
         """The table of one judged record per position: its query's tags, the model and the outcome (a name
-        of :data:`~tagrouter.records.OUTCOMES` or its code 0 win, 1 tie, 2 loss)."""
-        return cls().added(tag_lists, models, outcomes)
+        of :data:`~tagrouter.records.OUTCOMES` or its code 0 win, 1 tie, 2 loss); ``weights`` (one per
+        record, default 1) count a record as that many (fractional counts, e.g. inverse-propensity; a
+        negative weight takes back a record counted before)."""
+        return cls().added(tag_lists, models, outcomes, weights)
 
     def added(
         self,
         tag_lists: Sequence[Sequence[str]],
         models: Sequence[str],
         outcomes: Sequence[str] | np.ndarray,
+        weights: Sequence[float] | np.ndarray | None = None,
     ) -> TagTable:
-        """This table plus one judged record per position (see :meth:`count`)."""
+        """This table plus one judged record per position, each counted ``weights[i]`` times (default once;
+        see :meth:`count`)."""
         if not (len(tag_lists) == len(models) == len(outcomes)):
             raise ValueError("tag_lists, models and outcomes must have the same length")
+        if weights is not None:
+            weights = np.asarray(weights, dtype=float)
+            if weights.shape != (len(models),) or not np.isfinite(weights).all():
+                raise ValueError("weights must be one finite number per record")
         grown = self._grown([t for tags in tag_lists for t in tags], models)
         m = np.fromiter((grown.model_index[x] for x in models), dtype=np.intp, count=len(models))
         r = outcome_codes(outcomes)
         model_counts = grown.model_counts.copy()
-        np.add.at(model_counts, (m, r), 1)
+        np.add.at(model_counts, (m, r), 1 if weights is None else weights)
         unique_tags = [dict.fromkeys(tags) for tags in tag_lists]  # a record counts once per tag
         rows = np.fromiter((grown.tag_index[t] for tags in unique_tags for t in tags), dtype=np.intp)
         per_record = np.fromiter((len(tags) for tags in unique_tags), dtype=np.intp, count=len(unique_tags))
         touched, inverse = np.unique(rows, return_inverse=True)
         delta = np.zeros((len(touched), len(grown.models), len(OUTCOMES)))
-        np.add.at(delta, (inverse, np.repeat(m, per_record), np.repeat(r, per_record)), 1)
+        counted = 1 if weights is None else np.repeat(weights, per_record)
+        np.add.at(delta, (inverse, np.repeat(m, per_record), np.repeat(r, per_record)), counted)
         return grown._with_counts(grown.blocks.with_rows(touched, delta, add=True), model_counts)
 
     def merged(self, other: TagTable) -> TagTable:
@@ -127,6 +140,10 @@ class TagTable:
         model_counts[columns] += other.model_counts
         blocks = grown.blocks.with_rows(rows, delta, add=True) if len(rows) else grown.blocks
         return grown._with_counts(blocks, model_counts)
+
+    def with_models(self, models: Iterable[str]) -> TagTable:
+        """This table with a column of zero counts for each of ``models`` it does not have yet."""
+        return self._grown((), models)
 
     def _grown(self, tags: Iterable[str], models: Iterable[str]) -> TagTable:
         """This table with rows for new ``tags`` and columns for new ``models`` (zero counts). New tags cost
@@ -322,6 +339,39 @@ class SmoothedScorer(TagScorer):
         return _sigmoid(
             base + self.difficulty_weight * slope[None, :] * shift[:, None] + self.specific_weight * specific
         )
+
+    def sample_values(
+        self,
+        counts: np.ndarray,
+        model_counts: np.ndarray,
+        stats: dict[str, np.ndarray],
+        rng: np.random.Generator,
+        draws: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``draws`` samples from the posterior of the values of tag rows with ``counts`` (rows × models
+        × 3), and of the model rates (the scores of a query with no known tag): arrays (draws × rows ×
+        models) and (draws × models).
+
+        The smoothed rate of :meth:`row_values` is the mean of a Beta posterior (``prior_strength``
+        pseudo-observations at the prior); a draw samples each model's overall rate from its Beta(accepted
+        + 1, lost + 1), moves the prior with it, samples each tag's rate from its Beta, and puts both
+        through the same formula. The tag difficulty (shared by every model) stays at its estimate."""
+        accepted_m = model_counts[:, WIN] + model_counts[:, TIE]
+        p_model = rng.beta(accepted_m + 1.0, model_counts[:, LOSS] + 1.0, size=(draws, len(accepted_m)))
+        slope = stats["slope"]
+        shift = self.tag_difficulty(counts, stats["p_model"])
+        base = _logit(p_model)[:, None, :]
+        tilt = slope[None, None, :] * shift[None, :, None]
+        prior = _sigmoid(base + tilt)
+        accepted = counts[:, :, WIN] + counts[:, :, TIE]
+        lost = counts[:, :, LOSS]
+        rate = rng.beta(
+            accepted[None] + self.prior_strength * prior, lost[None] + self.prior_strength * (1 - prior)
+        )
+        values = _sigmoid(
+            base + self.difficulty_weight * tilt + self.specific_weight * (_logit(rate) - _logit(prior))
+        )
+        return values, p_model
 
     def discrimination_slopes(self, counts: np.ndarray, p_model: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """Per model, how strongly its accept rate follows the tag difficulty (1 without ``discrimination``):

@@ -51,6 +51,7 @@ data_app.command("judge-labels")(collect.data_judge_labels)
 bench_app.command("alpacaeval")(bench.bench_alpacaeval)
 bench_app.command("suite")(bench.bench_suite)
 bench_app.command("speed")(speed.bench_speed)
+bench_app.command("live")(bench.bench_live)
 vocab_app.command("build")(vocab.vocab_build)
 
 #: What the ``bench`` extra installs; every ``tagrouter bench`` command needs it.

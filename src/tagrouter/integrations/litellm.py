@@ -9,6 +9,11 @@ tokens against ``context_window``), and keeps only the chosen model's deployment
 ``context.signals["tagrouter"]`` (LiteLLM stamps it on the request metadata as
 ``routing_plugin_signals``).
 
+The plugin decides through a :class:`~tagrouter.live.LiveLearner`: give it one with an exploration budget
+(``TagRouterPlugin(LiveLearner(router, LivePolicy(budget_share=0.02)))``) and feed judged outcomes back
+with :meth:`TagRouterPlugin.learn` (each with the ``propensity`` of its signal), and it explores and learns
+as the gateway does; given a plain router, it never explores (nothing would learn from it).
+
 A deployment serves catalogue model ``m`` when its model is ``m`` or ends with ``/m``
 (``openai/small-7b`` serves ``small-7b``), or as ``deployments`` maps it. A group none of whose
 deployments serves a catalogue model, a request without user text, or messages that are not a valid chat
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS, ChatRequest, read_chat
 from tagrouter.errors import DataError, validated
+from tagrouter.live import Judged, LiveLearner, LivePolicy
 from tagrouter.router import TagRouter
 
 if TYPE_CHECKING:
@@ -51,19 +57,21 @@ class TagRouterPlugin:
 
     def __init__(
         self,
-        router: TagRouter,
+        router: TagRouter | LiveLearner,
         *,
         deployments: Mapping[str, str] | None = None,
         model_groups: Collection[str] | None = None,
         conversation_weight: float = EARLIER_WEIGHT,
         max_routing_chars: int = MAX_ROUTING_CHARS,
     ) -> None:
-        unknown = sorted(set(deployments or {}) - set(router.models))
+        if isinstance(router, TagRouter):
+            router = LiveLearner(router, LivePolicy(budget_share=0.0, reselect_growth=None))
+        self.learner = router
+        unknown = sorted(set(deployments or {}) - set(self.router.models))
         if unknown:
             raise DataError(
                 f"deployments: {', '.join(unknown)} not in the router's catalogue", field="deployments"
             )
-        self.router = router
         self.deployments = dict(deployments or {})
         self.model_groups = None if model_groups is None else frozenset(model_groups)
         self.conversation_weight = conversation_weight
@@ -73,6 +81,15 @@ class TagRouterPlugin:
     def load(cls, folder: str | Path, **options: Any) -> TagRouterPlugin:
         """The plugin around the router saved in ``folder``."""
         return cls(TagRouter.load(folder), **options)
+
+    @property
+    def router(self) -> TagRouter:
+        """The learner's current router."""
+        return self.learner.router
+
+    def learn(self, judged: list[Judged]) -> list[float]:
+        """Learn judged outcomes of this plugin's decisions (see :meth:`LiveLearner.learn`)."""
+        return self.learner.learn(judged)
 
     def served_by(self, litellm_model: str) -> str | None:
         """The catalogue model a deployment's ``litellm_params.model`` serves, or None."""
@@ -102,13 +119,16 @@ class TagRouterPlugin:
             return context
         undeployed = frozenset(m for m in self.router.models if m not in deployed)
         needed = [replace(read.needs, exclude=undeployed)]
-        decision = self.router.route_batch([read.query], needed, [read.earlier], self.conversation_weight)[0]
+        live = self.learner.decide_batch([read.query], needed, [read.earlier], self.conversation_weight)[0]
+        decision = live.decision
         context.candidate_models = [c for c, m in served.items() if m == decision.model]
         context.signals[SIGNAL] = {
             "model": decision.model,
             "tags": decision.tags,
             "ranking": decision.ranking,
             "reason": decision.reason,
+            "propensity": live.propensity,
+            "explored": live.explored,
         }
         return context
 

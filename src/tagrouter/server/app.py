@@ -9,6 +9,7 @@ Endpoints: ``POST /v1/chat/completions`` (routed and forwarded, streaming or not
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -32,11 +33,17 @@ from tagrouter import __version__
 from tagrouter.chat import ChatRequest, capped, visible
 from tagrouter.constraints import Allowed, Needs, allowed
 from tagrouter.errors import DataError, validated
+from tagrouter.live import LiveDecision
 from tagrouter.router import Decision, TagRouter
 from tagrouter.server.affinity import Pin
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.errors import ApiError, data_error
-from tagrouter.server.feedback import Feedback
+from tagrouter.server.feedback import (
+    Feedback,
+    FeedbackConflictError,
+    FeedbackForbiddenError,
+    FeedbackLimitError,
+)
 from tagrouter.server.overrides import HEADERS, OverrideError, read_overrides
 from tagrouter.server.parts import GatewayParts, build_parts
 from tagrouter.server.requests import RoutingInput, read_chat_request
@@ -77,13 +84,45 @@ def _quoted_model(model: str) -> str:
     return quote(model, safe="-_.")
 
 
-def _decision_headers(decision: Decision | None, model: str, request_id: str, profile: str) -> dict[str, str]:
+#: Values of the ``x-tagrouter-explore`` header that turn exploration off for one request.
+OFF = frozenset({"off", "false", "0", "no"})
+#: The label of ``tagrouter_feedback_total`` for each kind of refused feedback.
+REJECTED: dict[type, str] = {
+    FeedbackForbiddenError: "forbidden",
+    FeedbackConflictError: "conflict",
+    FeedbackLimitError: "limited",
+}
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who sent a request: the number of its key (its per-key limits), the hash of its key (the owner of
+    the requests it makes) and whether the key is an admin key."""
+
+    index: int
+    source: str
+    admin: bool
+
+
+def _scope(client: Client | None) -> str:
+    """The session scope of a request's client: sessions of different keys never meet."""
+    return "" if client is None else str(client.index)
+
+
+def _index(client: Client | None) -> int | None:
+    return None if client is None else client.index
+
+
+def _decision_headers(live: LiveDecision | None, model: str, request_id: str, profile: str) -> dict[str, str]:
     headers = {
         "x-tagrouter-model": model,
         "x-tagrouter-request-id": request_id,
         "x-tagrouter-profile": profile,
     }
-    if decision is not None:
+    if live is not None:
+        decision = live.decision
+        headers["x-tagrouter-explored"] = "true" if live.explored else "false"
+        headers["x-tagrouter-propensity"] = f"{live.propensity:.4f}"
         headers["x-tagrouter-tags"] = ",".join([_quoted_tag(t) for t in decision.tags])
         headers["x-tagrouter-scores"] = ",".join(
             [f"{_quoted_model(m)}={s:.4f}" for m, s in decision.scores.items()]
@@ -101,7 +140,7 @@ class Gateway:
 
     async def authorize(self, request: Request) -> None:
         """Reject the request unless it carries one of the client keys (when any are configured), and
-        count it against that key's rate limit. Sets ``request.state.client``: the key's number (None
+        count it against that key's rate limit. Sets ``request.state.client``: its :class:`Client` (None
         without client keys), which scopes the request's session and its per-key limits.
 
         A coroutine, so that FastAPI runs it on the event loop instead of in a worker thread."""
@@ -115,8 +154,14 @@ class Gateway:
             raise ApiError(
                 401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
             )
-        request.state.client = matched.index(True)
-        self.parts.admission.check_key(request.state.client)
+        index = matched.index(True)
+        key = self.parts.keys[index]
+        request.state.client = Client(
+            index=index,
+            source=hashlib.sha256(key).hexdigest()[:32],
+            admin=key.decode() in self.parts.config.admin_keys,
+        )
+        self.parts.admission.check_key(index)
 
     async def body(self, request: Request) -> bytes:
         """The request's body, within ``max_request_bytes`` and ``admission.body_timeout_s``."""
@@ -153,9 +198,13 @@ class Gateway:
         endpoint: str,
         fits: Allowed,
         earlier: list[str | None] | None = None,
-    ) -> list[Decision]:
+        explore: bool = True,
+    ) -> list[LiveDecision]:
         start = time.perf_counter()
-        decisions = await self.parts.batcher.decide(profile, queries, fits, earlier)
+        decisions = await self.parts.batcher.decide(profile, queries, fits, earlier, explore)
+        explored = sum(d.explored for d in decisions)
+        if explored:
+            self.parts.metrics.explored.labels(profile).inc(explored)
         histogram = self._decision_seconds.get(endpoint)
         if histogram is None:
             histogram = self._decision_seconds[endpoint] = self.parts.metrics.decision_seconds.labels(
@@ -194,7 +243,7 @@ class Gateway:
 
     # ---- endpoints ----------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
-        with self.parts.admission.client(request.state.client):  # before the body: per key
+        with self.parts.admission.client(_index(request.state.client)):  # before the body: per key
             content = await self.body(request)
             with self.parts.admission.chat():  # once the body is in: shared
                 return await self._chat(request, content)
@@ -202,7 +251,7 @@ class Gateway:
     def read_chat(self, content: bytes, request: Request) -> RoutingInput:
         """The routing input of a chat body (its session scoped by the request's client key)."""
         parts, client = self.parts, request.state.client
-        scope = "" if client is None else str(client)
+        scope = _scope(client)
         return read_chat_request(
             parse_json(content), request.headers, parts.config, parts.catalog, parts.profiles, scope
         )
@@ -214,14 +263,17 @@ class Gateway:
         else:
             routing = self.read_chat(content, request)
         query, session = routing.query, routing.session
-        scope = "" if request.state.client is None else str(request.state.client)
+        scope = _scope(request.state.client)
         decision: Decision | None = None
+        live: LiveDecision | None = None
         affinity = None
         if routing.profile is not None:  # routed: query holds the text to route on
             profile = routing.profile
             pin = parts.pins.lookup(session) if parts.pins is not None and session is not None else None
             fits = self.fits([query], [self.floored(routing.needs, pin)])
-            decision = (await self.decide(profile, [query], "chat", fits, [routing.earlier]))[0]
+            explore = pin is None and request.headers.get("x-tagrouter-explore", "").lower() not in OFF
+            live = (await self.decide(profile, [query], "chat", fits, [routing.earlier], explore))[0]
+            decision = live.decision
             models, affinity = self.fallbacks(decision, pin)
             parts.metrics.affinity.labels(profile, affinity).inc()
         else:
@@ -238,7 +290,7 @@ class Gateway:
         if parts.limits.tracks(answer.model):
             parts.limits.record(answer.model, routing.needs.input_tokens)
         request_id = "chatcmpl-tr-" + uuid.uuid4().hex
-        headers = _decision_headers(decision, answer.model, request_id, profile)
+        headers = _decision_headers(live, answer.model, request_id, profile)
         headers.update(routing.overrides.echo())
         if affinity is not None:
             headers["x-tagrouter-affinity"] = affinity
@@ -252,7 +304,11 @@ class Gateway:
             else:
                 parts.pins.escalate(session, models[0], lost=False)
         if query is not None:  # so that feedback can cite the request id
-            parts.writer.remember(request_id, query, answer.model)
+            # the propensity of the policy's choice; an answer from a fallback or a pin was not its choice
+            chosen = live is not None and affinity == "routed" and answer.model == live.model
+            client = getattr(request.state, "client", None)
+            owner = client.source if client is not None else None
+            parts.writer.remember(request_id, query, answer.model, owner, live.propensity if chosen else 1.0)
         parts.metrics.requests.labels(profile, answer.model, "ok").inc()
         if routing.stream:
             return self._stream(answer, request_id, headers, profile, decision)
@@ -335,7 +391,7 @@ class Gateway:
         return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
     async def route(self, request: Request) -> dict[str, Any]:
-        with self.parts.admission.client(request.state.client):
+        with self.parts.admission.client(_index(request.state.client)):
             return await self._route(request, parse_json(await self.body(request)))
 
     async def _route(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -371,15 +427,15 @@ class Gateway:
         )
         queries = [capped(q, self.parts.config.max_routing_chars) for q in queries]
         fits = self.fits(queries, needs)
-        decisions = await self.decide(profile, queries, "route", fits)
+        decisions = await self.decide(profile, queries, "route", fits, explore=False)
         return {
             "object": "tagrouter.route",
             "profile": profile,
-            "decisions": [{"query": d.query, **d.to_dict()} for d in decisions],
+            "decisions": [{"query": d.decision.query, **d.decision.to_dict()} for d in decisions],
         }
 
     async def feedback(self, request: Request) -> dict[str, Any]:
-        with self.parts.admission.client(request.state.client):  # before the body: per key
+        with self.parts.admission.client(_index(request.state.client)):  # before the body: per key
             content = await self.body(request)
             with self.parts.admission.feedback():  # once the body is in: shared
                 return await self._feedback(request, content)
@@ -399,17 +455,21 @@ class Gateway:
                 f"model {sent.model!r} is not in the router's catalogue ({', '.join(parts.catalog.names)})",
                 param="model",
             )
+        client = getattr(request.state, "client", None)
         item = Feedback(
             feedback_id=sent.feedback_id or "fb-" + uuid.uuid4().hex,
             outcome=sent.outcome,
             model=sent.model,
             query=capped(sent.query, parts.config.max_routing_chars) if sent.query is not None else None,
             request_id=sent.request_id,
+            source=client.source if client is not None else None,
+            admin=client is not None and client.admin,
+            correction=sent.correction,
         )
         try:
             result = await parts.writer.submit(item)
-        except DataError:  # answered by the app's DataError handler
-            parts.metrics.feedback.labels("rejected").inc()
+        except DataError as exc:  # answered by the app's DataError handler
+            parts.metrics.feedback.labels(REJECTED.get(type(exc), "rejected")).inc()
             raise
         except RuntimeError as exc:
             raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None
@@ -417,8 +477,7 @@ class Gateway:
         if parts.shadow and sent.request_id:
             parts.shadow.explicit(sent.request_id, item.outcome)
         if parts.pins is not None and item.outcome == "loss" and sent.request_id is not None:
-            client = request.state.client
-            parts.pins.lost(sent.request_id, result.model, "" if client is None else str(client))
+            parts.pins.lost(sent.request_id, result.model, _scope(client))
         return {
             "object": "tagrouter.feedback",
             "status": result.status,

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from tagrouter.constraints import Allowed
-from tagrouter.router import Decision
+from tagrouter.live import LiveDecision
 
-Route = Callable[[str, Sequence[str], Allowed, Sequence[str | None]], list[Decision]]
-_Outcome = list[Decision] | Exception
+Route = Callable[[str, Sequence[str], Allowed, Sequence[str | None], Sequence[bool]], list[LiveDecision]]
+_Outcome = list[LiveDecision] | Exception
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class _Request:
     queries: list[str]
     fits: Allowed
     earlier: list[str | None]
-    future: asyncio.Future[list[Decision]]
+    explore: list[bool]
+    future: asyncio.Future[list[LiveDecision]]
 
 
 _Waiting = list[_Request]
@@ -44,7 +45,8 @@ class RouteBatcher:
     models ``fits`` allows them, after their conversations' ``earlier`` turns; default none), made in a
     shared batch.
 
-    ``route(profile, queries, fits, earlier)`` makes the decisions (``fits`` of the whole batch); with
+    ``route(profile, queries, fits, earlier, explore)`` makes the decisions (``fits`` of the whole batch,
+    ``explore``: whether each query may explore); with
     ``in_threadpool`` (or for a batch of more than ``thread_chars`` characters) it runs in a worker
     thread, and the queries that arrive meanwhile form the next batch.
     """
@@ -63,10 +65,11 @@ class RouteBatcher:
         queries: list[str],
         fits: Allowed,
         earlier: list[str | None] | None = None,
-    ) -> list[Decision]:
+        explore: bool = True,
+    ) -> list[LiveDecision]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Decision]] = loop.create_future()
-        request = _Request(queries, fits, earlier or [None] * len(queries), future)
+        future: asyncio.Future[list[LiveDecision]] = loop.create_future()
+        request = _Request(queries, fits, earlier or [None] * len(queries), [explore] * len(queries), future)
         self._waiting.setdefault(profile, []).append(request)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -97,6 +100,7 @@ class RouteBatcher:
                 [q for item in items for q in item.queries],
                 items[0].fits if len(items) == 1 else Allowed.stacked([item.fits for item in items]),
                 [e for item in items for e in item.earlier],
+                [x for item in items for x in item.explore],
             )
         except Exception as exc:
             if len(items) == 1:

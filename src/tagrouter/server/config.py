@@ -107,6 +107,29 @@ class Admission(BaseModel):
     )
 
 
+class Learning(BaseModel):
+    """Learning from feedback (see ``tagrouter.live``): exploration's budget and the bound on what one
+    client key's feedback may weigh."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exploration_budget: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="exploration's extra expected dollars as a share of each profile's spend (0: never explore)",
+    )
+    per_key_weight: float | None = Field(
+        default=100.0, gt=0, description="feedback weight one client key may add per window (none: unbounded)"
+    )
+    window_s: float = Field(default=3600.0, gt=0, description="the window of per_key_weight")
+    history: list[Path] = Field(
+        default_factory=list,
+        description="the router's fit history: with it, the scorer's settings are chosen again, in the "
+        "background, each time feedback doubles the queries learned",
+    )
+
+
 class GatewayConfig(BaseModel):
     """All settings of the gateway (see ``docs/gateway.md`` for a complete example)."""
 
@@ -177,6 +200,10 @@ class GatewayConfig(BaseModel):
         ge=1024,
         description="an upstream answer (body or whole stream) over this is a failure, not relayed",
     )
+    learning: Learning = Field(default_factory=Learning)
+    admin_keys: list[str] = Field(
+        default_factory=list, description="client keys that may give feedback on any request"
+    )
 
     @field_validator("feedback_db", mode="before")
     @classmethod
@@ -229,7 +256,10 @@ class GatewayConfig(BaseModel):
             for name, p in self.profiles.items()
         }
         feedback_db = fix(self.feedback_db) if isinstance(self.feedback_db, Path) else self.feedback_db
-        return self.model_copy(update={"feedback_db": feedback_db, "profiles": profiles})
+        learning = self.learning.model_copy(update={"history": [fix(h) for h in self.learning.history]})
+        return self.model_copy(
+            update={"feedback_db": feedback_db, "profiles": profiles, "learning": learning}
+        )
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -12,13 +12,20 @@ from fastapi.responses import Response
 
 from tagrouter.constraints import UnroutableError
 from tagrouter.errors import DataError
-from tagrouter.server.feedback import FeedbackConflictError, UnknownRequestError
+from tagrouter.server.feedback import (
+    FeedbackConflictError,
+    FeedbackForbiddenError,
+    FeedbackLimitError,
+    UnknownRequestError,
+)
 from tagrouter.server.overrides import OverrideError
 
 #: status and error code of the bad-input errors that are not a plain 400
 _DATA_ERRORS: dict[type[DataError], tuple[int, str | None]] = {
     UnknownRequestError: (404, "unknown_request_id"),
     FeedbackConflictError: (409, "feedback_conflict"),
+    FeedbackForbiddenError: (403, "feedback_forbidden"),
+    FeedbackLimitError: (429, "feedback_limited"),
     OverrideError: (400, "invalid_override"),
     UnroutableError: (400, "no_model_fits"),
 }

@@ -2,8 +2,16 @@
 that applies both in batches.
 
 The store keeps every feedback record (idempotent by feedback id) so that the router can be rebuilt at
-start-up, and the most recent requests (request id → routing text, model) so that feedback can cite a
-request id. The routing text is capped (``max_routing_chars``), and the requests kept are bounded both in
+start-up, and the most recent requests (request id → routing text, model, the hash of the client key that
+made it and the propensity of its choice) so that feedback can cite a request id.
+
+Feedback is untrusted input. Feedback on a request id is accepted only from the key that made the request
+(or an admin key): :class:`FeedbackForbiddenError` otherwise. A request takes one verdict: a second one
+with another feedback id is a :class:`FeedbackConflictError` unless it says ``correction``, which replaces
+the first (the store writes a retraction of the first, weight −w, then the correction). Each stored
+feedback carries the weight the learner gave it (:meth:`tagrouter.live.LiveLearner.weigh`, e.g. its
+inverse-propensity weight, or 0 when its source is over its bound), so that every replica and every
+restart learns the same weights. The routing text is capped (``max_routing_chars``), and the requests kept are bounded both in
 number and in bytes of text: the oldest are dropped first.
 
 The :class:`FeedbackWriter` runs all store writes in one background thread, one batch at a time (group
@@ -26,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tagrouter.errors import DataError
+from tagrouter.live import Judged, WeightedOutcome
 from tagrouter.records import HistoryRecord, query_id
 
 log = logging.getLogger("tagrouter.server")
@@ -54,33 +63,55 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at REAL NOT NULL
 );
 """
+#: Columns added since the first schema (table, column, SQL type), added to older stores when opened.
+ADDED_COLUMNS = (
+    ("feedback", "origin", "TEXT"),
+    ("feedback", "source", "TEXT"),
+    ("feedback", "propensity", "REAL"),
+    ("feedback", "weight", "REAL"),
+    ("feedback", "superseded", "INTEGER NOT NULL DEFAULT 0"),
+    ("requests", "owner", "TEXT"),
+    ("requests", "propensity", "REAL"),
+)
+#: A request to remember: request id, routing text, model, the owner key's hash (or None), propensity.
+Remembered = tuple[str, str, str, str | None, float]
 
 
 @dataclass(frozen=True)
 class Feedback:
-    """One judged outcome, as sent to ``POST /v1/feedback`` (either ``request_id`` or ``query``)."""
+    """One judged outcome, as sent to ``POST /v1/feedback`` (either ``request_id`` or ``query``), with who
+    sent it: ``source`` (the hash of the client key; None without keys), ``admin`` (an admin key may give
+    feedback on any request) and whether it is a ``correction`` of the request's earlier verdict."""
 
     feedback_id: str
     outcome: Literal["win", "tie", "loss"]
     model: str | None = None
     query: str | None = None
     request_id: str | None = None
+    source: str | None = None
+    admin: bool = False
+    correction: bool = False
 
 
 @dataclass(frozen=True)
 class FeedbackResult:
-    """What became of a feedback: ``recorded`` (new) or ``duplicate`` (its id was already stored)."""
+    """What became of a feedback: ``recorded`` (new) or ``duplicate`` (its id was already stored); what
+    the learner learns from it (``learned``: outcomes with their weights, a retraction first when it
+    corrects an earlier verdict)."""
 
     status: Literal["recorded", "duplicate"]
     feedback_id: str
     model: str
     query: str
+    learned: tuple[WeightedOutcome, ...] = ()
 
-    def record(self, outcome: Literal["win", "tie", "loss"]) -> HistoryRecord:
-        """The history record this feedback adds (query id = hash of the query text)."""
-        return HistoryRecord(
-            query_id=query_id(self.query), query=self.query, model=self.model, outcome=outcome
-        )
+
+class FeedbackForbiddenError(DataError):
+    """Feedback cited a request that another client key made."""
+
+
+class FeedbackLimitError(DataError):
+    """The client key's feedback is over the learner's bound for the current window."""
 
 
 class UnknownRequestError(DataError):
@@ -95,28 +126,42 @@ class FeedbackConflictError(DataError):
 class FeedbackSql:
     """The statements that store one feedback, in one database's dialect (SQLite, PostgreSQL)."""
 
-    find_request: str  # (request_id) -> query, model
-    insert: (
-        str  # (feedback_id, query, model, outcome, request_id, created_at, origin); nothing if the id exists
-    )
+    find_request: str  # (request_id) -> query, model, owner, propensity
+    #: (feedback_id, query, model, outcome, request_id, created_at, origin, source, propensity, weight)
+    insert: str
     find_stored: str  # (feedback_id) -> query, model, outcome
+    find_verdict: str  # (request_id) -> feedback_id, query, model, outcome, weight of its standing verdict
+    supersede: str  # (feedback_id): mark a verdict replaced by a correction
 
 
 SQLITE_SQL = FeedbackSql(
-    find_request="SELECT query, model FROM requests WHERE request_id = ?",
-    insert="INSERT OR IGNORE INTO feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    find_request="SELECT query, model, owner, propensity FROM requests WHERE request_id = ?",
+    insert="INSERT INTO feedback (feedback_id, query, model, outcome, request_id, created_at, origin, source, "
+    "propensity, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     find_stored="SELECT query, model, outcome FROM feedback WHERE feedback_id = ?",
+    find_verdict="SELECT feedback_id, query, model, outcome, weight FROM feedback "
+    "WHERE request_id = ? AND superseded = 0 AND COALESCE(weight, 1) >= 0 ORDER BY seq DESC LIMIT 1",
+    supersede="UPDATE feedback SET superseded = 1 WHERE feedback_id = ?",
 )
+
+Weigh = Callable[[Judged], float]
 
 
 def store_one(
-    db: Any, sql: FeedbackSql, item: Feedback, now: float, origin: str, remembered: str
+    db: Any,
+    sql: FeedbackSql,
+    item: Feedback,
+    now: float,
+    origin: str,
+    remembered: str,
+    weigh: Weigh | None = None,
 ) -> FeedbackResult | DataError:
-    """Store one feedback through ``db`` (a DB-API connection): resolve its request id to the query and
-    model, insert it once per feedback id, and tell a retry (``duplicate``) from a conflicting reuse of the
-    id. ``remembered`` says which requests the store keeps, for the unknown-request error."""
-    query, model = item.query, item.model
+    """Store one feedback through ``db`` (a DB-API connection): resolve its request id to the query, model
+    and propensity (refusing a key that did not make the request), insert it once per feedback id (a retry
+    is a ``duplicate``, a reuse of the id with other content a conflict), and keep one verdict per request
+    (a ``correction`` replaces it). ``weigh`` gives the weight the learner learns it with (default 1);
+    ``remembered`` says which requests the store keeps, for the unknown-request error."""
+    query, model, propensity = item.query, item.model, 1.0
     if item.request_id is not None:
         row = db.execute(sql.find_request, (item.request_id,)).fetchone()
         if row is None:
@@ -125,20 +170,74 @@ def store_one(
                 "send the query text instead",
                 field="request_id",
             )
-        query, model = row[0], model or row[1]
+        owner = row[2]
+        if owner is not None and not item.admin and item.source != owner:
+            return FeedbackForbiddenError(
+                f"request {item.request_id!r} was made with another client key: feedback on a request is "
+                "accepted only from the key that made it (or an admin key)",
+                field="request_id",
+            )
+        if model is not None and model != row[1]:
+            return DataError(
+                f"request {item.request_id!r} was answered by {row[1]!r}, not {model!r}; leave out 'model'",
+                field="model",
+            )
+        query, model = row[0], row[1]
+        propensity = 1.0 if row[3] is None else float(row[3])
     if query is None or model is None:
         return DataError("feedback needs a request_id, or a query and a model", field="query")
-    inserted = db.execute(
-        sql.insert, (item.feedback_id, query, model, item.outcome, item.request_id, now, origin)
-    ).rowcount
-    if not inserted:
-        stored = db.execute(sql.find_stored, (item.feedback_id,)).fetchone()
+    stored = db.execute(sql.find_stored, (item.feedback_id,)).fetchone()
+    if stored is not None:
         if tuple(stored) != (query, model, item.outcome):
             return FeedbackConflictError(
                 f"feedback id {item.feedback_id!r} was already stored with another query, model or outcome",
                 field="feedback_id",
             )
-    return FeedbackResult("recorded" if inserted else "duplicate", item.feedback_id, model, query)
+        return FeedbackResult("duplicate", item.feedback_id, model, query)
+    learned: list[WeightedOutcome] = []
+    if item.request_id is not None:
+        verdict = db.execute(sql.find_verdict, (item.request_id,)).fetchone()
+        if verdict is not None:
+            if not item.correction:
+                return FeedbackConflictError(
+                    f"request {item.request_id!r} already has a verdict (feedback id {verdict[0]!r}); "
+                    'send "correction": true to replace it',
+                    field="request_id",
+                )
+            old_id, old_query, old_model, old_outcome, old_weight = verdict
+            retraction = -(1.0 if old_weight is None else float(old_weight))
+            db.execute(sql.supersede, (old_id,))
+            db.execute(
+                sql.insert,
+                (f"{old_id}~retracted", old_query, old_model, old_outcome, item.request_id, now, origin)
+                + (item.source, propensity, retraction),
+            )
+            learned.append((Judged(old_query, old_model, old_outcome), retraction))
+    judged = Judged(query, model, item.outcome, propensity, source=item.source)
+    weight = 1.0 if weigh is None else weigh(judged)
+    if weight == 0:
+        return FeedbackLimitError(
+            "this client key has reached its bound on learned feedback for now; try again later",
+            field="feedback",
+        )
+    db.execute(
+        sql.insert,
+        (item.feedback_id, query, model, item.outcome, item.request_id, now, origin, item.source)
+        + (propensity, weight),
+    )
+    learned.append((judged, weight))
+    return FeedbackResult("recorded", item.feedback_id, model, query, tuple(learned))
+
+
+def weighted_rows(
+    rows: Sequence[tuple[str, str, str, float | None, float | None]],
+) -> list[WeightedOutcome]:
+    """Outcomes and weights of feedback rows (query, model, outcome, propensity, weight); rows written
+    before weights were stored count once."""
+    return [
+        (Judged(q, m, o, 1.0 if p is None else float(p)), 1.0 if w is None else float(w))
+        for q, m, o, p, w in rows
+    ]
 
 
 class FeedbackStore:
@@ -177,9 +276,9 @@ class FeedbackStore:
                 raise DataError(
                     f"feedback store schema version {row[0]}, expected {SCHEMA_VERSION}", path=self.path
                 )
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(feedback)")}
-            if "origin" not in columns:  # a store written before replicas followed each other
-                self._db.execute("ALTER TABLE feedback ADD COLUMN origin TEXT")
+            for table, column, kind in ADDED_COLUMNS:  # a store written by an earlier version
+                if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot open the feedback store as SQLite ({exc})", path=self.path) from None
         rows, size = self._db.execute(
@@ -189,25 +288,31 @@ class FeedbackStore:
         self.request_rows, self.request_bytes = int(rows), int(size)
 
     def apply(
-        self, requests: Sequence[tuple[str, str, str]], feedback: Sequence[Feedback]
+        self,
+        requests: Sequence[Remembered | tuple[str, str, str]],
+        feedback: Sequence[Feedback],
+        weigh: Weigh | None = None,
     ) -> list[FeedbackResult | DataError]:
-        """In one transaction: remember ``requests`` (request id, query, model), then store each feedback.
+        """In one transaction: remember ``requests`` (request id, query, model, and optionally the owner
+        key's hash and the propensity), then store each feedback (``weigh``: see :func:`store_one`).
 
         Returns, per feedback, its result or the error that rejects it (nothing is stored for those).
         """
         now = time.time()
         results: list[FeedbackResult | DataError] = []
         db = self._db
+        rows = [remembered_row(r, now) for r in requests]
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT OR IGNORE INTO requests (request_id, query, model, created_at) VALUES (?, ?, ?, ?)",
-                [(rid, q, m, now) for rid, q, m in requests],
+                "INSERT OR IGNORE INTO requests (request_id, query, model, owner, propensity, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
-            self.request_rows += len(requests)
-            self.request_bytes += sum(len(q.encode("utf-8")) for _, q, _ in requests)
+            self.request_rows += len(rows)
+            self.request_bytes += sum(len(r[1].encode("utf-8")) for r in rows)
             for item in feedback:
-                results.append(self._store_one(item, now))
+                results.append(self._store_one(item, now, weigh))
             if self.request_rows > self.keep_requests or self.request_bytes > self.keep_request_bytes:
                 self._prune()
             db.execute("COMMIT")
@@ -232,23 +337,26 @@ class FeedbackStore:
         self.request_rows -= dropped_rows
         self.request_bytes -= dropped_bytes
 
-    def _store_one(self, item: Feedback, now: float) -> FeedbackResult | DataError:
+    def _store_one(self, item: Feedback, now: float, weigh: Weigh | None) -> FeedbackResult | DataError:
         remembered = f"the most recent {self.keep_requests} requests (and {self.keep_request_bytes} bytes of their text)"
-        return store_one(self._db, SQLITE_SQL, item, now, self.origin, remembered)
+        return store_one(self._db, SQLITE_SQL, item, now, self.origin, remembered, weigh)
 
     def records(self) -> list[HistoryRecord]:
-        """Every stored feedback as a history record, oldest first."""
-        rows = self._db.execute("SELECT query, model, outcome FROM feedback ORDER BY seq").fetchall()
+        """Every standing verdict (not retracted) as a history record, oldest first."""
+        rows = self._db.execute(
+            "SELECT query, model, outcome FROM feedback WHERE superseded = 0 AND COALESCE(weight, 1) >= 0 ORDER BY seq"
+        ).fetchall()
         return [HistoryRecord(query_id=query_id(q), query=q, model=m, outcome=o) for q, m, o in rows]
 
-    def changes(self, after: int = 0) -> tuple[list[HistoryRecord], int]:
+    def changes(self, after: int = 0) -> tuple[list[WeightedOutcome], int]:
         """The feedback stored after sequence number ``after`` by other store objects (other replicas),
         oldest first, and the last sequence number read (``changes(0)`` at start: every record)."""
         if self._reader is None:
             self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._reader.execute("PRAGMA busy_timeout=5000")
         rows = self._reader.execute(
-            "SELECT seq, query, model, outcome, origin FROM feedback WHERE seq > ? ORDER BY seq", (after,)
+            "SELECT seq, query, model, outcome, origin, propensity, weight FROM feedback WHERE seq > ? ORDER BY seq",
+            (after,),
         ).fetchall()
         return changed_records(rows, self.origin, after)
 
@@ -265,21 +373,26 @@ class FeedbackStore:
 
 
 def changed_records(
-    rows: Sequence[tuple[int, str, str, str, str | None]], origin: str, after: int
-) -> tuple[list[HistoryRecord], int]:
-    """History records of feedback rows (seq, query, model, outcome, origin) not written by ``origin``,
-    and the last sequence number among ``rows`` (``after`` when there are none)."""
-    records = [
-        HistoryRecord(query_id=query_id(q), query=q, model=m, outcome=o)
-        for _, q, m, o, by in rows
-        if by != origin
-    ]
-    return records, (rows[-1][0] if rows else after)
+    rows: Sequence[tuple[int, str, str, str, str | None, float | None, float | None]], origin: str, after: int
+) -> tuple[list[WeightedOutcome], int]:
+    """Weighted outcomes of feedback rows (seq, query, model, outcome, origin, propensity, weight) not
+    written by ``origin``, and the last sequence number among ``rows`` (``after`` when there are none)."""
+    outcomes = weighted_rows([(q, m, o, p, w) for _, q, m, o, by, p, w in rows if by != origin])
+    return outcomes, (rows[-1][0] if rows else after)
+
+
+def remembered_row(
+    request: Remembered | tuple[str, str, str], now: float
+) -> tuple[str, str, str, str | None, float, float]:
+    """The requests row of a request to remember: (request id, query, model, owner, propensity, time)."""
+    rid, query, model, *rest = request
+    owner, propensity = (rest[0], rest[1]) if rest else (None, 1.0)
+    return rid, query, model, owner, propensity, now
 
 
 @dataclass
 class _Pending:
-    requests: list[tuple[str, str, str]]
+    requests: list[Remembered]
     feedback: list[tuple[Feedback, asyncio.Future[FeedbackResult]]]
 
 
@@ -287,23 +400,26 @@ class FeedbackWriter:
     """Applies remembered requests and feedback to the store in batches, and teaches the router the newly
     stored records at most once per ``learn_interval_s``.
 
-    ``learn`` is called (in a worker thread) with the records stored since its last call.
+    ``learn`` is called (in a worker thread) with the outcomes stored since its last call and their
+    weights; ``weigh`` gives each feedback its weight as it is stored (see :func:`store_one`).
     """
 
     def __init__(
         self,
         store: FeedbackStore,
-        learn: Callable[[list[HistoryRecord]], None],
+        learn: Callable[[list[WeightedOutcome]], None],
         *,
         learn_interval_s: float = 0.5,
+        weigh: Weigh | None = None,
     ) -> None:
         self.store = store
         self._learn = learn
+        self._weigh = weigh
         self.learn_interval_s = learn_interval_s
         self._pending = _Pending([], [])
         self._wakeup = asyncio.Event()  # something is queued
         self._urgent = asyncio.Event()  # feedback (or closing) is queued: apply now
-        self._unlearned: list[HistoryRecord] = []
+        self._unlearned: list[WeightedOutcome] = []
         self._learn_due = asyncio.Event()  # records wait to be learned
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -317,9 +433,12 @@ class FeedbackWriter:
         self._task = loop.create_task(self._run(), name="tagrouter-feedback-writer")
         self._learner = loop.create_task(self._learn_loop(), name="tagrouter-feedback-learner")
 
-    def remember(self, request_id: str, query: str, model: str) -> None:
-        """Queue a served request so that feedback can cite its id (fire and forget)."""
-        self._pending.requests.append((request_id, query, model))
+    def remember(
+        self, request_id: str, query: str, model: str, owner: str | None = None, propensity: float = 1.0
+    ) -> None:
+        """Queue a served request so that feedback can cite its id (fire and forget): ``owner`` is the hash
+        of the client key that made it, ``propensity`` the probability of its choice."""
+        self._pending.requests.append((request_id, query, model, owner, propensity))
         self._wakeup.set()
 
     async def submit(self, item: Feedback) -> FeedbackResult:
@@ -360,15 +479,15 @@ class FeedbackWriter:
             if batch.requests or batch.feedback:
                 try:
                     results = await asyncio.to_thread(
-                        self.store.apply, batch.requests, [item for item, _ in batch.feedback]
+                        self.store.apply, batch.requests, [item for item, _ in batch.feedback], self._weigh
                     )
                 except Exception as exc:  # the store failed: every feedback of the batch fails with it
                     log.exception("feedback batch failed")
                     results = [exc] * len(batch.feedback)
-                for (item, future), result in zip(batch.feedback, results, strict=True):
+                for (_, future), result in zip(batch.feedback, results, strict=True):
                     if isinstance(result, FeedbackResult) and result.status == "recorded":
-                        self._unlearned.append(result.record(item.outcome))
-                        self.stored += 1
+                        self._unlearned.extend(result.learned)
+                        self.stored += len(result.learned)
                     if future.done():
                         continue
                     if isinstance(result, Exception):
@@ -388,7 +507,7 @@ class FeedbackWriter:
             records, self._unlearned = self._unlearned, []
             await asyncio.to_thread(self._learn_now, records)
 
-    def _learn_now(self, records: list[HistoryRecord]) -> None:
+    def _learn_now(self, records: list[WeightedOutcome]) -> None:
         try:
             self._learn(records)
         except Exception:  # stored durably: the router learns them at the next start

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from tagrouter.records import HistoryRecord
+from tagrouter.live import WeightedOutcome
 from tagrouter.server.stores import FeedbackBackend
 
 log = logging.getLogger("tagrouter.server")
@@ -26,7 +26,7 @@ class FeedbackFollower:
     def __init__(
         self,
         store: FeedbackBackend,
-        learn: Callable[[list[HistoryRecord]], None],
+        learn: Callable[[list[WeightedOutcome]], None],
         *,
         after: int,
         interval_s: float,

@@ -64,13 +64,18 @@ class GatewayMetrics:
             "tagrouter_bad_usage", "Upstream answers whose token usage was not valid counts (not accounted)",
             ["model"], registry=r,
         )  # fmt: skip
+        self.explored = Counter(
+            "tagrouter_explored", "Routed decisions that explored (chose another model than the greedy one), by profile",
+            ["profile"], registry=r,
+        )  # fmt: skip
         self.rejected = Counter(
             "tagrouter_rejected", "Requests turned away with a 429 by admission control, by limit (chat, feedback, key)",
             ["kind"], registry=r,
         )  # fmt: skip
         self.feedback = Counter(
             "tagrouter_feedback",
-            "Feedback calls, by result (recorded, duplicate, rejected)",
+            "Feedback calls, by result (recorded, duplicate; refused: forbidden (another key's request), conflict "
+            "(a second verdict), limited (the key's bound), rejected (other bad input))",
             ["status"],
             registry=r,
         )

@@ -68,7 +68,7 @@ def build_parts(router: TagRouter, config: GatewayConfig) -> GatewayParts:
     upstreams = Upstreams(catalog, config)  # checks the endpoints before anything is opened
     profiles = ProfileSet(router, config)
     batcher = RouteBatcher(
-        profiles.route, in_threadpool=config.route_in_threadpool, thread_chars=config.thread_routing_chars
+        profiles.decide, in_threadpool=config.route_in_threadpool, thread_chars=config.thread_routing_chars
     )
     metrics = GatewayMetrics()
     store = open_feedback_store(config)
@@ -76,7 +76,9 @@ def build_parts(router: TagRouter, config: GatewayConfig) -> GatewayParts:
     profiles.update(replayed)
     if replayed:
         log.info("learned %d stored feedback records from %s", len(replayed), store_name(config.feedback_db))
-    writer = FeedbackWriter(store, profiles.update, learn_interval_s=config.learn_interval_s)
+    writer = FeedbackWriter(
+        store, profiles.update, learn_interval_s=config.learn_interval_s, weigh=profiles.weigh
+    )
     affinity = config.affinity
     pins = (
         SessionPins(
@@ -95,7 +97,7 @@ def build_parts(router: TagRouter, config: GatewayConfig) -> GatewayParts:
         batcher=batcher,
         metrics=metrics,
         admission=AdmissionControl(config.admission, metrics.rejected),
-        keys=[k.encode() for k in config.client_keys()],
+        keys=[k.encode() for k in dict.fromkeys([*config.client_keys(), *config.admin_keys])],
         writer=writer,
         follower=FeedbackFollower(store, profiles.update, after=seen, interval_s=config.follow_interval_s),
         shadow=shadow_judging(config.shadow, catalog, upstreams.endpoints, writer, metrics),

@@ -1,15 +1,15 @@
-"""Routing profiles: one shared routing model, one policy (decider) per profile.
+"""Routing profiles: one shared live learner, one policy (decider) per profile.
 
-Every profile routes on the same :class:`~tagrouter.model.RoutingModel`; a profile is only its decider
-(rule and knob, fixed or calibrated at start-up to a budget) and the model its 'cost saved' metric compares
-against. Learning feedback builds one new model (in proportion to the tags it touches) and swaps it in with
-one assignment, so every profile learns every record at once, and a request routes on the old model or the
-new one, never on a half-updated one.
+Every profile routes through the same :class:`~tagrouter.live.LiveLearner` (one routing model); a profile
+is only its decider (rule and knob, fixed or calibrated at start-up to a budget), its exploration budget
+(each profile's spend is counted apart) and the model its 'cost saved' metric compares against. Learning
+feedback builds one new model (in proportion to the tags it touches) and swaps it in with one assignment,
+so every profile learns every record at once, and a request routes on the old model or the new one, never
+on a half-updated one.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -17,8 +17,9 @@ from types import MappingProxyType
 from tagrouter.constraints import Allowed
 from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
+from tagrouter.live import Judged, LiveDecision, LiveLearner, LivePolicy, WeightedOutcome
 from tagrouter.model import RoutingModel
-from tagrouter.records import HistoryRecord, read_history
+from tagrouter.records import read_history
 from tagrouter.router import Decision, TagRouter
 from tagrouter.server.config import GatewayConfig, Profile
 
@@ -33,8 +34,8 @@ class RoutingProfile:
 
 
 class ProfileSet:
-    """The gateway's routing profiles over one shared model; ``route`` is safe from any thread while
-    ``update`` runs."""
+    """The gateway's routing profiles over one shared learner; ``decide`` and ``route`` are safe from any
+    thread while ``update`` runs."""
 
     def __init__(self, router: TagRouter, config: GatewayConfig) -> None:
         self.catalog = router.catalog
@@ -46,11 +47,23 @@ class ProfileSet:
             )
         self.default = config.default_profile
         self.conversation_weight = config.conversation_weight
-        self.model: RoutingModel = router.model
         self._profiles: Mapping[str, RoutingProfile] = MappingProxyType(
             {name: _build(name, profile, router) for name, profile in config.profiles.items()}
         )
-        self._write_lock = threading.Lock()
+        learning = config.learning
+        history = [r for path in learning.history for r in read_history(path)] or None
+        policy = LivePolicy(
+            budget_share=learning.exploration_budget,
+            per_source_weight=learning.per_key_weight,
+            window_s=learning.window_s,
+            reselect_growth=2.0 if history else None,
+        )
+        self.learner = LiveLearner(router, policy, history=history, background=True)
+
+    @property
+    def model(self) -> RoutingModel:
+        """The current shared model."""
+        return self.learner.model
 
     @property
     def names(self) -> list[str]:
@@ -73,18 +86,42 @@ class ProfileSet:
         fits: Allowed | None = None,
         earlier: Sequence[str | None] | None = None,
     ) -> list[Decision]:
-        """Decisions of ``profile`` for ``queries`` (one batch), among the models ``fits`` allows them
+        """Greedy decisions of ``profile`` for ``queries`` (one batch), among the models ``fits`` allows them
         (checked constraints, see :func:`~tagrouter.constraints.allowed`), after their conversations'
-        ``earlier`` turns (weighing the config's ``conversation_weight``)."""
+        ``earlier`` turns (weighing the config's ``conversation_weight``): no exploration."""
         router = self.router(profile)
         return router.route_batch(list(queries), None, earlier, self.conversation_weight, fits=fits)
 
-    def update(self, records: Sequence[HistoryRecord]) -> None:
-        """Learn judged records: one new shared model, swapped in for every profile at once."""
-        if not records:
-            return
-        with self._write_lock:
-            self.model = self.model.updated(records)
+    def decide(
+        self,
+        profile: str,
+        queries: Sequence[str],
+        fits: Allowed | None = None,
+        earlier: Sequence[str | None] | None = None,
+        explore: bool | Sequence[bool] = True,
+    ) -> list[LiveDecision]:
+        """Decisions of ``profile`` as :meth:`route`'s, exploring where ``explore`` allows within the
+        profile's budget; each says its propensity and whether it explored."""
+        return self.learner.decide_batch(
+            list(queries),
+            None,
+            earlier,
+            self.conversation_weight,
+            fits=fits,
+            decider=self._profiles[profile].decider,
+            budget_key=profile,
+            explore=explore,
+        )
+
+    def weigh(self, judged: Judged) -> float:
+        """The weight a new feedback is stored and learned with (0: its key is over its bound)."""
+        return self.learner.weigh(judged)
+
+    def update(self, outcomes: Sequence[WeightedOutcome]) -> None:
+        """Learn judged outcomes with their stored weights: one new shared model, swapped in for every
+        profile at once."""
+        if outcomes:
+            self.learner.learn_weighted([j for j, _ in outcomes], [w for _, w in outcomes])
 
 
 def _build(name: str, profile: Profile, router: TagRouter) -> RoutingProfile:

@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Protocol
 
 from tagrouter.errors import DataError
-from tagrouter.records import HistoryRecord
+from tagrouter.live import WeightedOutcome
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.feedback import (
     Feedback,
     FeedbackResult,
     FeedbackSql,
     FeedbackStore,
+    Remembered,
+    Weigh,
     changed_records,
+    remembered_row,
     store_one,
 )
 
@@ -48,6 +51,12 @@ CREATE TABLE IF NOT EXISTS tagrouter_requests (
     model TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL
 );
+ALTER TABLE tagrouter_feedback ADD COLUMN IF NOT EXISTS source TEXT;
+ALTER TABLE tagrouter_feedback ADD COLUMN IF NOT EXISTS propensity DOUBLE PRECISION;
+ALTER TABLE tagrouter_feedback ADD COLUMN IF NOT EXISTS weight DOUBLE PRECISION;
+ALTER TABLE tagrouter_feedback ADD COLUMN IF NOT EXISTS superseded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tagrouter_requests ADD COLUMN IF NOT EXISTS owner TEXT;
+ALTER TABLE tagrouter_requests ADD COLUMN IF NOT EXISTS propensity DOUBLE PRECISION;
 """
 
 
@@ -58,10 +67,10 @@ class FeedbackBackend(Protocol):
     origin: str
 
     def apply(
-        self, requests: Sequence[tuple[str, str, str]], feedback: Sequence[Feedback]
+        self, requests: Sequence[Remembered], feedback: Sequence[Feedback], weigh: Weigh | None = None
     ) -> list[FeedbackResult | DataError]: ...
 
-    def changes(self, after: int = 0) -> tuple[list[HistoryRecord], int]: ...
+    def changes(self, after: int = 0) -> tuple[list[WeightedOutcome], int]: ...
 
     def count(self) -> int: ...
 
@@ -91,10 +100,13 @@ def open_feedback_store(config: GatewayConfig) -> FeedbackBackend:
 
 
 POSTGRES_SQL = FeedbackSql(
-    find_request="SELECT query, model FROM tagrouter_requests WHERE request_id = %s",
-    insert="INSERT INTO tagrouter_feedback (feedback_id, query, model, outcome, request_id, created_at, origin) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (feedback_id) DO NOTHING",
+    find_request="SELECT query, model, owner, propensity FROM tagrouter_requests WHERE request_id = %s",
+    insert="INSERT INTO tagrouter_feedback (feedback_id, query, model, outcome, request_id, created_at, origin, "
+    "source, propensity, weight) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
     find_stored="SELECT query, model, outcome FROM tagrouter_feedback WHERE feedback_id = %s",
+    find_verdict="SELECT feedback_id, query, model, outcome, weight FROM tagrouter_feedback "
+    "WHERE request_id = %s AND superseded = 0 AND COALESCE(weight, 1) >= 0 ORDER BY seq DESC LIMIT 1",
+    supersede="UPDATE tagrouter_feedback SET superseded = 1 WHERE feedback_id = %s",
 )
 
 
@@ -130,19 +142,20 @@ class PostgresFeedbackStore:
             ) from None
 
     def apply(
-        self, requests: Sequence[tuple[str, str, str]], feedback: Sequence[Feedback]
+        self, requests: Sequence[Remembered], feedback: Sequence[Feedback], weigh: Weigh | None = None
     ) -> list[FeedbackResult | DataError]:
-        """In one transaction: remember ``requests`` (request id, query, model), then store each feedback."""
+        """In one transaction: remember ``requests`` (see :meth:`FeedbackStore.apply`), then store each
+        feedback."""
         now = time.time()
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
             with self._db.cursor() as cursor:
                 cursor.executemany(
-                    "INSERT INTO tagrouter_requests (request_id, query, model, created_at) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(rid, q, m, now) for rid, q, m in requests],
+                    "INSERT INTO tagrouter_requests (request_id, query, model, owner, propensity, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [remembered_row(r, now) for r in requests],
                 )
-            results = [self._store_one(item, now) for item in feedback]
+            results = [self._store_one(item, now, weigh) for item in feedback]
             self._since_prune += len(requests)
             if self._since_prune >= 1000:
                 self._db.execute(
@@ -152,15 +165,17 @@ class PostgresFeedbackStore:
                 self._since_prune = 0
         return results
 
-    def _store_one(self, item: Feedback, now: float) -> FeedbackResult | DataError:
+    def _store_one(self, item: Feedback, now: float, weigh: Weigh | None) -> FeedbackResult | DataError:
         return store_one(
-            self._db, POSTGRES_SQL, item, now, self.origin, f"the last {self.keep_requests} requests"
+            self._db, POSTGRES_SQL, item, now, self.origin, f"the last {self.keep_requests} requests", weigh
         )
 
-    def changes(self, after: int = 0) -> tuple[list[HistoryRecord], int]:
-        """Feedback stored after ``after`` by other replicas, and the last sequence number read."""
+    def changes(self, after: int = 0) -> tuple[list[WeightedOutcome], int]:
+        """Feedback stored after ``after`` by other replicas (with its weights), and the last sequence
+        number read."""
         rows = self._reader.execute(
-            "SELECT seq, query, model, outcome, origin FROM tagrouter_feedback WHERE seq > %s ORDER BY seq",
+            "SELECT seq, query, model, outcome, origin, propensity, weight FROM tagrouter_feedback "
+            "WHERE seq > %s ORDER BY seq",
             (after,),
         ).fetchall()
         return changed_records(rows, self.origin, after)

@@ -52,6 +52,8 @@ class FeedbackRequest(BaseModel):
     query: Text | None = Field(default=None, min_length=1)
     model: Text | None = Field(default=None, min_length=1, max_length=200)
     feedback_id: Text | None = Field(default=None, min_length=1, max_length=200)
+    #: replace the request's earlier verdict (one verdict per request otherwise)
+    correction: bool = False
 
 
 class _NotFinite(ValueError):

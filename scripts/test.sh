@@ -21,6 +21,12 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   { $SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null; }; } \
     || echo "warning: PostgreSQL not installed; the PostgreSQL replica test will skip" >&2
 fi
+# Debian's headless Chromium for the dashboard's browser test (Playwright drives it; no browser download).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  { $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }; } \
+    || echo "warning: chromium not installed; the dashboard browser test will skip" >&2
+fi
 
 "$VENV/bin/ruff" check src tests scripts
 "$VENV/bin/ruff" format --check src tests scripts

@@ -100,6 +100,14 @@ class GatewayConfig(BaseModel):
     default_profile: str = DEFAULT_PROFILE
     api_keys: list[str] = Field(default_factory=list, description="accepted client bearer keys")
     api_keys_env: str | None = Field(default=None, description="env var with comma-separated client keys")
+    admin_keys: list[str] = Field(
+        default_factory=list, description="bearer keys of the dashboard and /admin endpoints (none: off)"
+    )
+    reload_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="how often to check the router folder's CURRENT for a new version (0: never)",
+    )
     endpoints: dict[str, Endpoint] = Field(
         default_factory=dict, description="per-model overrides of the catalogue's endpoints"
     )

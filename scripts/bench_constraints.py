@@ -4,8 +4,9 @@ In one process and one run, each chat request of the example history is decided 
 of one, as a lone gateway request) in each of these ways in turn, and the median time per request is
 compared with plain routing (``route_batch([query])``) of the same requests:
 
-- ``constraints``: the request's needs read from its body (token count, modalities, tools) and the
-  allowed-models mask, checked once before batching and applied in the decision (what the gateway does);
+- ``constraints``: the request's needs read from its validated body (token count, modalities, tools) and
+  the allowed-models mask, computed once before batching and passed to the decision (what the gateway
+  does);
 - ``+ affinity``: and the session key (a hash of the conversation's opening), a pin lookup and a pin;
 - ``+ conversation``: and a second turn whose earlier user turn is scored too (``conversation_weight``).
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tagrouter.catalog import Catalog, load_catalog
-from tagrouter.chat import EARLIER_WEIGHT, earlier_text, needs_of, routing_text
+from tagrouter.chat import EARLIER_WEIGHT, ChatRequest, earlier_text, needs_of, routing_text
 from tagrouter.cli.demo import EXAMPLES
 from tagrouter.constraints import allowed
 from tagrouter.records import read_history
@@ -42,7 +43,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
 
 
-def per_request(rows: list[tuple[str, list[dict], Callable[[dict], object]]], rounds: int) -> list[float]:
+def per_request(
+    rows: list[tuple[str, list[ChatRequest], Callable[[ChatRequest], object]]], rounds: int
+) -> list[float]:
     """Median microseconds per request of each row, the rows interleaved request by request (so that a
     change in the machine's load touches every row alike), after a warm-up pass."""
     for _, bodies, decide in rows:
@@ -68,31 +71,37 @@ def main() -> None:
     catalog = Catalog.model_validate({"models": [{**card, **capabilities} for card in cards]})
     router = TagRouter.fit(records, catalog)
     queries = list(dict.fromkeys(r.query for r in records))
-    first_turns = [{"messages": [{"role": "user", "content": q}]} for q in queries]
+    first_turns = [
+        ChatRequest.model_validate({"messages": [{"role": "user", "content": q}]}) for q in queries
+    ]
     second_turns = [
-        {
-            "messages": [
-                *b["messages"],
-                {"role": "assistant", "content": "An answer."},
-                {"role": "user", "content": q},
-            ]
-        }
-        for b, q in zip(first_turns, queries[1:] + queries[:1], strict=True)
+        ChatRequest.model_validate(
+            {
+                "messages": [
+                    {"role": "user", "content": first},
+                    {"role": "assistant", "content": "An answer."},
+                    {"role": "user", "content": second},
+                ]
+            }
+        )
+        for first, second in zip(queries, queries[1:] + queries[:1], strict=True)
     ]
     pins = SessionPins(catalog, ttl_s=1800, max_turns=50, max_sessions=100_000)
 
-    def plain(body: dict) -> object:
-        return router.route_batch([routing_text(body["messages"])])
+    def plain(chat: ChatRequest) -> object:
+        return router.route_batch([routing_text(chat.messages)])
 
-    def constrained(body: dict, affinity: bool = False, weight: float = 0.0) -> object:
-        query = routing_text(body["messages"])
-        key = session_key({}, body) if affinity else None
+    def constrained(chat: ChatRequest, affinity: bool = False, weight: float = 0.0) -> object:
+        query = routing_text(chat.messages)
+        key = session_key({}, chat) if affinity else None
         if key is not None:
             pins.lookup(key)
-        needs = [replace(needs_of(body), saturated=frozenset())]
-        allowed(catalog, needs, None)  # the gateway's check before batching (costs: only for a ceiling)
-        earlier = [earlier_text(body["messages"])] if weight else None
-        decision = router.route_batch([query], needs, earlier, weight)[0]
+        needs = [replace(needs_of(chat), saturated=frozenset())]
+        fits = allowed(
+            catalog, needs, None
+        )  # the gateway's check before batching (costs: only for a ceiling)
+        earlier = [earlier_text(chat.messages)] if weight else None
+        decision = router.route_batch([query], None, earlier, weight, fits=fits)[0]
         if key is not None:
             pins.pin(key, decision.model, "request-id")
         return decision

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from tagrouter.catalog import Catalog
-from tagrouter.chat import EARLIER_WEIGHT, earlier_text
-from tagrouter.evaluation.metrics import Reference, curve_metrics, realised
-from tagrouter.evaluation.protocol import N_FOLDS, SEEDS, fold_ids, pair_choices
+from tagrouter.chat import EARLIER_WEIGHT, ChatMessage, earlier_text
+from tagrouter.curves import Reference, pair_choices, realised
+from tagrouter.evaluation.metrics import curve_metrics
+from tagrouter.evaluation.protocol import N_FOLDS, SEEDS, fold_ids
 from tagrouter.records import HistoryRecord
 from tagrouter.router import TagRouter
 
@@ -54,12 +55,12 @@ def load(folder: Path, accept: int) -> tuple[list[list[str]], np.ndarray]:
     return [q["turns"][:2] for q in questions], accepted
 
 
-def conversation(first: str, second: str) -> list[dict[str, str]]:
+def conversation(first: str, second: str) -> list[ChatMessage]:
     """The second turn's request messages (the first answer's text is not in the data set)."""
     return [
-        {"role": "user", "content": first},
-        {"role": "assistant", "content": "…"},
-        {"role": "user", "content": second},
+        ChatMessage(role="user", content=first),
+        ChatMessage(role="assistant", content="…"),
+        ChatMessage(role="user", content=second),
     ]
 
 

@@ -1,6 +1,7 @@
 """Session pins: keys, expiry by time and turns, LRU bound, escalation; per-model rate limits."""
 
 from tagrouter.catalog import Catalog
+from tagrouter.chat import ChatRequest
 from tagrouter.server.affinity import SessionPins, session_key
 from tagrouter.server.limits import ModelLimits
 
@@ -18,6 +19,10 @@ CATALOG = Catalog.model_validate(
         ]
     }
 )
+
+
+def chat(body: dict) -> ChatRequest:
+    return ChatRequest.model_validate(body)
 
 
 class Clock:
@@ -43,12 +48,14 @@ def test_session_keys_from_header_user_or_the_conversation_opening():
             {"role": "user", "content": "More"},
         ]
     }
-    assert session_key({"x-session-id": "s1"}, {**turn1, "user": "u"}) == "id:s1"
-    assert session_key({}, {**turn1, "user": "u"}) == "id:u"
-    assert session_key({}, turn1) == session_key({}, turn2) and session_key({}, turn1).startswith("opening:")
+    assert session_key({"x-session-id": "s1"}, chat({**turn1, "user": "u"})) == "id:s1"
+    assert session_key({}, chat({**turn1, "user": "u"})) == "id:u"
+    assert session_key({}, chat(turn1)) == session_key({}, chat(turn2)) and session_key(
+        {}, chat(turn1)
+    ).startswith("opening:")
     other = {"messages": [{"role": "user", "content": "Hi there"}]}
-    assert session_key({}, other) != session_key({}, turn1)
-    assert session_key({}, {"messages": [{"role": "system", "content": "x"}]}) is None
+    assert session_key({}, chat(other)) != session_key({}, chat(turn1))
+    assert session_key({}, chat({"messages": [{"role": "system", "content": "x"}]})) is None
 
 
 def test_a_pin_lasts_its_ttl_and_its_turns_then_the_session_is_routed_again():

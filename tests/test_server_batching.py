@@ -9,7 +9,20 @@ import pytest
 
 pytest.importorskip("starlette")
 
+import numpy as np  # noqa: E402
+
+from tagrouter.constraints import Allowed  # noqa: E402
 from tagrouter.server.batching import RouteBatcher  # noqa: E402
+
+
+def fits(queries: list[str]) -> Allowed:
+    """Constraints that allow one model for ``queries``; the model's column says which query it is."""
+    return Allowed(np.ones((len(queries), 1), dtype=bool), [{"of": q} for q in queries])
+
+
+def ask(batcher: RouteBatcher, profile: str, queries: list[str]):
+    """The batcher's decisions for one request of ``queries``."""
+    return batcher.decide(profile, queries, fits(queries))
 
 
 class RecordingRoute:
@@ -20,8 +33,9 @@ class RecordingRoute:
         self.threads: set[int] = set()
         self.fail_on = fail_on
 
-    def __call__(self, profile: str, queries, needs, earlier):
-        assert len(needs) == len(queries) == len(earlier)
+    def __call__(self, profile: str, queries, fits: Allowed, earlier):
+        assert len(fits.mask) == len(queries) == len(earlier)
+        assert [r["of"] for r in fits.removed] == list(queries)  # each request's constraints, in order
         self.batches.append((profile, list(queries)))
         self.threads.add(threading.get_ident())
         if self.fail_on in queries:
@@ -36,9 +50,9 @@ def test_concurrent_requests_share_one_batch_per_profile(in_threadpool: bool) ->
     async def scenario():
         batcher = RouteBatcher(route, in_threadpool=in_threadpool)
         together = await asyncio.gather(
-            batcher.decide("a", ["q1"]), batcher.decide("a", ["q2", "q3"]), batcher.decide("b", ["q4"])
+            ask(batcher, "a", ["q1"]), ask(batcher, "a", ["q2", "q3"]), ask(batcher, "b", ["q4"])
         )
-        alone = await batcher.decide("a", ["q5"])
+        alone = await ask(batcher, "a", ["q5"])
         return together, alone, threading.get_ident()
 
     together, alone, loop_thread = asyncio.run(scenario())
@@ -54,12 +68,12 @@ def test_a_bad_request_fails_alone_and_its_batch_neighbours_are_decided() -> Non
     async def scenario():
         batcher = RouteBatcher(route)
         together = await asyncio.gather(
-            batcher.decide("a", ["ok"]),
-            batcher.decide("a", ["bad"]),
-            batcher.decide("a", ["also", "fine"]),
+            ask(batcher, "a", ["ok"]),
+            ask(batcher, "a", ["bad"]),
+            ask(batcher, "a", ["also", "fine"]),
             return_exceptions=True,
         )
-        return together, await batcher.decide("a", ["later"])
+        return together, await ask(batcher, "a", ["later"])
 
     together, later = asyncio.run(scenario())
     assert together[0] == ["a:ok"] and together[2] == ["a:also", "a:fine"]
@@ -75,8 +89,8 @@ def test_batches_with_more_text_than_the_threshold_are_routed_off_the_event_loop
 
     async def scenario():
         batcher = RouteBatcher(route, thread_chars=100)
-        small = await batcher.decide("a", ["x" * 100])
-        large = await batcher.decide("a", ["y" * 101])
+        small = await ask(batcher, "a", ["x" * 100])
+        large = await ask(batcher, "a", ["y" * 101])
         return small, large, threading.get_ident()
 
     small, large, loop_thread = asyncio.run(scenario())

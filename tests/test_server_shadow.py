@@ -142,7 +142,7 @@ def test_shadow_verdicts_change_routing(shadow_gateway):
 
 def test_shadow_keeps_to_its_daily_budget(shadow_gateway):
     probe, _ = shadow_gateway()
-    shadow = probe.server.config.app.state.gateway.shadow
+    shadow = probe.server.config.app.state.gateway.parts.shadow
     query = "Hello Trent, how are you today?"
     worst = shadow.worst_case_cost(query, f"[cheap] answer to: {query[:60]}")
     probe.stop()

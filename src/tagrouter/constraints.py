@@ -83,6 +83,11 @@ class Allowed:
     mask: np.ndarray
     removed: list[dict[str, str]]
 
+    @classmethod
+    def stacked(cls, parts: Sequence[Allowed]) -> Allowed:
+        """The rows of ``parts`` (each for some queries, over the same catalogue), one after another."""
+        return cls(np.concatenate([p.mask for p in parts]), [r for p in parts for r in p.removed])
+
 
 def allowed(catalog: Catalog, needs: Sequence[Needs], costs: np.ndarray | None) -> Allowed:
     """The models of ``catalog`` (in catalogue order) that can take each request; ``costs`` are the

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class TagRouterError(Exception):
@@ -65,13 +67,16 @@ def from_validation_error(
     rows_of: str | None = None,
     known_fields: Iterable[str] = (),
     data: Any = None,
+    rename: Callable[[str], str] | None = None,
+    error: type[DataError] | None = None,
 ) -> DataError:
     """The one translation of a pydantic ``ValidationError`` into a :class:`DataError` naming the field at
     fault (its first error). ``rows_of``: the name of a list field whose items are the rows of the file
     (e.g. ``models`` of a catalogue), so that ``models.2.name`` reads as row 3, field ``name``;
     ``known_fields`` lists the accepted fields in the message about an unknown one; ``data``, the validated
     input, if given, names the field by its place in it (without the tags pydantic adds to the location of
-    a union member, such as ``str`` or ``function-after[...]``)."""
+    a union member, such as ``str`` or ``function-after[...]``); ``rename`` maps that name to the one the
+    error gives (e.g. the header a value came from); ``error``: the :class:`DataError` subclass to return."""
     first = exc.errors()[0]
     loc = (
         list(first["loc"]) if data is None else _place(first["loc"], data, missing=first["type"] == "missing")
@@ -88,4 +93,16 @@ def from_validation_error(
         message = "unknown field" + (f"; expected only {', '.join(known)}" if known else "")
     else:
         message = first["msg"]
-    return DataError(message, path=path, row=row, field=".".join(map(str, loc)) or None)
+    field = ".".join(map(str, loc))
+    if rename is not None:
+        field = rename(field)
+    return (error or DataError)(message, path=path, row=row, field=field or None)
+
+
+def validated(model: type[M], data: Any) -> M:
+    """``data`` validated as ``model``; a :class:`DataError` naming the first bad field by its place in
+    ``data`` otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, data=data) from None

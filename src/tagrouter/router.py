@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagrouter.catalog import Catalog
-from tagrouter.constraints import Needs, allowed
+from tagrouter.constraints import Allowed, Needs, allowed
 from tagrouter.deciding import Decider, Rule, calibrate, default_decider
 from tagrouter.errors import DataError
 from tagrouter.model import Progress, RoutingModel
@@ -178,6 +178,8 @@ class TagRouter:
         needs: Sequence[Needs] | None = None,
         earlier: Sequence[str | None] | None = None,
         earlier_weight: float = 0.0,
+        *,
+        fits: Allowed | None = None,
     ) -> list[Decision]:
         """Decide for many queries in one call (much faster per query than calling :meth:`route`).
 
@@ -186,14 +188,23 @@ class TagRouter:
         say why; a query that no model can take raises ``UnroutableError`` (a :class:`DataError`).
         ``earlier`` (one per query, None for none): the conversation's earlier user turns, whose scores
         weigh ``earlier_weight`` (see :meth:`RoutingModel.score` and :func:`tagrouter.chat.earlier_text`).
-        A query that is empty or only white space raises :class:`DataError` naming its position."""
+        ``fits``, instead of ``needs``: the queries' constraints already checked by
+        :func:`~tagrouter.constraints.allowed` (so that a caller that checks them first, as the gateway
+        does, has them computed once). A query that is empty or only white space raises
+        :class:`DataError` naming its position."""
         if isinstance(queries, str):
             raise TypeError("route_batch takes a list of queries; use route() for one query")
         queries = list(queries)
         for number, query in enumerate(queries, start=1):
             if not isinstance(query, str) or not query.strip():
                 raise DataError(f"query {number} is empty: there is nothing to route on", field="query")
-        for name, values in (("needs", needs), ("earlier", earlier)):
+        if needs is not None and fits is not None:
+            raise TypeError("give needs or fits, not both")
+        for name, values in (
+            ("needs", needs),
+            ("earlier", earlier),
+            ("fits", None if fits is None else fits.removed),
+        ):
             if values is not None and len(values) != len(queries):
                 raise DataError(f"got {len(values)} {name} for {len(queries)} queries", field=name)
         if not queries:
@@ -201,7 +212,8 @@ class TagRouter:
         model, decider = self.model, self.decider
         tag_lists, scores = model.score(queries, earlier, earlier_weight)
         costs = model.expected_costs(queries)
-        fits = allowed(model.catalog, needs, costs) if needs is not None else None
+        if needs is not None:
+            fits = allowed(model.catalog, needs, costs)
         mask = fits.mask if fits is not None else None
         ranking = decider.rank(scores, costs, mask)
         models = model.models

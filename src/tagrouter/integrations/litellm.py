@@ -11,7 +11,8 @@ tokens against ``context_window``), and keeps only the chosen model's deployment
 
 A deployment serves catalogue model ``m`` when its model is ``m`` or ends with ``/m``
 (``openai/small-7b`` serves ``small-7b``), or as ``deployments`` maps it. A group none of whose
-deployments serves a catalogue model, or a request without user text, is left as it is.
+deployments serves a catalogue model, a request without user text, or messages that are not a valid chat
+request (as :class:`tagrouter.chat.ChatRequest` reads them, the gateway's rules), is left as it is.
 
 In a LiteLLM proxy config: ``router_settings: {plugins: ["tagrouter.integrations.litellm.plugin"]}``
 with the environment variable ``TAGROUTER_ROUTER`` naming the saved router folder (see the README).
@@ -26,8 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS, earlier_text, needs_of, routing_text
-from tagrouter.errors import DataError
+from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS, ChatRequest, read_chat
+from tagrouter.errors import DataError, validated
 from tagrouter.router import TagRouter
 
 if TYPE_CHECKING:
@@ -90,14 +91,18 @@ class TagRouterPlugin:
             return context
         served = {c: self.served_by(c) for c in context.candidate_models}
         deployed = {m for m in served.values() if m is not None}
-        query = routing_text(context.structured_messages, self.max_routing_chars)
-        if not deployed or query is None:
+        if not deployed:
             return context
-        needs = needs_of({"messages": context.structured_messages})
+        try:
+            chat = validated(ChatRequest, {"messages": context.structured_messages})
+        except DataError:  # not messages the gateway would accept either: LiteLLM decides
+            return context
+        read = read_chat(chat, self.max_routing_chars)
+        if read.query is None:
+            return context
         undeployed = frozenset(m for m in self.router.models if m not in deployed)
-        earlier = [earlier_text(context.structured_messages)]
-        needed = [replace(needs, exclude=undeployed)]
-        decision = self.router.route_batch([query], needed, earlier, self.conversation_weight)[0]
+        needed = [replace(read.needs, exclude=undeployed)]
+        decision = self.router.route_batch([read.query], needed, [read.earlier], self.conversation_weight)[0]
         context.candidate_models = [c for c, m in served.items() if m == decision.model]
         context.signals[SIGNAL] = {
             "model": decision.model,

@@ -23,9 +23,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from tagrouter.catalog import Catalog
+from tagrouter.chat import ChatRequest
 
 #: The header that names a session.
 SESSION_HEADER = "x-session-id"
@@ -41,17 +41,17 @@ class Pin:
     floor: str | None = None
 
 
-def session_key(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
+def session_key(headers: Mapping[str, str], chat: ChatRequest) -> str | None:
     """The session of a chat request: ``id:…`` from the header or ``user`` field, else ``opening:…``
     from the conversation's opening (None without a user message)."""
-    explicit = headers.get(SESSION_HEADER) or body.get("user")
+    explicit = headers.get(SESSION_HEADER) or chat.extra("user")
     if isinstance(explicit, str) and explicit:
         return "id:" + explicit
-    messages = body.get("messages") or []
-    first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
+    messages = chat.messages
+    first_user = next((i for i, m in enumerate(messages) if m.role == "user"), None)
     if first_user is None:
         return None
-    opening = [[m.get("role"), m.get("content")] for m in messages[: first_user + 1]]
+    opening = [m.model_dump(include={"role", "content"}) for m in messages[: first_user + 1]]
     canonical = json.dumps(opening, sort_keys=True, default=str).encode("utf-8", "replace")
     return "opening:" + hashlib.sha256(canonical).hexdigest()[:32]
 

@@ -18,19 +18,20 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from tagrouter.constraints import Needs
+from tagrouter.constraints import Allowed
 from tagrouter.router import Decision
 
-Route = Callable[[str, Sequence[str], Sequence[Needs], Sequence[str | None]], list[Decision]]
+Route = Callable[[str, Sequence[str], Allowed, Sequence[str | None]], list[Decision]]
 _Outcome = list[Decision] | Exception
 
 
 @dataclass(frozen=True)
 class _Request:
-    """One waiting request: its queries, their needs and earlier turns, and the future of its decisions."""
+    """One waiting request: its queries, the models they may go to, their earlier turns, and the future
+    of its decisions."""
 
     queries: list[str]
-    needs: list[Needs]
+    fits: Allowed
     earlier: list[str | None]
     future: asyncio.Future[list[Decision]]
 
@@ -39,12 +40,13 @@ _Waiting = list[_Request]
 
 
 class RouteBatcher:
-    """``await batcher.decide(profile, queries, needs, earlier)``: the decisions for ``queries`` (under
-    their ``needs``, after their conversations' ``earlier`` turns; default none), made in a shared batch.
+    """``await batcher.decide(profile, queries, fits, earlier)``: the decisions for ``queries`` (among the
+    models ``fits`` allows them, after their conversations' ``earlier`` turns; default none), made in a
+    shared batch.
 
-    ``route(profile, queries, needs, earlier)`` makes the decisions; with ``in_threadpool`` (or for a batch of more than
-    ``thread_chars`` characters) it runs in a worker thread, and the queries that arrive meanwhile form
-    the next batch.
+    ``route(profile, queries, fits, earlier)`` makes the decisions (``fits`` of the whole batch); with
+    ``in_threadpool`` (or for a batch of more than ``thread_chars`` characters) it runs in a worker
+    thread, and the queries that arrive meanwhile form the next batch.
     """
 
     def __init__(self, route: Route, *, in_threadpool: bool = False, thread_chars: int | None = None) -> None:
@@ -59,14 +61,12 @@ class RouteBatcher:
         self,
         profile: str,
         queries: list[str],
-        needs: list[Needs] | None = None,
+        fits: Allowed,
         earlier: list[str | None] | None = None,
     ) -> list[Decision]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Decision]] = loop.create_future()
-        request = _Request(
-            queries, needs or [Needs()] * len(queries), earlier or [None] * len(queries), future
-        )
+        request = _Request(queries, fits, earlier or [None] * len(queries), future)
         self._waiting.setdefault(profile, []).append(request)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -95,7 +95,7 @@ class RouteBatcher:
             decisions = self._route(
                 profile,
                 [q for item in items for q in item.queries],
-                [n for item in items for n in item.needs],
+                items[0].fits if len(items) == 1 else Allowed.stacked([item.fits for item in items]),
                 [e for item in items for e in item.earlier],
             )
         except Exception as exc:

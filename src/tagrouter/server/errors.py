@@ -10,6 +10,19 @@ import json
 
 from fastapi.responses import Response
 
+from tagrouter.constraints import UnroutableError
+from tagrouter.errors import DataError
+from tagrouter.server.feedback import FeedbackConflictError, UnknownRequestError
+from tagrouter.server.overrides import OverrideError
+
+#: status and error code of the bad-input errors that are not a plain 400
+_DATA_ERRORS: dict[type[DataError], tuple[int, str | None]] = {
+    UnknownRequestError: (404, "unknown_request_id"),
+    FeedbackConflictError: (409, "feedback_conflict"),
+    OverrideError: (400, "invalid_override"),
+    UnroutableError: (400, "no_model_fits"),
+}
+
 
 class ApiError(Exception):
     """An error answered with the OpenAI error body (and extra headers, e.g. ``Retry-After``)."""
@@ -34,3 +47,15 @@ class ApiError(Exception):
         body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
         content = json.dumps({"error": body}).encode()
         return Response(content, self.status, self.headers, media_type="application/json")
+
+
+def data_error(exc: DataError) -> ApiError:
+    """The answer to bad input: a 400 naming the field (``param``), or the status and code of its kind
+    (an unknown feedback request id is a 404, a request that no model can take a 400 ``no_model_fits``
+    on ``messages``...)."""
+    status, code = 400, None
+    for kind, (status_of_kind, code_of_kind) in _DATA_ERRORS.items():
+        if isinstance(exc, kind):
+            status, code = status_of_kind, code_of_kind
+    param = exc.field or ("messages" if isinstance(exc, UnroutableError) else None)
+    return ApiError(status, str(exc), param=param, code=code)

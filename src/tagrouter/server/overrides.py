@@ -33,6 +33,10 @@ HEADERS = {
 }
 
 
+class OverrideError(DataError):
+    """A bad override (malformed, or naming a profile or model that does not exist); ``field`` names it."""
+
+
 class Overrides(BaseModel):
     """The overrides of one request (all optional)."""
 
@@ -58,9 +62,8 @@ class Overrides(BaseModel):
 def read_overrides(
     body: dict[str, Any], headers: Mapping[str, str], catalog: Catalog, profiles: Collection[str]
 ) -> Overrides:
-    """The request's overrides, taking the ``tagrouter`` object out of ``body``; a bad one (malformed, or
-    naming a profile or model that does not exist) raises :class:`DataError` naming the field
-    (``tagrouter.max_cost_usd``, or the header it came from)."""
+    """The request's overrides, taking the ``tagrouter`` object out of ``body``; a bad one raises
+    :class:`OverrideError` naming the field (``tagrouter.max_cost_usd``, or the header it came from)."""
     sent: dict[str, Any] = {}
     for header, name in HEADERS.items():
         value = headers.get(header)
@@ -68,7 +71,7 @@ def read_overrides(
             sent[name] = [m.strip() for m in value.split(",") if m.strip()] if name == "exclude" else value
     from_body = body.pop(BODY_FIELD, None)
     if from_body is not None and not isinstance(from_body, dict):
-        raise DataError("expected an object of overrides", field=BODY_FIELD)
+        raise OverrideError("expected an object of overrides", field=BODY_FIELD)
     from_body = from_body or {}
 
     def where(name: str) -> str:
@@ -80,15 +83,14 @@ def read_overrides(
     try:
         overrides = Overrides.model_validate({**sent, **from_body})
     except ValidationError as exc:
-        error = from_validation_error(exc)
-        raise DataError(error.reason, field=where(error.field or "")) from None
+        raise from_validation_error(exc, rename=where, error=OverrideError) from None
     if overrides.profile is not None and overrides.profile not in profiles:
         message = f"unknown routing profile {overrides.profile!r} (profiles: {', '.join(profiles)})"
-        raise DataError(message, field=where("profile"))
+        raise OverrideError(message, field=where("profile"))
     unknown = sorted(m for m in overrides.exclude if m not in catalog)
     if unknown:
-        raise DataError(f"unknown model(s) {', '.join(unknown)}", field=where("exclude"))
+        raise OverrideError(f"unknown model(s) {', '.join(unknown)}", field=where("exclude"))
     if overrides.min_model is not None and overrides.min_model not in catalog:
         message = f"{overrides.min_model!r} is not in the catalogue ({', '.join(catalog.names)})"
-        raise DataError(message, field=where("min_model"))
+        raise OverrideError(message, field=where("min_model"))
     return overrides

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from tagrouter.constraints import Needs
+from tagrouter.constraints import Allowed
 from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
@@ -70,12 +70,14 @@ class ProfileSet:
         self,
         profile: str,
         queries: Sequence[str],
-        needs: Sequence[Needs] | None = None,
+        fits: Allowed | None = None,
         earlier: Sequence[str | None] | None = None,
     ) -> list[Decision]:
-        """Decisions of ``profile`` for ``queries`` (one batch), under their ``needs``, after their
-        conversations' ``earlier`` turns (weighing the config's ``conversation_weight``)."""
-        return self.router(profile).route_batch(list(queries), needs, earlier, self.conversation_weight)
+        """Decisions of ``profile`` for ``queries`` (one batch), among the models ``fits`` allows them
+        (checked constraints, see :func:`~tagrouter.constraints.allowed`), after their conversations'
+        ``earlier`` turns (weighing the config's ``conversation_weight``)."""
+        router = self.router(profile)
+        return router.route_batch(list(queries), None, earlier, self.conversation_weight, fits=fits)
 
     def update(self, records: Sequence[HistoryRecord]) -> None:
         """Learn judged records: one new shared model, swapped in for every profile at once."""

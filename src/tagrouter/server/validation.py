@@ -6,7 +6,8 @@ The rules (documented in docs/gateway.md, *Request validation*):
 - the body is one JSON object; ``NaN``/``Infinity`` literals and numbers too large for a float are a 400
   ``invalid_json`` (nothing non-finite is ever passed upstream); nesting deeper than :data:`MAX_JSON_DEPTH`
   is a 400 ``too_deep``;
-- the fields the gateway reads are strictly typed (``"stream": "yes"`` is a 400, not true), and every text
+- the fields the gateway reads are strictly typed (``"stream": "yes"`` is a 400, not true; the chat body's
+  model is :class:`tagrouter.chat.ChatRequest`, shared with the LiteLLM plugin), and every text
   field must be valid Unicode (a lone surrogate such as ``"\\ud800"`` is a 400 naming the field);
 - routing text must hold at least one visible character (text of only whitespace, zero-width or control
   characters is a 400), and only its first and last ``max_routing_chars // 2`` characters are routed on.
@@ -16,77 +17,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal
 
 from fastapi import Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from tagrouter.errors import from_validation_error
+from tagrouter.chat import Text
 from tagrouter.server.errors import ApiError
-
-M = TypeVar("M", bound=BaseModel)
 
 #: The deepest nesting of arrays and objects accepted in a request body (the body object is depth 1).
 MAX_JSON_DEPTH = 64
-
-
-def _valid_unicode(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"text must be valid Unicode, but character {exc.start} is a lone surrogate "
-            f"(U+{ord(text[exc.start]):04X})"
-        ) from None
-    return text
-
-
-#: A string that encodes as UTF-8 (the tokenizer, SQLite and the upstreams need that).
-Text = Annotated[str, AfterValidator(_valid_unicode)]
-
-
-class ContentPart(BaseModel):
-    """One part of multi-part message content; only ``text`` parts are routed on."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    type: str
-    text: Text | None = None
-
-
-def _content_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "text"
-    return "parts" if isinstance(value, list) else None
-
-
-#: Message content: a string or a list of parts, told apart by type (so that an error in a part is named
-#: as such, not as "not a string"); ``None`` is allowed separately.
-Content = Annotated[
-    Annotated[Text, Tag("text")] | Annotated[list[ContentPart], Tag("parts")],
-    Discriminator(
-        _content_kind,
-        custom_error_type="content_type",
-        custom_error_message="content must be a string, a list of content parts, or null",
-    ),
-]
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    role: str
-    content: Content | None = None
-
-
-class ChatRequest(BaseModel):
-    """The fields the gateway reads; every other field is passed to the upstream unchanged."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    model: Text | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
 
 
 class RouteRequest(BaseModel):
@@ -166,15 +106,6 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if _deeper_than(body, MAX_JSON_DEPTH):
         raise too_deep
     return body
-
-
-def parse(cls: type[M], body: dict[str, Any]) -> M:
-    """``body`` validated as ``cls``; a 400 naming the first bad field otherwise."""
-    try:
-        return cls.model_validate(body)
-    except ValidationError as exc:
-        error = from_validation_error(exc, data=body)
-        raise ApiError(400, str(error), param=error.field) from None
 
 
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:

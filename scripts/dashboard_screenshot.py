@@ -1,5 +1,5 @@
 """Write the README's dashboard screenshot: the example router behind a gateway on loopback, a scripted load
-(every example query, client feedback on half of the answers, shadow verdicts on a quarter), then
+(every example query in 8 waves, client feedback on half of the answers, shadow verdicts on a quarter), then
 ``GET /dashboard`` in headless Chromium.
 
     python scripts/dashboard_screenshot.py --out docs/dashboard.png
@@ -25,8 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/dashboard.png"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder, demo_gateway(Path(folder)) as gateway:
-        chosen = example_traffic(gateway.url)
+    folder = tempfile.TemporaryDirectory()
+    with folder, demo_gateway(Path(folder.name), dashboard_interval_s=0.5) as gateway:
+        chosen = example_traffic(gateway.url, pause_every=8, pause_s=0.6)  # 8 points on the time axis
         deadline = time.monotonic() + 60  # shadow verdicts are judged in the background
         while "\ntagrouter_shadow_judged_total{" not in httpx.get(gateway.url + "/metrics").text:
             if time.monotonic() > deadline:

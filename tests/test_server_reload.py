@@ -68,7 +68,9 @@ def test_a_new_version_is_served_under_steady_load_with_no_failed_request(tmp_pa
             for thread in threads:
                 thread.start()
             wait_for(lambda: all(len(out) >= 10 for out in seen))
-            fit_router().with_decider(Decider("within", 10.0)).save(tmp_path / "router")  # everything -> cheap
+            fit_router().with_decider(Decider("within", 10.0)).save(
+                tmp_path / "router"
+            )  # everything -> cheap
             second = current_version(tmp_path / "router")
             wait_for(lambda: all(sum(v == second for _, v, _ in out) >= 10 for out in seen))
             stop.set()
@@ -85,15 +87,21 @@ def test_a_new_version_is_served_under_steady_load_with_no_failed_request(tmp_pa
         assert set(versions[:switch]) == {first} and set(versions[switch:]) == {second}
 
 
-def test_admin_reload_swaps_at_once_and_a_request_in_flight_finishes_on_the_old_router(tmp_path: Path) -> None:
+def test_admin_reload_swaps_at_once_and_a_request_in_flight_finishes_on_the_old_router(
+    tmp_path: Path,
+) -> None:
     fit_router().save(tmp_path / "router")
     first = current_version(tmp_path / "router")
     behaviour = ReplayBehaviour()
     with ThreadedServer(create_replay_app("replay", ANSWERS, behaviour)) as upstream:
         gateway = serve(tmp_path, upstream, reload_interval_s=0)  # no polling: only POST /admin/reload
         try:
-            admin = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30)
-            client = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+            admin = httpx.Client(
+                base_url=gateway.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30
+            )
+            client = httpx.Client(
+                base_url=gateway.url, headers={"authorization": f"Bearer {KEY}"}, timeout=30
+            )
             assert admin.post("/admin/reload").json() == {
                 "object": "tagrouter.reload",
                 "status": "unchanged",
@@ -131,10 +139,14 @@ def test_a_damaged_version_is_refused_and_the_old_router_keeps_serving(tmp_path:
             fit_router().save(tmp_path / "router")
             second = current_version(tmp_path / "router")
             (tmp_path / "router" / second / "table.npz").write_bytes(b"damaged")
-            admin = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30)
+            admin = httpx.Client(
+                base_url=gateway.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30
+            )
             refused = admin.post("/admin/reload")
             assert refused.status_code == 409 and "table.npz is damaged" in refused.json()["error"]["message"]
-            client = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+            client = httpx.Client(
+                base_url=gateway.url, headers={"authorization": f"Bearer {KEY}"}, timeout=30
+            )
             answer = chat(client, CODE_QUERY)
             assert answer.status_code == 200 and answer.headers["x-tagrouter-router-version"] == first
             metrics = admin.get("/metrics").text

@@ -108,6 +108,11 @@ class GatewayConfig(BaseModel):
         ge=0,
         description="how often to check the router folder's CURRENT for a new version (0: never)",
     )
+    dashboard_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often the dashboard records the traffic per model (its time axis)",
+    )
     endpoints: dict[str, Endpoint] = Field(
         default_factory=dict, description="per-model overrides of the catalogue's endpoints"
     )

@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry
 
 #: The percentiles shown for the latency histograms.
 PERCENTILES = (0.5, 0.9, 0.99)
+#: Decisions listed on the page (the newest first) and the tags shown of each.
+SHOWN_DECISIONS, SHOWN_TAGS = 15, 6
 #: Colours of the models in the traffic chart, in catalogue order (repeated past the last).
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")
 
@@ -148,7 +150,7 @@ class Dashboard:
         *,
         interval_s: float = 10.0,
         points: int = 360,
-        recent: int = 50,
+        recent: int = SHOWN_DECISIONS,
     ) -> None:
         self.registry, self.models, self.interval_s = registry, models, interval_s
         self.timeline: deque[tuple[float, dict[str, float]]] = deque(maxlen=points)
@@ -185,7 +187,7 @@ class Dashboard:
         """The dashboard as one HTML page, with the registry's values of now."""
         numbers = figures(read_samples(self.registry), self.models)
         timeline = [*self.timeline, (time.time(), numbers["traffic"])]
-        return render(numbers, timeline, list(self.recent)[::-1], self.models)
+        return render(numbers, timeline, list(self.recent)[::-1][:SHOWN_DECISIONS], self.models)
 
 
 # ---- drawing ----------------------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ def traffic_chart(timeline: list[tuple[float, dict[str, float]]], models: list[s
     width, height, gap = 720, 160, 2
     bar = max(2.0, (width - gap * len(steps)) / len(steps))
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
         'aria-label="share of requests per model over time">'
     ]
     for i, (at, delta) in enumerate(steps):
@@ -244,6 +246,11 @@ def traffic_chart(timeline: list[tuple[float, dict[str, float]]], models: list[s
                     f'fill="{_colour(models, model)}"><title>{_e(title)}</title></rect>'
                 )
     parts.append("</svg>")
+    start, end = timeline[0][0], steps[-1][0]
+    parts.append(
+        f'<p class="axis">One bar per interval with traffic, from {_e(_when(start))} to {_e(_when(end))} '
+        "(hover a bar for its counts).</p>"
+    )
     return "".join(parts)
 
 
@@ -284,7 +291,7 @@ def render(
     )
     rows = "".join(
         f"<tr><td>{_e(time.strftime('%H:%M:%S', time.gmtime(r.at)))}</td><td>{_e(r.profile)}</td>"
-        f"<td>{_e(r.model)}</td><td>{_e(', '.join(r.tags))}</td><td>{_e(r.reason)}</td>"
+        f"<td>{_e(r.model)}</td><td>{_e(', '.join(r.tags[:SHOWN_TAGS]))}</td><td>{_e(r.reason)}</td>"
         f"<td>${r.expected_cost_usd:.6f}</td></tr>"
         for r in recent
     )

@@ -7,6 +7,8 @@ loopback, in this process.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -79,11 +81,16 @@ def _catalog() -> Any:
     return load_catalog(EXAMPLES / "catalog.yaml")
 
 
-def example_traffic(url: str, feedback_every: int = 2) -> list[str]:
-    """Send every example query once as a chat completion; for every ``feedback_every``-th answer, post
-    the example history's verdict on the chosen model as client feedback. Returns the chosen models."""
+def example_traffic(
+    url: str, feedback_every: int = 2, pause_every: int = 0, pause_s: float = 0.0
+) -> list[str]:
+    """Send every example query once as a chat completion (in a seeded random order); for every ``feedback_every``-th answer, post
+    the example history's verdict on the chosen model as client feedback; after every ``pause_every``
+    queries wait ``pause_s`` (so that the dashboard's timeline has several points). Returns the chosen
+    models."""
     verdicts = {(r.query, r.model): r.outcome for r in read_history(EXAMPLES / "history.jsonl")}
     queries = list(dict.fromkeys(query for query, _ in verdicts))
+    random.Random(0).shuffle(queries)  # topics mixed, as live traffic is
     headers = {"authorization": f"Bearer {CLIENT_KEY}"}
     chosen = []
     with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
@@ -96,4 +103,6 @@ def example_traffic(url: str, feedback_every: int = 2) -> list[str]:
             if number % feedback_every == 0:
                 outcome = verdicts[(query, model)]
                 client.post("/v1/feedback", json={"request_id": answer.json()["id"], "outcome": outcome})
+            if pause_every and number % pause_every == pause_every - 1:
+                time.sleep(pause_s)
     return chosen

@@ -38,6 +38,8 @@ EXPECTED = {
     "hypothesis": "extra dev (through schemathesis)",
     "pytest": "extra dev",
     "routellm": "extra routellm",
+    "playwright.sync_api": "extra dev (the dashboard browser test drives Debian's chromium)",
+    "tenacity": "extras openai, server",
 }
 
 

@@ -33,6 +33,17 @@ install_postgresql() {
     || { echo "error: PostgreSQL could not be installed" >&2; return 1; }
 }
 
+install_chromium() {
+  # Debian's headless Chromium for the dashboard's browser test (Playwright drives it; no browser download).
+  command -v chromium >/dev/null && return 0
+  command -v apt-get >/dev/null || { echo "error: no chromium and no apt-get to install it" >&2; return 1; }
+  local sudo
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } \
+    || { echo "error: chromium could not be installed" >&2; return 1; }
+}
+
 check_extras() {
   # every optional import the suite tests must work, and the PostgreSQL binaries must be there
   "$VENV/bin/python" scripts/check_extras.py --postgres
@@ -50,6 +61,7 @@ run_tests() {
 
 install_python_packages
 install_postgresql
+install_chromium
 check_extras
 lint
 run_tests "$@"

@@ -36,7 +36,7 @@ def example_catalog():
 
 @pytest.fixture(scope="session")
 def example_router(example_records, example_catalog) -> TagRouter:
-    """A router fitted on the shipped example history (3 models, 34 queries); do not mutate it."""
+    """A router fitted on the shipped example history (3 models, 64 queries); do not mutate it."""
     return TagRouter.fit(example_records, example_catalog)
 
 

@@ -28,7 +28,7 @@ def test_partial_tables_merge_to_the_whole_in_any_order(example_router, example_
     history = History.from_records(example_records)
     whole = partial_table(example_router.tagger, history)
     parts = [
-        partial_table(example_router.tagger, history.sliced(i, i + 25)) for i in range(0, len(history), 25)
+        partial_table(example_router.tagger, history.sliced(i, i + 40)) for i in range(0, len(history), 40)
     ]
     assert len(parts) == 5
     for order in itertools.islice(itertools.permutations(parts), 0, None, 17):
@@ -36,7 +36,7 @@ def test_partial_tables_merge_to_the_whole_in_any_order(example_router, example_
         for part in order[1:]:
             merged = merged.merged(part)
         assert merged.table.equals(whole.table)
-        assert merged.table.records == len(history) == 102
+        assert merged.table.records == len(history) == 192
         assert dict(merged.tokens) == dict(whole.tokens)
     tags = [example_router.tagger.tag([r.query])[0] for r in example_records]
     assert whole.table.equals(TagTable.count(tags, history.model, history.outcome))
@@ -56,7 +56,7 @@ def test_tagger_pickles_without_its_embedding_table(example_router):
 def test_chunked_prototypes_equal_one_chunk(example_records, monkeypatch):
     queries = queries_of(example_records)
     whole = EmbeddedTagger.fit(queries)
-    monkeypatch.setattr(embedded, "EMBED_CHUNK", 5)  # 34 queries in 7 chunks
+    monkeypatch.setattr(embedded, "EMBED_CHUNK", 5)  # 64 queries in 13 chunks
     chunked = EmbeddedTagger.fit(queries)
     assert chunked.vocabulary.tags == whole.vocabulary.tags
     assert chunked.vocabulary.aliases == whole.vocabulary.aliases
@@ -80,7 +80,7 @@ def test_iter_history_streams_batches_of_files_and_patterns(tmp_path, example_re
     pytest.importorskip("pyarrow.parquet", reason="Parquet needs the 'parquet' extra")
     write_parts(tmp_path, example_records, 3, ".parquet")
     batches = list(iter_history(str(tmp_path / "part-*.parquet"), batch_rows=16))
-    assert [len(b) for b in batches] == [16] * 6 + [6]
+    assert [len(b) for b in batches] == [16] * 12
     streamed = [
         (q, m, int(o)) for b in batches for q, m, o in zip(b.query_id, b.model, b.outcome, strict=True)
     ]

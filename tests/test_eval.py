@@ -181,6 +181,22 @@ def test_cli_eval_end_to_end(tmp_path, monkeypatch, capsys):
     assert (out / "pair_coder_to_general.png").stat().st_size > 1000
 
 
+def test_cli_eval_on_the_core_install_skips_the_plots_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the bench extra has
+    write_history(tmp_path / "h.jsonl", topic_history(40))
+    CATALOG.save(tmp_path / "c.yaml")
+    out = tmp_path / "out"
+    args = ["eval", str(tmp_path / "h.jsonl"), "--catalog", str(tmp_path / "c.yaml"), "--out", str(out)]
+    code, stdout, stderr = _main(monkeypatch, capsys, *args, "--routers", "knn", "--seeds", "0")
+    assert code == 0 and "Traceback" not in stderr
+    assert stdout.splitlines()[-1].endswith(
+        "plots skipped: matplotlib is not installed (pip install 'tagrouter[bench]' to draw them)"
+    )
+    assert json.loads((out / "results.json").read_text(encoding="utf-8"))["setups"]
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "| `knn` |" in markdown and ".png" not in markdown and not list(out.glob("*.png"))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

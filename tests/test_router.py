@@ -238,7 +238,7 @@ def test_route_batch_of_nothing_and_empty_queries(example_router):
 
 def test_fit_chooses_the_scorer_and_the_knob_by_inner_cross_validation(example_router, tmp_path):
     tuning = example_router.model.tuning
-    assert tuning is not None and tuning["queries"] == 34 and tuning["folds"] == 5
+    assert tuning is not None and tuning["queries"] == 64 and tuning["folds"] == 5
     chosen = tuning["chosen"]
     assert example_router.scorer.config() == chosen
     point = tuning["operating_point"]

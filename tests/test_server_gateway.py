@@ -382,19 +382,27 @@ def test_decision_headers_quote_tags_and_models_and_format_scores() -> None:
         ranking=["mid/v2", "cheap"],
         rule="within",
         knob=0.1,
-        reason="",
+        reason="mid/v2 is the cheapest within 0.1 of the best (0.25); excluded: dear",
+        removed={"dear": "excluded", "big, v3": "no image input"},
     )
     live = LiveDecision(decision, 0.25, {"mid/v2": 0.25, "cheap": 0.75}, "cheap", True)
     for _ in range(2):  # the second call reads the cached quoting
-        headers = _decision_headers(live, "mid/v2", "chatcmpl-tr-1", "tagrouter")
+        headers = _decision_headers(
+            live, "mid/v2", "chatcmpl-tr-1", "tagrouter", "v-20261202T070000-0a1b2c3d"
+        )
         assert headers == {
             "x-tagrouter-model": "mid/v2",
             "x-tagrouter-request-id": "chatcmpl-tr-1",
             "x-tagrouter-profile": "tagrouter",
+            "x-tagrouter-router-version": "v-20261202T070000-0a1b2c3d",
             "x-tagrouter-explored": "true",
             "x-tagrouter-propensity": "0.2500",
             "x-tagrouter-tags": "coding,c%2C c%2B%2B,r%C3%A9sum%C3%A9,write a python",
             "x-tagrouter-scores": "cheap=0.2500,mid%2Fv2=0.1235",
+            "x-tagrouter-rule": "within",
+            "x-tagrouter-knob": "0.1",
+            "x-tagrouter-reason": "mid/v2 is the cheapest within 0.1 of the best (0.25); excluded: dear",
+            "x-tagrouter-removed": "dear=excluded,big%2C%20v3=no image input",
         }
     assert _decision_headers(None, "cheap", "chatcmpl-tr-2", "passthrough") == {
         "x-tagrouter-model": "cheap",

@@ -145,6 +145,12 @@ def live_version(folder: Path) -> Path:
 
 def load_router(folder: Path) -> tuple[RoutingModel, Decider]:
     """Load and verify the live version of a router saved by :func:`save_router`."""
+    model, decider, _ = load_router_version(folder)
+    return model, decider
+
+
+def load_router_version(folder: Path) -> tuple[RoutingModel, Decider, str]:
+    """:func:`load_router`, and the name of the version folder it read (``""`` for format version 1)."""
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: no such router folder")
     version = live_version(folder)
@@ -183,7 +189,8 @@ def load_router(folder: Path) -> tuple[RoutingModel, Decider]:
             {k: (float(v[0]), int(v[1])) for k, v in meta["output_token_stats"].items()},
             meta.get("tuning"),
         )
-        return model, Decider.from_dict(meta["decider"])
+        name = "" if version == folder else version.name
+        return model, Decider.from_dict(meta["decider"]), name
     except ArtifactError:
         raise
     except Exception as exc:  # any other inconsistency inside a checksummed artifact

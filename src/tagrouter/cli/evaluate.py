@@ -98,6 +98,7 @@ def evaluate(
 ) -> None:
     """Cross-validate TagRouter and every baseline on a judged history: AUC, APGR, cost saving, intervals."""
     from tagrouter.catalog import load_catalog
+    from tagrouter.evaluation.plots import PLOTS_HINT
     from tagrouter.evaluation.runner import run_eval
     from tagrouter.evaluation.suite import write_outputs
     from tagrouter.records import read_history
@@ -120,7 +121,7 @@ def evaluate(
             command=this_command(ctx),
             progress=progress,
         )
-    write_outputs(results, out, title=", ".join(p.name for p in history))
+    plotted = write_outputs(results, out, title=", ".join(p.name for p in history))
     for note in results["data"]["notes"]:
         typer.echo(f"note: {note}", err=True)
     for name, setup in results["setups"].items():
@@ -131,4 +132,10 @@ def evaluate(
         for c in setup.get("lead", {}).values():
             line += f"; vs {c['against']}: {c['auc_difference']:+.4f} ({c['verdict']})"
         typer.echo(line)
-    typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['setups'])} plot(s)")
+    if plotted:
+        typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['setups'])} plot(s)")
+    else:
+        typer.echo(
+            f"wrote {out / 'results.json'} and {out / 'results.md'}; plots skipped: matplotlib is not "
+            f"installed ({PLOTS_HINT} to draw them)"
+        )

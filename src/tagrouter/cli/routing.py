@@ -203,17 +203,27 @@ def calibrate(
         str | None, typer.Option(help="The model strong_share counts (default: the dearest).")
     ] = None,
 ) -> None:
-    """Set the router's threshold so that a traffic share or a mean cost per query is met."""
+    """Set the router's threshold so that a traffic share or a mean cost per query is met.
+
+    Prints the calibration as JSON on stdout and, on stderr, what it rewrote."""
+    from tagrouter.artifact import live_version
     from tagrouter.router import TagRouter
 
     if (strong_share is None) == (mean_cost is None):
         raise typer.BadParameter("give exactly one of --strong-share and --mean-cost")
-    router = TagRouter.load(router_dir).calibrated(
+    before = TagRouter.load(router_dir)
+    router = before.calibrated(
         read_queries(queries), strong_share=strong_share, mean_cost=mean_cost, strong_model=strong_model
     )
     router.save(router_dir)
+    version = live_version(router_dir).name
     result = router.decider.calibration
     typer.echo(json.dumps({"rule": str(router.decider.rule), **result.to_dict()}))
+    typer.echo(
+        f"rewrote {router_dir} (version {version}): rule {router.decider.rule}, knob "
+        f"{router.decider.knob:g} (was {before.decider.knob:g})",
+        err=True,
+    )
 
 
 def inspect(

@@ -50,7 +50,7 @@ def serve(
     from tagrouter.server.config import GatewayConfig, load_gateway_config
 
     settings = load_gateway_config(config) if config else GatewayConfig()
-    app = create_app(TagRouter.load(router_dir), settings)
+    app = create_app(TagRouter.load(router_dir), settings, router_dir=router_dir)
     uvicorn.run(
         app,
         host=host,

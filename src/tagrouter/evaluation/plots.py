@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,14 @@ from tagrouter.curves import Reference
 from tagrouter.evaluation.report import plot_name
 from tagrouter.fileio import atomic_write_bytes
 
+#: How to get the plots when matplotlib is missing.
+PLOTS_HINT = "pip install 'tagrouter[bench]'"
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (the ``bench`` extra) is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
 
 def plot_setup(name: str, setup: dict[str, Any], out_dir: Path, title: str) -> Path:
     """Write ``out_dir/<setup>.png``; cost axis in dollars over the queries (log scale for the pool);
@@ -18,7 +27,7 @@ def plot_setup(name: str, setup: dict[str, Any], out_dir: Path, title: str) -> P
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'tagrouter[bench]'") from None
+        raise ImportError(f"plots need matplotlib: {PLOTS_HINT}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -158,8 +158,11 @@ def plot_name(setup_name: str) -> str:
     return setup_name.replace(":", "_").replace(">", "_to_").replace("/", "_") + ".png"
 
 
-def run_section(results: dict[str, Any], *, title: str, plot_dir: str = ".", heading: str = "#") -> str:
-    """A run's full results: what was run, the summary, then each setup's table, lead and plot."""
+def run_section(
+    results: dict[str, Any], *, title: str, plot_dir: str = ".", heading: str = "#", plots: bool = True
+) -> str:
+    """A run's full results: what was run, the summary, then each setup's table, lead and plot (when
+    ``plots``)."""
     p, data, env = results["protocol"], results["data"], results.get("environment", {})
     about = (
         f"{data['queries']} queries, {len(data['pool'])} pool models"
@@ -180,13 +183,15 @@ def run_section(results: dict[str, Any], *, title: str, plot_dir: str = ".", hea
         parts += [f"{heading}# {name}", setup_table(setup)]
         if lead_text(setup):
             parts.append(lead_text(setup))
-        parts.append(f"![{name}]({plot_dir}/{plot_name(name)})")
+        if plots:
+            parts.append(f"![{name}]({plot_dir}/{plot_name(name)})")
     return "\n\n".join(parts)
 
 
-def results_markdown(results: dict[str, Any], *, title: str, plot_dir: str = ".") -> str:
-    """The ``results.md`` of one run: the run's section and how to read it."""
-    return run_section(results, title=title, plot_dir=plot_dir) + "\n\n" + PROTOCOL_TEXT + "\n"
+def results_markdown(results: dict[str, Any], *, title: str, plot_dir: str = ".", plots: bool = True) -> str:
+    """The ``results.md`` of one run: the run's section (with its plots, when ``plots``) and how to read it."""
+    section = run_section(results, title=title, plot_dir=plot_dir, plots=plots)
+    return section + "\n\n" + PROTOCOL_TEXT + "\n"
 
 
 def _runtime(protocol: dict[str, Any]) -> str:

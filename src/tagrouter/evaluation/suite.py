@@ -14,7 +14,7 @@ from typing import Any
 
 from tagrouter.evaluation.datasets import alpacaeval, dcrouter, routellm
 from tagrouter.evaluation.datasets.common import Converted
-from tagrouter.evaluation.plots import plot_setup
+from tagrouter.evaluation.plots import can_plot, plot_setup
 from tagrouter.evaluation.report import results_markdown
 from tagrouter.evaluation.runner import Progress, run_eval
 from tagrouter.fileio import atomic_write_text
@@ -127,8 +127,11 @@ def run_dataset(
     return results
 
 
-def write_outputs(results: dict[str, Any], out: Path, title: str) -> None:
-    """``out/results.md`` and one plot per setup."""
-    for name, setup in results["setups"].items():
-        plot_setup(name, setup, out, title)
-    atomic_write_text(out / "results.md", results_markdown(results, title=title))
+def write_outputs(results: dict[str, Any], out: Path, title: str) -> bool:
+    """``out/results.md`` and one plot per setup when matplotlib is installed; returns whether it was."""
+    plots = can_plot()
+    if plots:
+        for name, setup in results["setups"].items():
+            plot_setup(name, setup, out, title)
+    atomic_write_text(out / "results.md", results_markdown(results, title=title, plots=plots))
+    return plots

@@ -2,8 +2,8 @@
 
 Endpoints: ``POST /v1/chat/completions`` (routed and forwarded, streaming or not), ``POST /v1/route``
 (decisions only), ``POST /v1/feedback`` (judged outcomes, stored durably and learned online),
-``GET /v1/models``, ``GET /healthz`` and ``GET /metrics``. Errors have the OpenAI error shape
-``{"error": {"message", "type", "param", "code"}}``.
+``GET /v1/models``, ``GET /healthz`` and ``GET /metrics``; with admin keys, ``GET /dashboard`` and
+``POST /admin/reload``. Errors have the OpenAI error shape ``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
@@ -19,24 +19,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagrouter import __version__
 from tagrouter.chat import ChatRequest, capped, visible
 from tagrouter.constraints import Allowed, Needs, allowed
-from tagrouter.errors import DataError, validated
+from tagrouter.errors import ArtifactError, DataError, validated
 from tagrouter.live import LiveDecision
 from tagrouter.router import Decision, TagRouter
 from tagrouter.server.affinity import Pin
 from tagrouter.server.config import GatewayConfig
+from tagrouter.server.dashboard import Recent, stylesheet
 from tagrouter.server.errors import ApiError, data_error
 from tagrouter.server.feedback import (
     Feedback,
@@ -113,12 +115,19 @@ def _index(client: Client | None) -> int | None:
     return None if client is None else client.index
 
 
-def _decision_headers(live: LiveDecision | None, model: str, request_id: str, profile: str) -> dict[str, str]:
+def _decision_headers(
+    live: LiveDecision | None, model: str, request_id: str, profile: str, version: str = ""
+) -> dict[str, str]:
+    """The headers that explain an answer: who answered, the router version, and for a routed request
+    the decision itself (tags, scores, rule, knob, reason, the models constraints removed and why, whether
+    it explored and its propensity); see docs/gateway.md."""
     headers = {
         "x-tagrouter-model": model,
         "x-tagrouter-request-id": request_id,
         "x-tagrouter-profile": profile,
     }
+    if version:
+        headers["x-tagrouter-router-version"] = version
     if live is not None:
         decision = live.decision
         headers["x-tagrouter-explored"] = "true" if live.explored else "false"
@@ -127,6 +136,13 @@ def _decision_headers(live: LiveDecision | None, model: str, request_id: str, pr
         headers["x-tagrouter-scores"] = ",".join(
             [f"{_quoted_model(m)}={s:.4f}" for m, s in decision.scores.items()]
         )
+        headers["x-tagrouter-rule"] = decision.rule
+        headers["x-tagrouter-knob"] = f"{decision.knob:.6g}"
+        headers["x-tagrouter-reason"] = quote(decision.reason, safe=" -_.,;:()=<>+*/'$")
+        if decision.removed:
+            headers["x-tagrouter-removed"] = ",".join(
+                [f"{_quoted_model(m)}={_quoted_tag(why)}" for m, why in decision.removed.items()]
+            )
     return headers
 
 
@@ -168,6 +184,20 @@ class Gateway:
         config = self.parts.config
         return await read_body(request, config.max_request_bytes, config.admission.body_timeout_s)
 
+    async def authorize_admin(self, request: Request) -> None:
+        """Reject the request unless it carries one of the admin keys (see :mod:`tagrouter.server.admin`)."""
+        self.parts.admin.check(request.headers)
+
+    async def reload(self) -> dict[str, Any]:
+        """``POST /admin/reload``: serve the router folder's live version (a 409 when it cannot be loaded)."""
+        try:
+            return await self.parts.reload()
+        except (ArtifactError, DataError) as exc:
+            version = self.parts.served.version
+            raise ApiError(
+                409, f"not reloaded, still serving {version}: {exc}", code="reload_failed"
+            ) from None
+
     def fits(self, queries: list[str], needs: list[Needs]) -> Allowed:
         """The models each query may go to under ``needs``, leaving out the models at their rate limit;
         computed once per request and passed to the decision. A request that no model can take raises
@@ -199,9 +229,14 @@ class Gateway:
         fits: Allowed,
         earlier: list[str | None] | None = None,
         explore: bool = True,
-    ) -> list[LiveDecision]:
+    ) -> tuple[list[LiveDecision], str]:
+        """The decisions for ``queries`` and the version of the router that made them."""
         start = time.perf_counter()
-        decisions = await self.parts.batcher.decide(profile, queries, fits, earlier, explore)
+        while True:  # a reload while this waited: decide again, so that the version is the one that decided
+            served = self.parts.served.current
+            decisions = await self.parts.batcher.decide(profile, queries, fits, earlier, explore)
+            if self.parts.served.current is served:
+                break
         explored = sum(d.explored for d in decisions)
         if explored:
             self.parts.metrics.explored.labels(profile).inc(explored)
@@ -211,7 +246,7 @@ class Gateway:
                 endpoint
             )
         histogram.observe(time.perf_counter() - start)
-        return decisions
+        return decisions, served.version
 
     def _failed(self, failure: Failure, falls_back: bool) -> None:
         self.parts.metrics.upstream_errors.labels(failure.model, failure.kind).inc()
@@ -258,6 +293,7 @@ class Gateway:
 
     async def _chat(self, request: Request, content: bytes) -> Response:
         parts = self.parts
+        started, version = time.perf_counter(), parts.served.version  # a passthrough's: at arrival
         if len(content) > OFF_LOOP_BODY_BYTES:  # parsing and counting its tokens take milliseconds
             routing = await asyncio.to_thread(self.read_chat, content, request)
         else:
@@ -272,12 +308,14 @@ class Gateway:
             pin = parts.pins.lookup(session) if parts.pins is not None and session is not None else None
             fits = self.fits([query], [self.floored(routing.needs, pin)])
             explore = pin is None and request.headers.get("x-tagrouter-explore", "").lower() not in OFF
-            live = (await self.decide(profile, [query], "chat", fits, [routing.earlier], explore))[0]
+            decisions, version = await self.decide(profile, [query], "chat", fits, [routing.earlier], explore)
+            live = decisions[0]
             decision = live.decision
             models, affinity = self.fallbacks(decision, pin)
             parts.metrics.affinity.labels(profile, affinity).inc()
         else:
             profile, models = PASSTHROUGH, [self.passthrough(routing, request)]
+        sent = time.perf_counter()
         try:
             answer = await parts.upstreams.send(
                 models, routing.body, stream=routing.stream, on_failure=self._failed
@@ -289,8 +327,10 @@ class Gateway:
             raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
         if parts.limits.tracks(answer.model):
             parts.limits.record(answer.model, routing.needs.input_tokens)
+        upstream_s = time.perf_counter() - sent
+        parts.metrics.upstream_seconds.labels(answer.model).observe(upstream_s)
         request_id = "chatcmpl-tr-" + uuid.uuid4().hex
-        headers = _decision_headers(live, answer.model, request_id, profile)
+        headers = _decision_headers(live, answer.model, request_id, profile, version)
         headers.update(routing.overrides.echo())
         if affinity is not None:
             headers["x-tagrouter-affinity"] = affinity
@@ -310,6 +350,12 @@ class Gateway:
             owner = client.source if client is not None else None
             parts.writer.remember(request_id, query, answer.model, owner, live.propensity if chosen else 1.0)
         parts.metrics.requests.labels(profile, answer.model, "ok").inc()
+        if decision is not None:
+            cost = decision.expected_costs[answer.model]
+            parts.dashboard.remember(
+                Recent(time.time(), profile, answer.model, tuple(decision.tags), decision.reason, cost)
+            )
+        parts.metrics.overhead_seconds.observe(max(0.0, time.perf_counter() - started - upstream_s))
         if routing.stream:
             return self._stream(answer, request_id, headers, profile, decision)
         data = answer.data or {}
@@ -427,10 +473,11 @@ class Gateway:
         )
         queries = [capped(q, self.parts.config.max_routing_chars) for q in queries]
         fits = self.fits(queries, needs)
-        decisions = await self.decide(profile, queries, "route", fits, explore=False)
+        decisions, version = await self.decide(profile, queries, "route", fits, explore=False)
         return {
             "object": "tagrouter.route",
             "profile": profile,
+            "router_version": version,
             "decisions": [{"query": d.decision.query, **d.decision.to_dict()} for d in decisions],
         }
 
@@ -474,6 +521,8 @@ class Gateway:
         except RuntimeError as exc:
             raise ApiError(503, str(exc), type_="server_error", code="shutting_down") from None
         parts.metrics.feedback.labels(result.status).inc()
+        if result.status == "recorded":
+            parts.metrics.feedback_outcomes.labels(item.outcome).inc()
         if parts.shadow and sent.request_id:
             parts.shadow.explicit(sent.request_id, item.outcome)
         if parts.pins is not None and item.outcome == "loss" and sent.request_id is not None:
@@ -501,18 +550,23 @@ class Gateway:
         return {
             "status": "ok",
             "version": __version__,
+            "router_version": self.parts.served.version,
             "profiles": self.parts.profiles.names,
             "models": self.parts.catalog.names,
             "feedback_records": self.parts.writer.stored,
         }
 
 
-def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAPI:
+def create_app(
+    router: TagRouter, config: GatewayConfig | None = None, router_dir: Path | None = None
+) -> FastAPI:
     """The gateway app for ``router``: opens the feedback store and learns its records before returning.
+    Given ``router_dir`` (the folder ``router`` was loaded from), it serves the folder's new versions as
+    they are saved (see :mod:`tagrouter.server.reload`).
 
     Raises :class:`~tagrouter.errors.DataError` on a config that does not fit the router.
     """
-    gateway = Gateway(build_parts(router, config or GatewayConfig()))
+    gateway = Gateway(build_parts(router, config or GatewayConfig(), router_dir))
     if not gateway.parts.keys:
         log.warning("no client API keys configured: the gateway accepts every request")
 
@@ -564,4 +618,16 @@ def create_app(router: TagRouter, config: GatewayConfig | None = None) -> FastAP
         return Response(gateway.parts.metrics.render(), media_type=gateway.parts.metrics.content_type)
 
     app.add_api_route("/metrics", metrics, methods=["GET"])
+
+    admin = [Depends(gateway.authorize_admin)]
+
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(gateway.parts.dashboard.page(), headers={"cache-control": "no-store"})
+
+    async def dashboard_css() -> Response:  # public: a style sheet holds no figures
+        return Response(stylesheet(), media_type="text/css")
+
+    app.add_api_route("/dashboard", dashboard, methods=["GET"], dependencies=admin)
+    app.add_api_route("/dashboard/dashboard.css", dashboard_css, methods=["GET"])
+    app.add_api_route("/admin/reload", gateway.reload, methods=["POST"], dependencies=admin)
     return app

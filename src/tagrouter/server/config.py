@@ -139,6 +139,19 @@ class GatewayConfig(BaseModel):
     default_profile: str = DEFAULT_PROFILE
     api_keys: list[str] = Field(default_factory=list, description="accepted client bearer keys")
     api_keys_env: str | None = Field(default=None, description="env var with comma-separated client keys")
+    admin_keys: list[str] = Field(
+        default_factory=list, description="bearer keys of the dashboard and /admin endpoints (none: off)"
+    )
+    reload_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="how often to check the router folder's CURRENT for a new version (0: never)",
+    )
+    dashboard_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often the dashboard records the traffic per model (its time axis)",
+    )
     endpoints: dict[str, Endpoint] = Field(
         default_factory=dict, description="per-model overrides of the catalogue's endpoints"
     )

@@ -57,6 +57,10 @@ class FeedbackFollower:
             except Exception:  # the store is unreachable for now: try again at the next interval
                 log.exception("reading other replicas' feedback failed")
 
+    def skip_to(self, seq: int) -> None:
+        """Read only feedback stored after ``seq`` from now on (a reload has learned everything up to it)."""
+        self.after = max(self.after, seq)
+
     def poll(self) -> int:
         """Learn what other replicas stored since the last poll; returns how many records."""
         records, last = self.store.changes(self.after)

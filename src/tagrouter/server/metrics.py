@@ -7,6 +7,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 #: Decision latency buckets, in seconds: routing takes about a millisecond with the default tagger.
 DECISION_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+#: Upstream latency buckets, in seconds: from a few milliseconds (a local server) to minutes (long answers).
+UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 class GatewayMetrics:
@@ -79,12 +81,47 @@ class GatewayMetrics:
             ["status"],
             registry=r,
         )
+        self.feedback_outcomes = Counter(
+            "tagrouter_feedback_outcomes", "Client feedback recorded, by outcome (win, tie, loss)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.upstream_seconds = Histogram(
+            "tagrouter_upstream_seconds", "Time from sending a chat request upstream to its answer (a stream: "
+            "to its first bytes), by the model that answered, fallbacks included",
+            ["model"], buckets=UPSTREAM_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.overhead_seconds = Histogram(
+            "tagrouter_overhead_seconds", "The gateway's own time per answered chat request (reading, "
+            "routing, relaying: the whole handler minus the upstream's time)",
+            buckets=DECISION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.router_version = Gauge(
+            "tagrouter_router_version", "1 for the router version being served (label: its version folder)",
+            ["version"], registry=r,
+        )  # fmt: skip
+        self.router_loaded = Gauge(
+            "tagrouter_router_loaded_timestamp_seconds", "When the served router version was loaded (Unix time)",
+            registry=r,
+        )  # fmt: skip
+        self.last_learned = Gauge(
+            "tagrouter_last_learned_timestamp_seconds",
+            "When the router last learned feedback (Unix time; 0: not since start)", registry=r,
+        )  # fmt: skip
+        self.reloads = Counter(
+            "tagrouter_reloads", "Router reloads, by result (loaded, unchanged, failed)", ["result"], registry=r
+        )  # fmt: skip
 
     def spent(self, profile: str, reference: str, cost: float, reference_cost: float) -> None:
         """Count the estimated cost of one answer and what it would have cost on the reference model."""
         self.cost.labels(profile).inc(cost)
         self.reference_cost.labels(profile, reference).inc(reference_cost)
         self.cost_saved.labels(profile, reference).inc(reference_cost - cost)
+
+    def serving(self, version: str) -> None:
+        """Mark ``version`` as the router version being served (and when it was loaded)."""
+        self.router_version.clear()
+        self.router_version.labels(version).set(1)
+        self.router_loaded.set_to_current_time()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tagrouter.testing.replay import UNSURE
+
 #: A rule: (query, answer A, answer B) -> "A", "B" or "C" (a tie).
 Rule = Callable[[str, str, str], str]
 
@@ -26,6 +28,13 @@ _PROMPT = re.compile(
 def longer_wins(query: str, answer_a: str, answer_b: str) -> str:
     """The longer answer is better; equal lengths tie."""
     return "A" if len(answer_a) > len(answer_b) else "B" if len(answer_b) > len(answer_a) else "C"
+
+
+def sure_beats_unsure(query: str, answer_a: str, answer_b: str) -> str:
+    """A stand-in's :data:`~tagrouter.testing.replay.UNSURE` answer loses to any other; two real answers
+    (or two unsure ones) tie."""
+    unsure_a, unsure_b = answer_a.strip() == UNSURE, answer_b.strip() == UNSURE
+    return "B" if unsure_a and not unsure_b else "A" if unsure_b and not unsure_a else "C"
 
 
 def always_first(query: str, answer_a: str, answer_b: str) -> str:
@@ -68,7 +77,9 @@ def create_judge_app(rule: Rule = longer_wins, behaviour: JudgeBehaviour | None 
         else:
             query, answer_a, answer_b = found.group("query"), found.group("a"), found.group("b")
             behaviour.seen.append((query, answer_a, answer_b))
-            reply = f"Compared on length. [[{rule(query, answer_a, answer_b)}]]"
+            reply = (
+                f"Compared by {getattr(rule, '__name__', 'a rule')}. [[{rule(query, answer_a, answer_b)}]]"
+            )
         usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(reply.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         choice = {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}

@@ -6,12 +6,18 @@ delay, answer an error status (quoting the caller's Authorization header in it, 
 token usage, answer 200 with a body that is not JSON, or break a stream before or after its first event.
 ``POST /control/behaviour`` with a JSON object of :class:`ReplayBehaviour` fields (``raw_body`` as text;
 ``"reset": true`` first) changes how an upstream that runs in another process behaves.
+
+A stand-in given a ``skill`` answers only the queries it can: a query's :func:`difficulty` is 2 (code,
+maths), 1 (writing) or 0 (the rest), and above its skill the stand-in answers :data:`UNSURE`, which the
+judge of :mod:`tagrouter.testing.judge` (``sure_beats_unsure``) rules a loss. So a collection over
+stand-ins of skills 0, 1 and 2 gives a history on which routing pays off, as it does on real pools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
@@ -46,6 +52,38 @@ class ReplayBehaviour:
             setattr(self, name, getattr(fresh, name))
 
 
+#: The answer of a stand-in to a query above its skill.
+UNSURE = "I am not sure how to answer that."
+
+#: What makes a query hard, hardest first: code and maths (2), writing (1); anything else is 0.
+_DIFFICULTY = (
+    (
+        2,
+        re.compile(
+            r"\b(code|python|java|javascript|typescript|sql|bash|go|function|class|bug|regular expression|linked list"
+            r"|algorithm|prove|proof|solve|equation|integral|derivative|compute|probability|prime|roots?|angles?)\b"
+            r"|c\+\+|\d",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        1,
+        re.compile(
+            r"\b(write|rewrite|poem|story|email|letter|essay|summari[sz]e|limerick|haiku|toast|description)\b",
+            re.IGNORECASE,
+        ),
+    ),
+)
+
+
+def difficulty(query: str) -> int:
+    """How hard ``query`` is for a stand-in: 2 (code, maths), 1 (writing) or 0."""
+    for level, pattern in _DIFFICULTY:
+        if pattern.search(query):
+            return level
+    return 0
+
+
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if (
@@ -58,9 +96,13 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
 
 
 def create_replay_app(
-    name: str, answers: Mapping[str, str] | None = None, behaviour: ReplayBehaviour | None = None
+    name: str,
+    answers: Mapping[str, str] | None = None,
+    behaviour: ReplayBehaviour | None = None,
+    skill: int | None = None,
 ) -> FastAPI:
-    """An upstream called ``name`` answering each query with ``answers[query]`` or ``"[name] …"``."""
+    """An upstream called ``name`` answering each query with ``answers[query]`` or ``"[name] …"``; with a
+    ``skill``, it answers :data:`UNSURE` to the queries whose :func:`difficulty` is above it."""
     answers = answers or {}
     behaviour = behaviour or ReplayBehaviour()
     app = FastAPI(title=f"replay upstream {name}")
@@ -90,6 +132,8 @@ def create_replay_app(
         query = _last_user_text(body.get("messages", []))
         behaviour.seen_queries.append(query)
         text = answers.get(query, f"[{name}] answer to: {query[:60]}")
+        if skill is not None and difficulty(query) > skill:
+            text = UNSURE
         usage = behaviour.usage or {
             "prompt_tokens": max(1, len(query) // 4),
             "completion_tokens": len(text.split()),

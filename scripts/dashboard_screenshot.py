@@ -17,8 +17,11 @@ from pathlib import Path
 
 import httpx
 
-from tagrouter.testing.browser import browse
-from tagrouter.testing.traffic import ADMIN_KEY, demo_gateway, example_traffic
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1] / "tests")
+)  # the scripted load lives with the tests
+from browser import browse  # noqa: E402
+from traffic import ADMIN_KEY, demo_gateway, example_traffic  # noqa: E402
 
 
 def main() -> None:

@@ -14,10 +14,9 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("playwright", reason="the browser test needs Playwright (the dev extra)")
 
+from browser import browse, chromium_path, figures_on  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from tagrouter.testing.browser import browse, chromium_path, figures_on  # noqa: E402
-from tagrouter.testing.traffic import ADMIN_KEY, demo_gateway, example_traffic  # noqa: E402
+from traffic import ADMIN_KEY, demo_gateway, example_traffic  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium; scripts/test.sh does)"

@@ -26,10 +26,10 @@ for _module in ("apscheduler", "backoff", "websockets"):  # what litellm[proxy] 
 httpx = pytest.importorskip("httpx")
 
 from conftest import fit_example  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter.testing.loopback import free_port  # noqa: E402
 from tagrouter.testing.replay import create_replay_app  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAMS = {  # the README's api_base of each catalogue model

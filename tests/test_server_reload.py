@@ -14,13 +14,13 @@ pytest.importorskip("fastapi")
 
 from gateway_fixtures import ANSWERS, KEY  # noqa: E402
 from server_support import CODE_QUERY, GREETING_QUERY, MODELS, fit_router  # noqa: E402
+from threaded import ThreadedServer  # noqa: E402
 
 from tagrouter import Decider, TagRouter  # noqa: E402
 from tagrouter.server.app import create_app  # noqa: E402
 from tagrouter.server.config import GatewayConfig  # noqa: E402
 from tagrouter.server.reload import current_version  # noqa: E402
 from tagrouter.testing.replay import ReplayBehaviour, create_replay_app  # noqa: E402
-from tagrouter.testing.threaded import ThreadedServer  # noqa: E402
 
 ADMIN = "sk-test-admin"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from threaded import ThreadedServer
 
 from tagrouter.cli.demo import EXAMPLES
 from tagrouter.records import read_history
@@ -24,7 +25,6 @@ from tagrouter.server.app import create_app
 from tagrouter.server.config import GatewayConfig
 from tagrouter.testing.judge import create_judge_app, sure_beats_unsure
 from tagrouter.testing.replay import ReplayBehaviour, create_replay_app
-from tagrouter.testing.threaded import ThreadedServer
 
 CLIENT_KEY = "sk-demo-client"
 ADMIN_KEY = "sk-demo-admin"

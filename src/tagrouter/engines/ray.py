@@ -82,18 +82,26 @@ class RayEngine:
         return [MemoryPart(history.sliced(i, i + BATCH_ROWS)) for i in range(0, len(history), BATCH_ROWS)]
 
     def survey(self, parts: Sequence[Part], report: ReadReport) -> Survey:
-        """The distinct queries in order of first appearance (parts and their batches are put back in
-        order on the driver, as the local engine reads them)."""
-        found: list[tuple[int, int, dict[str, str], list[str]]] = []
+        """The distinct queries in order of first appearance: batches are added to the survey in reading
+        order (part by part, batch by batch, as the local engine reads them) as soon as every batch
+        before them has arrived; only the batches that arrive early wait on the driver."""
+        survey, early, batches = Survey(), {}, {}
+        part, number = 0, 0  # the next batch in reading order
         rows = [{"index": i, "part": pickle.dumps(p)} for i, p in enumerate(parts)]
         for result in self._map(self._rows(rows), _survey, None):
-            if isinstance(result, ReadReport):
-                _add_report(report, result)
+            if isinstance(result[-1], ReadReport):  # a part's last payload: its number of batches, its report
+                batches[result[0]] = result[1]
+                _add_report(report, result[2])
             else:
-                found.append(result)
-        survey = Survey()
-        for index, _, queries, models in sorted(found, key=lambda item: item[:2]):
-            survey.add(index, queries, models)
+                early[result[0], result[1]] = result[2:]
+            while True:
+                if (part, number) in early:
+                    survey.add(part, *early.pop((part, number)))
+                    number += 1
+                elif batches.get(part) == number:
+                    part, number = part + 1, 0
+                else:
+                    break
         return survey
 
     def student(
@@ -206,12 +214,12 @@ def _add_report(report: ReadReport, part: ReadReport) -> None:
 
 def _survey(batch: Batch, _: None) -> Iterator[Batch]:
     """Stage task: validate a part's records; its distinct queries and models per batch (with the
-    part's index and the batch's number), then its read report."""
+    part's index and the batch's number), then its number of batches and its read report."""
     for index, raw in zip(batch["index"], batch["part"], strict=True):
-        report = ReadReport()
-        for number, records in enumerate(pickle.loads(raw).batches(report)):
-            yield _payload((int(index), number, *survey_batch(records)))
-        yield _payload(report)
+        report, number = ReadReport(), 0
+        for number, records in enumerate(pickle.loads(raw).batches(report), start=1):
+            yield _payload((int(index), number - 1, *survey_batch(records)))
+        yield _payload((int(index), number, report))
 
 
 def _count(batch: Batch, plan: Plan) -> Iterator[Batch]:

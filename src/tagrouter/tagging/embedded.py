@@ -232,8 +232,10 @@ def top_columns(
     chosen = sure | near
     for row in np.flatnonzero(chosen.sum(axis=1) > k):
         candidates = np.flatnonzero(near[row])
-        products = prototypes[columns[candidates]].astype(np.float64) * vectors[row].astype(np.float64)
-        exact = np.array([math.fsum(p) for p in products])
+        exact = np.zeros(len(candidates))  # a text with no known token has similarity 0 everywhere
+        if vectors[row].any():
+            products = prototypes[columns[candidates]].astype(np.float64) * vectors[row].astype(np.float64)
+            exact = np.array([math.fsum(p) for p in products])
         keep = candidates[np.lexsort((candidates, -exact))[: k - int(sure[row].sum())]]
         chosen[row, candidates] = False
         chosen[row, keep] = True

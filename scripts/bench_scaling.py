@@ -8,9 +8,10 @@ difficulty. The records are Parquet files of 125k records each, read by the stre
 ``tagrouter fit 'hist/*.parquet' --catalog C --out R [--engine ray]`` would.
 
 Per run it prints the time of each stage (reading the distinct queries, building the student: teacher,
-vocabulary and prototypes, counting the table, scoring it, saving), the driver's peak RSS, the saved
+vocabulary and prototypes, tagging the distinct queries, counting the table, scoring it, saving), the driver's peak RSS, the saved
 router's size, and, across sizes, the fitted growth exponents (slope of log time and log RSS on log
-records); it checks that the local and the Ray router have the same table, vocabulary and decisions.
+records); it checks that the local and the Ray router have the same table, vocabulary, prototypes, scores
+(bit for bit) and decisions.
 
     python scripts/bench_scaling.py [--sizes 10000 100000 1000000] [--engines local ray] [--out runs/scaling]
 """
@@ -110,7 +111,7 @@ class Timed:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.engine, name)
-        if name not in ("distinct_queries", "student", "count"):
+        if name not in ("survey", "student", "tag", "count"):
             return method
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -142,11 +143,12 @@ def one_run(data: Path, engine_name: str, router_dir: Path) -> dict[str, Any]:
         seconds["ray start"] = time.perf_counter() - start
     timed, report = Timed(engine), ReadReport()
     start = time.perf_counter()
-    model = fit_model(HistorySource.of(str(data / "*.parquet")), catalog(), engine=timed, report=report)
+    model = fit_model(HistorySource.of(str(data / "*.parquet")), catalog(), engine=timed, report=report).model
     total = time.perf_counter() - start
     seconds |= {
-        "read queries": timed.seconds["distinct_queries"],
+        "read queries": timed.seconds["survey"],
         "student": timed.seconds["student"],
+        "tag queries": timed.seconds["tag"],
         "count table": timed.seconds["count"],
     }
     seconds["score"] = total - sum(timed.seconds.values())
@@ -165,12 +167,14 @@ def one_run(data: Path, engine_name: str, router_dir: Path) -> dict[str, Any]:
 
 
 def same_router(a: Path, b: Path) -> bool:
-    """Same table, vocabulary and decisions on the 805 instructions."""
+    """Same table, vocabulary, prototypes, scores (bit for bit) and decisions on the 805 instructions."""
     left, right = TagRouter.load(a), TagRouter.load(b)
     queries = instructions()
     return (
         left.table.equals(right.table)
         and left.tagger.vocabulary.tags == right.tagger.vocabulary.tags
+        and np.array_equal(left.tagger.prototypes, right.tagger.prototypes)
+        and np.array_equal(left.score_batch(queries)[1], right.score_batch(queries)[1])
         and [d.model for d in left.route_batch(queries)] == [d.model for d in right.route_batch(queries)]
     )
 
@@ -216,7 +220,9 @@ def main() -> None:
         if len(args.engines) == 2:
             equal = same_router(args.out / f"router-{size}-local", args.out / f"router-{size}-ray")
             print(
-                f"{size:>9,} local and ray routers equal (table, vocabulary, decisions): {equal}", flush=True
+                f"{size:>9,} local and ray routers equal (table, vocabulary, prototypes, scores, decisions): "
+                f"{equal}",
+                flush=True,
             )
     for engine in args.engines:
         sizes = [s for s in args.sizes if (s, engine) in results]

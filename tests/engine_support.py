@@ -9,6 +9,8 @@ import numpy as np
 
 from tagrouter.records import HistoryRecord
 from tagrouter.router import TagRouter
+from tagrouter.tagging.embedded import EmbeddedTagger
+from tagrouter.tagging.vocabulary import Vocabulary
 
 
 def write_parts(folder: Path, records: list[HistoryRecord], parts: int, suffix: str = ".jsonl") -> list[Path]:
@@ -38,3 +40,22 @@ def assert_same_router(a: TagRouter, b: TagRouter, queries: list[str]) -> None:
     assert a.tagger.vocabulary.aliases == b.tagger.vocabulary.aliases
     np.testing.assert_array_equal(a.tagger.prototypes, b.tagger.prototypes)
     assert [d.to_dict() for d in a.route_batch(queries)] == [d.to_dict() for d in b.route_batch(queries)]
+
+
+def twin_tagger(tagger: EmbeddedTagger, seed: int = 0) -> EmbeddedTagger:
+    """``tagger`` with a twin of every fine tag whose prototype differs from the original's by a few
+    float32 units in the last place: every query that carries one of them is a near tie between the two,
+    decided by the last bits of its similarities."""
+    rng = np.random.default_rng(seed)
+    vocabulary, fine = tagger.vocabulary, tagger._fine
+    twins = [f"{vocabulary.tags[i]} twin" for i in fine]
+    nudged = tagger.prototypes[fine] * (1 + rng.uniform(-3e-7, 3e-7, (len(fine), tagger.prototypes.shape[1])))
+    nudged = (nudged / np.linalg.norm(nudged, axis=1, keepdims=True)).astype(np.float32)
+    doubled = Vocabulary(
+        tags=[*vocabulary.tags, *twins],
+        counts=[*vocabulary.counts, *(vocabulary.counts[i] for i in fine)],
+        aliases={**vocabulary.aliases},
+        embeddings=np.concatenate([vocabulary.embeddings, vocabulary.embeddings[fine]]),
+    )
+    # an odd number of fine tags: the last one taken is one of a pair of twins, whose other is not
+    return EmbeddedTagger(doubled, np.concatenate([tagger.prototypes, nudged]), fine=tagger.fine | 1)

@@ -5,41 +5,73 @@ from __future__ import annotations
 
 import itertools
 import pickle
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_support import assert_same_router, write_parts
+from engine_support import assert_same_router, twin_tagger, write_parts
 
+from tagrouter import records as readers
 from tagrouter.embedding import default_embedder
-from tagrouter.engines.stages import partial_table
+from tagrouter.engines.stages import (
+    Plan,
+    Survey,
+    TagCodes,
+    count_batch,
+    query_blocks,
+    survey_batch,
+    tag_block,
+    tuning_sample,
+)
 from tagrouter.errors import DataError
+from tagrouter.model import token_stats
 from tagrouter.records import History, iter_history, read_history
 from tagrouter.router import TagRouter
 from tagrouter.scoring import TagTable
 from tagrouter.tagging import embedded
 from tagrouter.tagging.embedded import EmbeddedTagger
+from tagrouter.tagging.teacher import KeyphraseTeacher
 
 
 def queries_of(records) -> list[str]:
     return list({r.query_id: r.query for r in records}.values())
 
 
-def test_partial_tables_merge_to_the_whole_in_any_order(example_router, example_records):
+def counted_in_slices(tagger, history: History, size: int):
+    """The survey, plan and per-slice counts of ``history`` cut in slices of ``size`` records (one part)."""
+    survey, slices = Survey(), [history.sliced(i, i + size) for i in range(0, len(history), size)]
+    for batch in slices:
+        survey.add(0, *survey_batch(batch))
+    codes = TagCodes()
+    for block in query_blocks(len(survey.texts)):
+        codes.add(tag_block(tagger, survey.texts[block]))
+    plan = Plan(codes.finished(), list(survey.models), np.ones(len(survey.texts), dtype=bool))
+    parts = [count_batch(plan, b, survey.positions[0][i], 0, i) for i, b in enumerate(slices)]
+    return survey, plan, parts
+
+
+def test_partial_counts_add_up_to_the_whole_in_any_order(example_router, example_records):
     history = History.from_records(example_records)
-    whole = partial_table(example_router.tagger, history)
-    parts = [
-        partial_table(example_router.tagger, history.sliced(i, i + 40)) for i in range(0, len(history), 40)
-    ]
+    survey, plan, parts = counted_in_slices(example_router.tagger, history, 40)
     assert len(parts) == 5
+    tags = [example_router.tagger.tag([r.query])[0] for r in example_records]
+    whole = TagTable.count(tags, history.model, history.outcome)
+    first = None
     for order in itertools.islice(itertools.permutations(parts), 0, None, 17):
         merged = order[0]
         for part in order[1:]:
             merged = merged.merged(part)
-        assert merged.table.equals(whole.table)
-        assert merged.table.records == len(history) == 192
-        assert dict(merged.tokens) == dict(whole.tokens)
-    tags = [example_router.tagger.tag([r.query])[0] for r in example_records]
-    assert whole.table.equals(TagTable.count(tags, history.model, history.outcome))
+        table = merged.table(plan)
+        assert table.equals(whole)
+        assert table.tags == tuple(plan.tags.tags) and table.records == len(history) == 192
+        np.testing.assert_array_equal(table.counts, (first or table).counts)  # the same layout, exactly
+        first = first or table
+        assert merged.tokens(plan) == token_stats(history)
+    sample = tuning_sample(plan, survey.texts, merged)  # every query sampled
+    assert sample.texts == list(history.unique_queries().values())
+    assert sample.tag_lists == [example_router.tagger.tag([q])[0] for q in sample.texts]
+    assert (sample.codes >= 0).sum() == len(set(zip(history.query_id, history.model, strict=True)))
 
 
 def test_tagger_pickles_without_its_embedding_table(example_router):
@@ -53,14 +85,25 @@ def test_tagger_pickles_without_its_embedding_table(example_router):
     np.testing.assert_array_equal(copy.prototypes, tagger.prototypes)
 
 
-def test_chunked_prototypes_equal_one_chunk(example_records, monkeypatch):
+def test_chunked_prototypes_equal_one_chunk_exactly(example_records, monkeypatch):
     queries = queries_of(example_records)
     whole = EmbeddedTagger.fit(queries)
     monkeypatch.setattr(embedded, "EMBED_CHUNK", 5)  # 64 queries in 13 chunks
     chunked = EmbeddedTagger.fit(queries)
     assert chunked.vocabulary.tags == whole.vocabulary.tags
     assert chunked.vocabulary.aliases == whole.vocabulary.aliases
-    np.testing.assert_allclose(chunked.prototypes, whole.prototypes, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(chunked.prototypes, whole.prototypes)  # fixed-point sums are exact
+
+
+def test_a_query_gets_the_same_tags_in_any_batch(example_records):
+    """Near ties (twin tags whose prototypes differ in the last float32 bits) are decided by the exact
+    similarities, not by how BLAS summed this batch."""
+    queries = [f"{a.query} {b.query}" for a in example_records[::3] for b in example_records[1::7]]
+    tagger = twin_tagger(EmbeddedTagger.fit(queries))
+    whole = tagger.tag(queries)
+    assert [t for i in range(0, len(queries), 7) for t in tagger.tag(queries[i : i + 7])] == whole
+    assert [tagger.tag([q])[0] for q in queries] == whole
+    assert any(t.endswith(" twin") for tags in whole for t in tags)
 
 
 def test_align_above_cutoff_one_never_embeds_unknown_tags(example_router):
@@ -110,6 +153,36 @@ def test_local_fit_from_files_equals_fit_on_records(tmp_path, example_records, e
     assert_same_router(from_files, in_memory, queries_of(example_records))
     assert from_files.decider == in_memory.decider
     assert {**from_files.model.tuning, "seconds": 0} == {**in_memory.model.tuning, "seconds": 0}
+
+
+def test_a_fit_reads_each_file_twice_and_tags_each_query_once(
+    tmp_path, example_records, example_catalog, monkeypatch
+):
+    """The student, the table and the tuning come from two reads of every file; the teacher and the
+    student tag each distinct query once (the tuning reuses the student's tags)."""
+    paths = write_parts(tmp_path, example_records, 3)
+    reads: Counter[Path] = Counter()
+    raw_rows = readers._raw_rows
+
+    def counted_rows(path):
+        reads[path] += 1
+        yield from raw_rows(path)
+
+    monkeypatch.setattr(readers, "_raw_rows", counted_rows)
+    tagged = {"student": Counter(), "teacher": Counter()}
+    for name, cls in (("student", EmbeddedTagger), ("teacher", KeyphraseTeacher)):
+
+        def counted_tag(self, texts, _tag=cls.tag, _seen=tagged[name]):
+            _seen.update(texts)
+            return _tag(self, texts)
+
+        monkeypatch.setattr(cls, "tag", counted_tag)
+    router = TagRouter.fit(paths, example_catalog)
+    assert router.model.tuning is not None and router.model.tuning["queries"] == len(
+        queries_of(example_records)
+    )
+    assert reads == dict.fromkeys(paths, 2)
+    assert tagged["student"] == tagged["teacher"] == Counter(queries_of(example_records))
 
 
 def test_local_update_from_files_equals_a_refit(tmp_path, example_records, example_catalog):

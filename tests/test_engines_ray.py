@@ -3,11 +3,17 @@ local engine, updates equal to a refit, and bad rows reported with file and row.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from engine_support import assert_same_router, write_parts
+from engine_support import assert_same_router, twin_tagger, write_parts
 
+from tagrouter import records as readers
+from tagrouter.catalog import Catalog
+from tagrouter.engines import stages
 from tagrouter.errors import DataError
+from tagrouter.records import HistoryRecord
 from tagrouter.router import TagRouter
+from tagrouter.tagging.embedded import EmbeddedTagger
 
 ray = pytest.importorskip("ray", reason="the Ray engine tests need Ray Data: pip install 'tagrouter[ray]'")
 
@@ -41,6 +47,19 @@ def test_ray_fit_and_update_from_files_equal_a_refit(tmp_path, example_records, 
     assert [d.model for d in updated.route_batch(queries_of(example_records))] == [
         d.model for d in refit.route_batch(queries_of(example_records))
     ]
+
+
+def test_a_ray_fit_reads_no_file_on_the_driver(tmp_path, example_records, example_catalog, monkeypatch):
+    """The workers read the files (twice: distinct queries, then counts); the driver, tuning included,
+    never falls back to a local read."""
+    paths = write_parts(tmp_path, example_records, 3)
+
+    def no_local_read(path):
+        raise AssertionError(f"the driver read {path}")
+
+    monkeypatch.setattr(readers, "_raw_rows", no_local_read)
+    on_ray = TagRouter.fit(paths, example_catalog, engine="ray")
+    assert on_ray.model.tuning is not None and on_ray.table.records == len(example_records)
 
 
 def test_ray_reports_a_bad_row_with_its_file_and_row(tmp_path, example_records, example_catalog):
@@ -84,3 +103,50 @@ def test_fit_and_update_commands_on_ray(tmp_path, example_records, example_catal
     assert router.table.equals(refit.table)
     added = len((tmp_path / "part-2.jsonl").read_text().splitlines())
     assert f"learned {added} records" in updated.output
+
+
+def near_tie_records(example_records, queries: int = 700, seed: int = 0) -> list[HistoryRecord]:
+    """``queries`` queries recombined from the example history's words (so that many share words and
+    their tags are near ties), each judged for four models."""
+    rng = np.random.default_rng(seed)
+    words = sorted({w for r in example_records for w in r.query.split()})
+    models = ["cheap", "mid", "dear", "context"]
+    records = []
+    for i in range(queries):
+        text = " ".join(rng.choice(words, int(rng.integers(4, 14))))
+        for model in models:
+            outcome = ("win", "tie", "loss")[int(rng.integers(3))]
+            records.append(
+                HistoryRecord(
+                    query_id=f"q{i}",
+                    query=text,
+                    model=model,
+                    outcome=outcome,
+                    output_tokens=int(rng.integers(900)),
+                )
+            )
+    return records
+
+
+def test_ray_and_local_give_the_same_router_bit_for_bit(tmp_path, example_records, monkeypatch):
+    """Several files (parts), several blocks of distinct queries, and a tagger whose every query is a near
+    tie (:func:`twin_tagger`): the same table (tags, models and counts in the same order), the same scores
+    to the last bit, the same tuning and knob."""
+    monkeypatch.setattr(stages, "QUERY_BLOCK", 128)  # 700 distinct queries in 6 blocks
+    records = near_tie_records(example_records)
+    queries = list(dict.fromkeys(r.query for r in records))
+    tagger = twin_tagger(EmbeddedTagger.fit(queries))
+    paths = write_parts(tmp_path, records, 5)
+    prices = [("cheap", 0.1), ("mid", 1.0), ("dear", 10.0)]
+    catalog = Catalog.model_validate(
+        {"models": [{"name": m, "input_usd_per_1m": p, "output_usd_per_1m": 2 * p} for m, p in prices]}
+    )
+    local = TagRouter.fit(paths, catalog, tagger=tagger)
+    on_ray = TagRouter.fit(paths, catalog, tagger=tagger, engine="ray")
+    assert (local.table.tags, local.table.models) == (on_ray.table.tags, on_ray.table.models)
+    np.testing.assert_array_equal(local.table.counts, on_ray.table.counts)
+    np.testing.assert_array_equal(local.table.model_counts, on_ray.table.model_counts)
+    assert np.array_equal(local.score_batch(queries)[1], on_ray.score_batch(queries)[1])
+    assert {**local.model.tuning, "seconds": 0} == {**on_ray.model.tuning, "seconds": 0}
+    assert local.decider == on_ray.decider
+    assert dict(local.model.output_tokens) == dict(on_ray.model.output_tokens)

@@ -14,9 +14,10 @@ from tagrouter.evaluation.loading import history_arrays
 from tagrouter.evaluation.protocol import Benchmark, Setup, fold_ids, fold_run
 from tagrouter.evaluation.runner import router_factories, run_eval
 from tagrouter.evaluation.significance import bootstrap_differences, compare, seed_interval
-from tagrouter.evaluation.tagrouter_method import SharedFits, TagRouterMethod, fold_history
-from tagrouter.records import HistoryRecord, write_history
+from tagrouter.evaluation.tagrouter_method import SharedFits, TagRouterMethod
+from tagrouter.records import History, HistoryRecord, write_history
 from tagrouter.router import TagRouter
+from tagrouter.scoring import SmoothedScorer
 
 CODE = ["a Python function that sorts a list", "a SQL query joining two tables", "a JavaScript loop"]
 PROSE = ["a poem about the autumn sea", "a love letter in old English", "a short story about a dragon"]
@@ -61,24 +62,57 @@ def test_tagrouter_finds_the_topic_where_the_cheap_model_is_always_right(tmp_pat
     assert saved["data"]["context_models"] == ["judge"]
 
 
+def benchmark(arrays, embeddings: np.ndarray) -> Benchmark:
+    """The benchmark of ``arrays`` (with its records, as ``run_eval`` builds it)."""
+    return Benchmark(
+        arrays.queries,
+        embeddings,
+        arrays.models,
+        arrays.outcomes,
+        arrays.costs,
+        arrays.known,
+        arrays.history,
+        arrays.rows,
+    )
+
+
 def test_the_tagrouter_router_is_what_tagrouter_fit_gives_by_default():
     records = topic_history(40)
     arrays = history_arrays(records, CATALOG)
-    bench = Benchmark(arrays.queries, np.zeros((40, 2)), arrays.models, arrays.outcomes, arrays.costs)
+    bench = benchmark(arrays, np.zeros((40, 2)))
     setup = Setup("pair:coder>general", "pair", ("coder", "general"), ("judge",))
     train = bench.fold_data(setup, np.arange(30))
+    assert len(train.history) == 30 * 3 and set(train.history.query_id) == {f"q{i}" for i in range(30)}
     method = TagRouterMethod("tagrouter", CATALOG, SharedFits())
     method.fit(train)
-    public = TagRouter.fit(fold_history(train), CATALOG)  # the default tagger, built by fit itself
+    public = TagRouter.fit(train.history, CATALOG)  # the default tagger, built by fit itself
     test = arrays.queries[30:]
     assert np.array_equal(method.predict(test, np.zeros((10, 2))), public.model.score(test)[1])
 
 
 def _flipped(bench: Benchmark, rows: np.ndarray) -> Benchmark:
-    """The same benchmark with every outcome of ``rows`` turned around (win <-> loss), context included."""
+    """The same benchmark with every outcome of ``rows`` turned around (win <-> loss), context included,
+    in its arrays and its records."""
     outcomes = bench.outcomes.copy()
     outcomes[rows] = np.where(outcomes[rows] == 2, 0, 2)
-    return Benchmark(bench.queries, bench.embeddings, bench.models, outcomes, bench.costs, bench.known)
+    h, flip = bench.history, np.isin(bench.record_rows, rows)
+    history = History(
+        h.query_id,
+        h.query,
+        h.model,
+        np.where(flip, np.where(h.outcome == 2, 0, 2), h.outcome),
+        h.output_tokens,
+    )
+    return Benchmark(
+        bench.queries,
+        bench.embeddings,
+        bench.models,
+        outcomes,
+        bench.costs,
+        bench.known,
+        history,
+        bench.record_rows,
+    )
 
 
 @pytest.mark.parametrize("name", ["tagrouter", "knn", "knn-easiness", "forc", "sw-ranking", "mlp"])
@@ -88,7 +122,7 @@ def test_no_test_outcome_reaches_a_fit_an_inner_choice_or_theta(name):
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(50, 8))
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    bench = Benchmark(arrays.queries, embeddings, arrays.models, arrays.outcomes, arrays.costs)
+    bench = benchmark(arrays, embeddings)
     setup = Setup("pair:coder>general", "pair", ("coder", "general"), ("judge",))
     factory = router_factories(CATALOG, SharedFits())[name]
     test_rows = np.flatnonzero(fold_ids(50, 0) == 2)
@@ -108,13 +142,28 @@ def test_missing_outcomes_drop_the_query_from_the_setup_and_leave_context_cells_
     records = [r for r in records if not (r.query_id == "q5" and r.model == "judge")]
     arrays = history_arrays(records, CATALOG)
     assert arrays.known.sum() == 30 * 3 - 2
-    bench = Benchmark(
-        arrays.queries, np.zeros((30, 1)), arrays.models, arrays.outcomes, arrays.costs, arrays.known
-    )
+    bench = benchmark(arrays, np.zeros((30, 1)))
     setup = Setup("pair:coder>general", "pair", ("coder", "general"), ("judge",))
     assert len(bench.for_setup(setup).queries) == 29
-    history = fold_history(bench.for_setup(setup).fold_data(setup, np.arange(29)))
+    history = bench.for_setup(setup).fold_data(setup, np.arange(29)).history
     assert len(history) == 29 * 3 - 1  # the unknown context cell is left out, not counted as a loss
+    assert "q3" not in history.query_id
+
+
+def test_a_model_judged_twice_on_a_query_counts_with_its_last_record_everywhere():
+    records = topic_history(30)
+    again = HistoryRecord(query_id="q0", query=records[0].query, model="coder", outcome="loss")
+    arrays = history_arrays([*records, again], CATALOG)
+    assert arrays.outcomes[0, 0] == 2 and arrays.known.sum() == 30 * 3  # the later record counts
+    assert any("1 answers judged again" in note for note in arrays.notes)
+    train = benchmark(arrays, np.zeros((30, 1))).fold_data(
+        Setup("pair:coder>general", "pair", ("coder", "general"), ("judge",)), np.arange(30)
+    )
+    assert len(train.history) == 30 * 3  # one record per judged query and model: what TagRouter learns
+    table = TagRouter.fit(train.history, CATALOG, scorer=SmoothedScorer()).table
+    assert table.records == 30 * 3
+    assert table.model_counts[table.model_index["coder"]].tolist() == [14, 0, 16]  # q0 is a loss now
+    assert not train.accepted[0, 0]
 
 
 def test_costs_come_from_the_record_else_tokens_and_prices():

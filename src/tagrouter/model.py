@@ -216,16 +216,16 @@ class RoutingModel:
 
     def mean_output_tokens(self, model: str) -> float:
         """Mean output tokens of ``model`` in the history (``DEFAULT_OUTPUT_TOKENS`` if it has none)."""
-        total, count = self.output_tokens.get(model, (0.0, 0))
-        return total / count if count else DEFAULT_OUTPUT_TOKENS
+        mean = mean_output_tokens(self.output_tokens, model)
+        return DEFAULT_OUTPUT_TOKENS if mean is None else mean
 
     def expected_costs(self, queries: Sequence[str]) -> np.ndarray:
-        """Expected dollars per (query, model): estimated input tokens (characters / 4) × input price + the
-        model's mean output tokens in the history × output price."""
+        """Expected dollars per (query, model): estimated input tokens (:func:`estimated_input_tokens`)
+        × input price + the model's mean output tokens in the history × output price."""
         cards = [self.catalog[m] for m in self.models]
         input_price = np.array([c.input_usd_per_1m for c in cards]) / 1e6
         output_cost = np.array([c.output_usd_per_1m * self.mean_output_tokens(c.name) for c in cards]) / 1e6
-        tokens = np.fromiter((len(q) / CHARS_PER_TOKEN for q in queries), dtype=float, count=len(queries))
+        tokens = np.fromiter((estimated_input_tokens(q) for q in queries), dtype=float, count=len(queries))
         return tokens[:, None] * input_price[None, :] + output_cost[None, :]
 
 
@@ -241,6 +241,17 @@ def tag_history(tagger: Tagger, history: History, progress: Progress | None) -> 
             progress("tagging history", min(start + TAG_BATCH, len(texts)), len(texts))
     tags_of = dict(zip(ids, tags, strict=True))
     return [tags_of[q] for q in history.query_id]
+
+
+def estimated_input_tokens(query: str) -> float:
+    """Input tokens of a query whose count is unknown: its characters / :data:`CHARS_PER_TOKEN`."""
+    return len(query) / CHARS_PER_TOKEN
+
+
+def mean_output_tokens(stats: TokenStats, model: str) -> float | None:
+    """Mean output tokens of ``model`` in :func:`token_stats` ``stats`` (None: it has no count)."""
+    total, count = stats.get(model, (0.0, 0))
+    return total / count if count else None
 
 
 def token_stats(history: History) -> dict[str, tuple[float, int]]:

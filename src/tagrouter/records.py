@@ -315,6 +315,13 @@ class History:
             self.output_tokens[start:stop],
         )
 
+    def deduplicated(self) -> tuple[History, int]:
+        """The records with one per (query, model): where a model was judged several times on a query,
+        its last record counts (the one rule wherever one outcome per query and model is needed:
+        evaluation, the tuning sample of a fit); and how many earlier records were dropped."""
+        keep = last_judgments(self.query_id, self.model)
+        return (self, 0) if keep.all() else (self.taken(keep), int((~keep).sum()))
+
     def unique_queries(self) -> dict[str, str]:
         """Query id -> text, in order of first appearance; two texts under one id raise :class:`DataError`."""
         texts: dict[str, str] = {}
@@ -322,6 +329,18 @@ class History:
             if texts.setdefault(qid, text) != text:
                 raise DataError(f"query id {qid!r} has two different query texts", row=number, field="query")
         return texts
+
+
+def last_judgments(query_ids: Sequence[str], models: Sequence[str]) -> np.ndarray:
+    """Which records count where one outcome per (query, model) is needed: the last of each pair."""
+    seen: set[tuple[str, str]] = set()
+    keep = np.zeros(len(query_ids), dtype=bool)
+    for i in range(len(query_ids) - 1, -1, -1):
+        key = (query_ids[i], models[i])
+        if key not in seen:
+            seen.add(key)
+            keep[i] = True
+    return keep
 
 
 def as_history(records: History | Sequence[HistoryRecord]) -> History:

@@ -24,7 +24,7 @@ from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
 
 if TYPE_CHECKING:
-    from tagrouter.engines import Engine, HistorySource
+    from tagrouter.engines import Engine, HistorySource, TaggerChoice
     from tagrouter.engines.source import Paths
 
 
@@ -79,7 +79,7 @@ class TagRouter:
         history: History | Sequence[HistoryRecord] | Paths | HistorySource,
         catalog: Catalog,
         *,
-        tagger: Tagger | None = None,
+        tagger: TaggerChoice | None = None,
         scorer: Scorer | None = None,
         decider: Decider | None = None,
         progress: Progress | None = None,
@@ -90,7 +90,9 @@ class TagRouter:
         files and glob patterns (streamed, never held in memory whole).
 
         Without ``tagger``, the embedded default is built from the history's queries (offline teacher ->
-        vocabulary -> student). Without ``scorer``, the smoothed scorer's settings are chosen for this
+        vocabulary -> student); ``tagger`` may also be a function that builds one from the history's
+        distinct queries. The history is read twice (its distinct queries, then its counts) and each
+        distinct query is tagged once; the tuning reuses those tags. Without ``scorer``, the smoothed scorer's settings are chosen for this
         history by inner cross-validation (:mod:`tagrouter.tuning`), and, without ``decider``, the knob
         too: the cheapest operating point whose inner out-of-fold accept rate reaches the best single
         model's; ``router.model.tuning`` reports the choice. The history may hold models outside the
@@ -99,20 +101,26 @@ class TagRouter:
         :class:`~tagrouter.engines.ray.RayEngine` for a cluster address); both give the same router.
         ``report`` receives the rows read and skipped from files.
         """
-        from tagrouter.engines import HistorySource, engine_named, fit_model, tuning_sample
+        from tagrouter.engines import HistorySource, engine_named, fit_model
 
-        source = HistorySource.of(history)
-        runner = engine_named(engine)
-        model = fit_model(
-            source, catalog, engine=runner, tagger=tagger, scorer=scorer, report=report, progress=progress
+        tune = scorer is None
+        if tune:
+            from tagrouter.tuning import TUNING_QUERIES, tune_model
+        fitted = fit_model(
+            HistorySource.of(history),
+            catalog,
+            engine=engine_named(engine),
+            tagger=tagger,
+            scorer=scorer,
+            sample_queries=TUNING_QUERIES if tune else 0,
+            report=report,
+            progress=progress,
         )
-        if scorer is None:
-            from tagrouter.tuning import tune_model
-
+        model = fitted.model
+        if tune:
             if progress:
                 progress("choosing the scorer's settings", 0, 1)
-            sample = source.history if source.history is not None else tuning_sample(source, runner)
-            chosen, point, tuned = tune_model(model, sample)
+            chosen, point, tuned = tune_model(model, fitted.sample)
             model = model.with_scorer(chosen, tuned.to_dict())
             decider = decider or Decider(point.rule, point.knob)
         return cls(model, decider or default_decider(len(catalog.names)))

@@ -30,7 +30,6 @@ from scipy import sparse
 
 from tagrouter.curves import OperatingPoint, operating_point, routing_auc
 from tagrouter.model import RoutingModel
-from tagrouter.records import History
 from tagrouter.scoring import SmoothedScorer, TagTable
 
 #: The mixture point: tags carry no weight, scores are the models' overall accept rates.
@@ -260,31 +259,25 @@ def select_scorer(
 TUNING_QUERIES = 20_000
 
 
-def sampled_ids(ids: list[str], max_queries: int = TUNING_QUERIES, seed: int = 0) -> list[str]:
-    """The query ids tuning looks at: all of ``ids``, or a random ``max_queries`` of them in their order."""
-    if len(ids) <= max_queries:
-        return ids
-    return [ids[i] for i in np.sort(np.random.default_rng(seed).choice(len(ids), max_queries, replace=False))]
+@dataclass(frozen=True)
+class TuningSample:
+    """What tuning looks at (the engine's pass gives it, see :func:`tagrouter.engines.run_pass`): the
+    sampled distinct queries' texts and tags, in order of first appearance, and their outcome codes per
+    history model (``codes[query, model]``: 0 win, 1 tie, 2 loss, -1 none; a model judged several times
+    on one query counts with its last outcome)."""
+
+    texts: list[str]
+    tag_lists: list[list[str]]
+    codes: np.ndarray
+    models: list[str]
 
 
 def tune_model(
-    model: RoutingModel, history: History, *, max_queries: int = TUNING_QUERIES, seed: int = 0
+    model: RoutingModel, sample: TuningSample
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
-    """:func:`select_scorer` on the history a model was fitted on, with the model's tagger and expected
-    costs: what ``TagRouter.fit`` runs when no scorer is given. A model judged several times on one
-    query counts with its last outcome."""
-    queries = history.unique_queries()
-    ids = sampled_ids(list(queries), max_queries, seed)
-    row_of = {qid: i for i, qid in enumerate(ids)}
-    table = model.table
-    codes = np.full((len(ids), len(table.models)), -1, dtype=np.intp)
-    for qid, name, outcome in zip(history.query_id, history.model, history.outcome, strict=True):
-        row = row_of.get(qid)
-        if row is not None:
-            codes[row, table.model_index[name]] = outcome
-    texts = [queries[qid] for qid in ids]
-    tag_lists = [
-        tags for start in range(0, len(texts), 1024) for tags in model.tagger.tag(texts[start : start + 1024])
-    ]
-    routable = [table.model_index[m] for m in model.models]
-    return select_scorer(tag_lists, codes, list(table.models), model.expected_costs(texts), routable)
+    """:func:`select_scorer` on the tuning sample of the history a model was fitted on (tagged by the
+    model's tagger in the same pass), with the model's expected costs: what ``TagRouter.fit`` runs when
+    no scorer is given."""
+    routable = [sample.models.index(m) for m in model.models]
+    costs = model.expected_costs(sample.texts)
+    return select_scorer(sample.tag_lists, sample.codes, list(sample.models), costs, routable)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +14,10 @@ from tagrouter.cli.common import err, progress_bar, queries_from, read_queries
 from tagrouter.deciding import Rule
 from tagrouter.engines.kinds import EngineKind
 from tagrouter.scoring import ScorerKind
+
+if TYPE_CHECKING:
+    from tagrouter.model import Progress
+    from tagrouter.tagging.base import Tagger
 
 EngineOption = Annotated[
     EngineKind,
@@ -79,13 +84,8 @@ def fit(
         decider.check(len(cards.names))
     report = ReadReport()
     with progress_bar() as progress:
-        chosen = None
-        if tagger != "embedded":
-            from tagrouter.tagging.registry import tagger_from_spec
-
-            queries = list(runner.distinct_queries(runner.parts(source), report).values())
-            chosen = tagger_from_spec(tagger, queries=queries, progress=progress)
-            report = ReadReport()  # counted again while fitting
+        # a tagger spec other than the default is built from the distinct queries of the fit's first read
+        chosen = None if tagger == "embedded" else _tagger_builder(tagger, progress)
         router = TagRouter.fit(
             source,
             cards,
@@ -104,6 +104,16 @@ def fit(
     )
     if router.model.tuning is not None:
         typer.echo(describe_tuning(router.model.tuning))
+
+
+def _tagger_builder(spec: str, progress: Progress) -> Callable[[list[str]], Tagger]:
+    """What builds the tagger ``spec`` names from a history's distinct queries."""
+    from tagrouter.tagging.registry import tagger_from_spec
+
+    def build(queries: list[str]) -> Tagger:
+        return tagger_from_spec(spec, queries=queries, progress=progress)
+
+    return build
 
 
 def describe_tuning(tuning: dict) -> str:

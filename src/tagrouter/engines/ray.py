@@ -1,12 +1,15 @@
 """The Ray engine: the stages of :mod:`tagrouter.engines.stages` on Ray Data (extra ``ray``).
 
-Each history file (or each slice of an in-memory history) is one row of a Ray dataset; tasks read and
-validate their part, and every stage's partial result (distinct queries, vocabulary counts, prototype sums,
-partial tag tables) travels back pickled and is added up on the driver as it arrives (merging partial
-tables on the driver measured 2.4 s where a Ray ``groupby`` took 40 s). The teacher-tagged queries stay in
-Ray's object store between the counts and the sums. What every task of a stage needs (the teacher, the
-vocabulary, the student) is put in the object store once and loaded once per worker process; taggers pickle
-without their embedding table: each worker loads WordLlama from its installed package, once.
+Each history file (or each slice of an in-memory history) is one row of a Ray dataset, and so is each
+block of distinct queries (:func:`~tagrouter.engines.stages.query_blocks`); tasks read and validate their
+part or work on their block, and every stage's result travels back pickled. Results that add up (vocabulary
+counts, fixed-point prototype sums, the integer counts of the table) are added on the driver as they arrive:
+integer sums, so the order does not matter (merging on the driver measured 2.4 s where a Ray ``groupby``
+took 40 s). Results that are put together (distinct queries, tags) are put back in reading or block order
+first. The teacher-tagged queries stay in Ray's object store between the counts and the sums. What every
+task of a stage needs (the teacher, the vocabulary, the tagger, the count plan) is put in the object store
+once and loaded once per worker process; taggers pickle without their embedding table: each worker loads
+WordLlama from its installed package, once.
 
 Tasks reserve ``cpus_per_task`` CPUs (fractional: on 2 CPUs, workers reserving whole CPUs deadlocked
 Ray Data's operators). ``address`` is a cluster's (``"auto"``: the one ``ray start`` began on this host,
@@ -32,11 +35,16 @@ from tagrouter.engines.stages import (
     FilePart,
     MemoryPart,
     Part,
+    Plan,
     StudentOptions,
-    add_query_texts,
-    partial_table,
-    query_texts,
-    teacher_tags,
+    Survey,
+    TagCodes,
+    Tags,
+    count_batch,
+    query_blocks,
+    survey_batch,
+    tag_block,
+    teach_block,
 )
 from tagrouter.errors import DataError, TagRouterError
 from tagrouter.model import Progress
@@ -44,11 +52,7 @@ from tagrouter.records import BATCH_ROWS, ReadReport
 from tagrouter.tagging.base import Tagger
 from tagrouter.tagging.embedded import EmbeddedTagger, prototype_sums, student_vocabulary
 from tagrouter.tagging.teacher import KeyphraseTeacher
-from tagrouter.tagging.vocabulary import Vocabulary, tag_counts
-
-#: Distinct queries per block of the query dataset, and per teacher call.
-QUERY_BLOCK = 2048
-TEACHER_BATCH = 256
+from tagrouter.tagging.vocabulary import Vocabulary
 
 Batch = dict[str, np.ndarray]
 
@@ -77,29 +81,35 @@ class RayEngine:
         history = source.history
         return [MemoryPart(history.sliced(i, i + BATCH_ROWS)) for i in range(0, len(history), BATCH_ROWS)]
 
-    def distinct_queries(self, parts: Sequence[Part], report: ReadReport) -> dict[str, str]:
-        """The distinct queries in order of first appearance (parts and their batches are put back in
-        order on the driver, as the local engine reads them)."""
-        found: list[tuple[int, int, dict[str, str]]] = []
-        for result in self._map(self._parts(parts), _read_queries, None):
-            if isinstance(result, ReadReport):
-                _add_report(report, result)
+    def survey(self, parts: Sequence[Part], report: ReadReport) -> Survey:
+        """The distinct queries in order of first appearance: batches are added to the survey in reading
+        order (part by part, batch by batch, as the local engine reads them) as soon as every batch
+        before them has arrived; only the batches that arrive early wait on the driver."""
+        survey, early, batches = Survey(), {}, {}
+        part, number = 0, 0  # the next batch in reading order
+        rows = [{"index": i, "part": pickle.dumps(p)} for i, p in enumerate(parts)]
+        for result in self._map(self._rows(rows), _survey, None):
+            if isinstance(result[-1], ReadReport):  # a part's last payload: its number of batches, its report
+                batches[result[0]] = result[1]
+                _add_report(report, result[2])
             else:
-                found.append(result)
-        texts: dict[str, str] = {}
-        for _, _, part in sorted(found, key=lambda item: item[:2]):
-            add_query_texts(texts, part)
-        return texts
+                early[result[0], result[1]] = result[2:]
+            while True:
+                if (part, number) in early:
+                    survey.add(part, *early.pop((part, number)))
+                    number += 1
+                elif batches.get(part) == number:
+                    part, number = part + 1, 0
+                else:
+                    break
+        return survey
 
     def student(
         self, texts: Sequence[str], options: StudentOptions, progress: Progress | None
     ) -> EmbeddedTagger:
-        ray, embedder = _ray(), default_embedder()
-        self._start()
-        blocks = [json.dumps(list(texts[i : i + QUERY_BLOCK])) for i in range(0, len(texts), QUERY_BLOCK)]
-        queries = ray.data.from_items([{"queries": b} for b in blocks], override_num_blocks=len(blocks))
+        embedder = default_embedder()
         teacher = KeyphraseTeacher(embedder=embedder)
-        tagged = self._stage(queries, _teach, teacher).materialize()
+        tagged = self._stage(self._blocks(texts), _teach, teacher).materialize()
         counts: Counter[str] = Counter()
         for batch in tagged.select_columns(["counts"]).iter_batches(batch_size=None, batch_format="numpy"):
             for raw in batch["counts"]:
@@ -109,23 +119,34 @@ class RayEngine:
         vocabulary = student_vocabulary(
             counts, embedder, min_count=options.min_count, merge_distance=options.merge_distance
         )
-        sums = np.zeros((len(vocabulary), embedder.dim))
-        for part in self._map(tagged.select_columns(["queries", "tags"]), _sum_prototypes, vocabulary):
-            sums += part
+        sums = sum(self._map(tagged.select_columns(["queries", "tags"]), _sum_prototypes, vocabulary))
         return EmbeddedTagger.from_sums(vocabulary, sums, fine=options.fine, embedder=embedder)
 
+    def tag(self, texts: Sequence[str], tagger: Tagger, progress: Progress | None) -> Tags:
+        """The tags of the distinct queries, block by block, put together in block order."""
+        blocks = sorted(self._map(self._blocks(texts), _tag, tagger), key=lambda item: item[0])
+        codes = TagCodes()
+        for _, block in blocks:
+            codes.add(block)
+        if progress:
+            progress("tagging queries", len(texts), len(texts))
+        return codes.finished()
+
     def count(
-        self, parts: Sequence[Part], tagger: Tagger, report: ReadReport, progress: Progress | None
+        self,
+        parts: Sequence[Part],
+        positions: dict[int, list[np.ndarray]],
+        plan: Plan,
+        progress: Progress | None,
     ) -> Counted:
-        counted: Counted | None = None
-        for result in self._map(self._parts(parts), _count_table, tagger):
-            if isinstance(result, ReadReport):
-                _add_report(report, result)
-                if progress:
-                    progress("counting tags", report.rows_read, report.rows_read)
-            else:
-                counted = result if counted is None else counted.merged(result)
-        return counted or Counted()
+        rows = [{"index": i, "part": pickle.dumps((p, positions.get(i, [])))} for i, p in enumerate(parts)]
+        counted, read = Counted.zero(len(plan.tags.tags), len(plan.models)), 0
+        for result in self._map(self._rows(rows), _count, plan):
+            counted = counted.merged(result)
+            read += int(result.model_counts.sum())
+            if progress:
+                progress("counting tags", read, read)
+        return counted
 
     # ---- running stages ---------------------------------------------------------------------------
     def _start(self) -> None:
@@ -137,12 +158,15 @@ class RayEngine:
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
 
-    def _parts(self, parts: Sequence[Part]) -> Any:
-        """A dataset of one row (and block) per part."""
+    def _rows(self, rows: list[dict[str, Any]]) -> Any:
+        """A dataset of one block per row."""
         self._start()
-        return _ray().data.from_items(
-            [{"index": i, "part": pickle.dumps(p)} for i, p in enumerate(parts)],
-            override_num_blocks=max(1, len(parts)),
+        return _ray().data.from_items(rows, override_num_blocks=max(1, len(rows)))
+
+    def _blocks(self, texts: Sequence[str]) -> Any:
+        """A dataset of the blocks of distinct queries (:func:`query_blocks`), one row each."""
+        return self._rows(
+            [{"index": i, "queries": json.dumps(texts[b])} for i, b in enumerate(query_blocks(len(texts)))]
         )
 
     def _stage(self, dataset: Any, stage: Callable[[Batch, Any], Any], shared: Any) -> Any:
@@ -188,37 +212,31 @@ def _add_report(report: ReadReport, part: ReadReport) -> None:
     report.skipped += part.skipped
 
 
-def _read_queries(batch: Batch, _: None) -> Iterator[Batch]:
-    """Stage task: validate a part's records; its distinct queries per batch (with the part's index and
-    the batch's number), then its read report."""
+def _survey(batch: Batch, _: None) -> Iterator[Batch]:
+    """Stage task: validate a part's records; its distinct queries and models per batch (with the
+    part's index and the batch's number), then its number of batches and its read report."""
     for index, raw in zip(batch["index"], batch["part"], strict=True):
-        report = ReadReport()
-        for number, records in enumerate(pickle.loads(raw).batches(report)):
-            yield _payload((int(index), number, query_texts(records)))
-        yield _payload(report)
+        report, number = ReadReport(), 0
+        for number, records in enumerate(pickle.loads(raw).batches(report), start=1):
+            yield _payload((int(index), number - 1, *survey_batch(records)))
+        yield _payload((int(index), number, report))
 
 
-def _count_table(batch: Batch, tagger: Tagger) -> Iterator[Batch]:
-    """Stage task: a part's partial tag tables (one per batch of records), then its read report."""
-    for raw in batch["part"]:
-        report = ReadReport()
-        for records in pickle.loads(raw).batches(report):
-            yield _payload(partial_table(tagger, records))
-        yield _payload(report)
+def _count(batch: Batch, plan: Plan) -> Iterator[Batch]:
+    """Stage task: a part's counts, one per batch of records."""
+    for index, raw in zip(batch["index"], batch["part"], strict=True):
+        part, positions = pickle.loads(raw)
+        for number, records in enumerate(part.batches(ReadReport())):
+            yield _payload(count_batch(plan, records, positions[number], int(index), number))
 
 
 def _teach(batch: Batch, teacher: Tagger) -> Iterator[Batch]:
     """Stage task: the teacher's tags of a block of queries, and their vocabulary counts."""
-    texts = json.loads(batch["queries"][0])
-    tags = [
-        t
-        for i in range(0, len(texts), TEACHER_BATCH)
-        for t in teacher_tags(teacher, texts[i : i + TEACHER_BATCH])
-    ]
+    tags, counts = teach_block(teacher, json.loads(batch["queries"][0]))
     yield {
         "queries": batch["queries"],
         "tags": np.array([json.dumps(tags)], dtype=object),
-        "counts": np.array([pickle.dumps(tag_counts(tags))], dtype=object),
+        "counts": np.array([pickle.dumps(counts)], dtype=object),
     }
 
 
@@ -226,3 +244,8 @@ def _sum_prototypes(batch: Batch, vocabulary: Vocabulary) -> Iterator[Batch]:
     """Stage task: the prototype sums of a block of teacher-tagged queries."""
     texts, tags = json.loads(batch["queries"][0]), json.loads(batch["tags"][0])
     yield _payload(prototype_sums(vocabulary, texts, tags, default_embedder()))
+
+
+def _tag(batch: Batch, tagger: Tagger) -> Iterator[Batch]:
+    """Stage task: the tags of a block of distinct queries, with the block's index."""
+    yield _payload((int(batch["index"][0]), tag_block(tagger, json.loads(batch["queries"][0]))))

@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tagrouter.records import History
+
 
 @dataclass(frozen=True)
 class FoldData:
@@ -28,6 +30,9 @@ class FoldData:
     - ``models``: the M pool model names, in column order
     - ``outcomes``: optional outcome codes per query and pool model (n × M): 0 win, 1 tie, 2 loss;
       ``accepted == (outcomes != 2)``
+    - ``history``: the judged records these arrays view (pool and context models, one record per judged
+      query and model, with their real ids, names, outcomes and token counts): what ``TagRouter.fit``
+      learns from; None where a fold is built from arrays only
     """
 
     queries: list[str]
@@ -38,6 +43,7 @@ class FoldData:
     models: list[str]
     outcomes: np.ndarray | None = None
     context_known: np.ndarray | None = None
+    history: History | None = None
 
     @property
     def context_mask(self) -> np.ndarray:
@@ -47,6 +53,11 @@ class FoldData:
         return self.context_known
 
     def subset(self, rows: np.ndarray) -> FoldData:
+        """The fold of ``rows`` only (its history too)."""
+        history = None
+        if self.history is not None:
+            wanted = {self.queries[i] for i in rows}
+            history = self.history.taken(np.fromiter((q in wanted for q in self.history.query), bool))
         return FoldData(
             queries=[self.queries[i] for i in rows],
             embeddings=self.embeddings[rows],
@@ -56,6 +67,7 @@ class FoldData:
             models=self.models,
             outcomes=None if self.outcomes is None else self.outcomes[rows],
             context_known=None if self.context_known is None else self.context_known[rows],
+            history=history,
         )
 
 

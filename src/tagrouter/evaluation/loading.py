@@ -1,13 +1,14 @@
-"""From history records and a catalogue to the evaluation's arrays: one outcome and one cost per (query,
-model).
+"""From history records and a catalogue to the evaluation's columnar history and its arrays: one outcome
+and one cost per (query, model).
 
 - Queries: in order of first appearance; models: the catalogue's, in its order, then every other model of
   the history (the context models) in order of first appearance.
-- A model judged more than once on a query: the first record counts (the others are reported).
+- A model judged more than once on a query: the last record counts, as everywhere one outcome per query
+  and model is needed (:meth:`~tagrouter.records.History.deduplicated`; the others are reported).
 - A model not judged on a query: the cell is unknown (``known`` False), never a loss.
-- Cost of an answer: the record's ``cost`` when given; else its tokens × the catalogue's prices, with input
-  tokens = characters / 4 when not recorded (as the router estimates them) and output tokens, when not
-  recorded, the model's mean over its records that have a count, else ``default_output_tokens``. A
+- Cost of an answer: the record's ``cost`` when given; else its tokens × the catalogue's prices, with the
+  router's own estimates (:mod:`tagrouter.model`) where a count is missing: input tokens = characters / 4,
+  output tokens the model's mean over its records that have a count, else ``default_output_tokens``. A
   context model outside the catalogue without a cost field has no cost (NaN): it is never routed to.
 """
 
@@ -20,15 +21,14 @@ import numpy as np
 
 from tagrouter.catalog import Catalog
 from tagrouter.errors import DataError
-from tagrouter.model import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
-from tagrouter.records import HistoryRecord
-
-_CODE = {"win": 0, "tie": 1, "loss": 2}
+from tagrouter.model import DEFAULT_OUTPUT_TOKENS, estimated_input_tokens, mean_output_tokens, token_stats
+from tagrouter.records import OUTCOMES, History, HistoryRecord, last_judgments
 
 
 @dataclass(frozen=True)
 class HistoryArrays:
-    """The history as arrays (see the module docstring) and what was assumed to build them."""
+    """The history (one record per judged query and model, ``rows``: each record's query row) and its
+    arrays (see the module docstring), with what was assumed to build them."""
 
     queries: list[str]
     models: list[str]
@@ -36,6 +36,8 @@ class HistoryArrays:
     known: np.ndarray  # n × K bool
     costs: np.ndarray  # n × K dollars, NaN where unknown
     notes: list[str]
+    history: History
+    rows: np.ndarray
 
 
 def history_arrays(
@@ -64,50 +66,43 @@ def history_arrays(
         if r.query_id not in query_row:
             query_row[r.query_id] = len(queries)
             queries.append(r.query)
+    whole = History.from_records(records)
+    keep = last_judgments(whole.query_id, whole.model)
+    history = whole.taken(keep)
+    kept = [records[i] for i in np.flatnonzero(keep)]
     n, k = len(queries), len(models)
     outcomes = np.full((n, k), 2, dtype=np.int8)
     known = np.zeros((n, k), dtype=bool)
     costs = np.full((n, k), np.nan)
-    mean_output = _mean_output_tokens(records)
+    stats = token_stats(history)
     counts = dict.fromkeys(("duplicate", "cost field", "input estimated", "output mean", "output default"), 0)
-    for r in records:
-        i, j = query_row[r.query_id], column[r.model]
-        if known[i, j]:
-            counts["duplicate"] += 1
-            continue
+    counts["duplicate"] = len(records) - len(kept)
+    rows = np.fromiter((query_row[r.query_id] for r in kept), dtype=np.intp, count=len(kept))
+    for i, r in zip(rows, kept, strict=True):
+        j = column[r.model]
         known[i, j] = True
-        outcomes[i, j] = _CODE[r.outcome]
+        outcomes[i, j] = OUTCOMES.index(r.outcome)
         if r.cost is not None:
             counts["cost field"] += 1
             costs[i, j] = r.cost
         elif r.model in catalog:
             if r.input_tokens is None:
                 counts["input estimated"] += 1
-            output = r.output_tokens
-            if output is None:
-                output = mean_output.get(r.model)
+            output = r.output_tokens if r.output_tokens is not None else mean_output_tokens(stats, r.model)
+            if r.output_tokens is None:
                 counts["output mean" if output is not None else "output default"] += 1
             costs[i, j] = catalog[r.model].cost(
-                r.input_tokens if r.input_tokens is not None else len(r.query) / CHARS_PER_TOKEN,
+                r.input_tokens if r.input_tokens is not None else estimated_input_tokens(r.query),
                 output if output is not None else default_output_tokens,
             )
-    return HistoryArrays(queries, models, outcomes, known, costs, _notes(counts, default_output_tokens))
-
-
-def _mean_output_tokens(records: Sequence[HistoryRecord]) -> dict[str, float]:
-    totals: dict[str, list[float]] = {}
-    for r in records:
-        if r.output_tokens is not None:
-            total = totals.setdefault(r.model, [0.0, 0.0])
-            total[0] += r.output_tokens
-            total[1] += 1
-    return {m: s / c for m, (s, c) in totals.items()}
+    notes = _notes(counts, default_output_tokens)
+    return HistoryArrays(queries, models, outcomes, known, costs, notes, history, rows)
 
 
 def _notes(counts: dict[str, int], default_output_tokens: float) -> list[str]:
     """One line per assumption that was needed."""
     lines = {
-        "duplicate": "answers judged again on the same query were ignored (the first record counts)",
+        "duplicate": "answers judged again on the same query were replaced by the later record",
         "cost field": "answers cost what their record's cost field says",
         "input estimated": "answers without input tokens: input tokens estimated as characters / 4",
         "output mean": "answers without output tokens: their model's mean output tokens in the history",

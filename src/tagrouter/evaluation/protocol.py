@@ -30,6 +30,7 @@ from tagrouter.curves import pair_choices, pool_choices, pool_knobs
 from tagrouter.deciding import choose
 from tagrouter.errors import DataError
 from tagrouter.evaluation.base import FoldData, RouterMethod
+from tagrouter.records import History
 
 N_FOLDS = 5
 SEEDS = (0, 1, 2, 3, 4)
@@ -91,7 +92,9 @@ class Benchmark:
     """Every query's text, embedding, outcome code and cost for every model of the history.
 
     ``outcomes``: n × K codes (0 win, 1 tie, 2 loss); ``known``: whether the model was judged on the query
-    (None: every cell); ``costs``: n × K dollars (NaN where unknown: a context model without a price)."""
+    (None: every cell); ``costs``: n × K dollars (NaN where unknown: a context model without a price).
+    ``history``: the judged records these arrays view (one per judged query and model; ``record_rows``:
+    each record's query row), which the folds hand on to the methods (None: arrays only)."""
 
     queries: list[str]
     embeddings: np.ndarray
@@ -99,6 +102,8 @@ class Benchmark:
     outcomes: np.ndarray
     costs: np.ndarray
     known: np.ndarray | None = None
+    history: History | None = None
+    record_rows: np.ndarray | None = None
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +124,7 @@ class Benchmark:
 
     def restricted(self, rows: np.ndarray) -> Benchmark:
         """The benchmark of ``rows`` only (in order)."""
+        history, record_rows = self._records_of(rows, self.models)
         return Benchmark(
             [self.queries[i] for i in rows],
             self.embeddings[rows],
@@ -126,7 +132,24 @@ class Benchmark:
             self.outcomes[rows],
             self.costs[rows],
             self.known[rows],
+            history,
+            record_rows,
         )
+
+    def _records_of(
+        self, rows: np.ndarray, models: Sequence[str]
+    ) -> tuple[History | None, np.ndarray | None]:
+        """The records of the queries ``rows`` and the ``models`` (in reading order), and their query rows
+        numbered as in ``rows``."""
+        if self.history is None or self.record_rows is None:
+            return None, None
+        position = np.full(len(self.queries), -1, dtype=np.intp)
+        position[rows] = np.arange(len(rows))
+        wanted = set(models)
+        keep = (position[self.record_rows] >= 0) & np.fromiter(
+            (m in wanted for m in self.history.model), dtype=bool, count=len(self.history)
+        )
+        return self.history.taken(keep), position[self.record_rows[keep]]
 
     def for_setup(self, setup: Setup) -> Benchmark:
         """The benchmark of ``setup``: its complete queries only (see :meth:`complete_rows`)."""
@@ -154,6 +177,7 @@ class Benchmark:
             models=list(setup.models),
             outcomes=self.outcomes[np.ix_(rows, pool)],
             context_known=None if context_known.all() else context_known,
+            history=self._records_of(rows, [*setup.models, *setup.context])[0],
         )
 
 

@@ -507,7 +507,16 @@ def run_eval(
     embeddings = cached_embeddings(cache, arrays.queries, embedder)
     if shared.spec is None or "tagrouter-v0" in chosen_routers:  # the embedded students' teacher
         cached_teacher_tags(cache, arrays.queries, shared)
-    full = Benchmark(arrays.queries, embeddings, arrays.models, arrays.outcomes, arrays.costs, arrays.known)
+    full = Benchmark(
+        arrays.queries,
+        embeddings,
+        arrays.models,
+        arrays.outcomes,
+        arrays.costs,
+        arrays.known,
+        arrays.history,
+        arrays.rows,
+    )
     benches = {s.name: full.for_setup(s) for s in chosen_setups}
     workers = default_workers() if workers is None else max(1, workers)
     with threadpool_limits(1):

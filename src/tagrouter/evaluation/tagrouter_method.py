@@ -1,9 +1,9 @@
 """TagRouter as a benchmarked :class:`~tagrouter.evaluation.base.RouterMethod`.
 
-``fit`` calls :meth:`TagRouter.fit` — the public path a user calls — on the training fold's history
-(:func:`fold_history`: the pool models' win/tie/loss outcomes, plus the context models' judged outcomes —
-accepted -> ``win``, rejected -> ``loss``, named ``context:K``) and the setup's catalogue. ``predict`` is
-the fitted router's scores.
+``fit`` calls :meth:`TagRouter.fit` — the public path a user calls — on the training fold's judged
+records (:attr:`FoldData.history`: the pool and context models' records of the training queries, as the
+history holds them, one per judged query and model) and the setup's catalogue. ``predict`` is the fitted
+router's scores.
 
 Speed: the tagger depends only on the training queries, and the offline teacher is deterministic per query,
 so :class:`SharedFits` caches the teacher's tags per query text and one student tagger per training set
@@ -22,7 +22,6 @@ import numpy as np
 from tagrouter.catalog import Catalog
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.evaluation.base import FoldData
-from tagrouter.records import History
 from tagrouter.router import TagRouter
 from tagrouter.scoring import Scorer
 from tagrouter.tagging.base import Tagger
@@ -141,24 +140,6 @@ class MemoTagger:
         return [self.memo[t] for t in texts]
 
 
-def fold_history(train: FoldData) -> History:
-    """The history of a training fold, as columns: pool models with their outcomes, context models
-    (``context:K``) as win (accepted) or loss where judged; no token counts."""
-    pool = train.outcomes if train.outcomes is not None else np.where(train.accepted, 0, 2)
-    context = np.where(train.context_accepted, 0, 2)
-    codes = np.hstack([pool, context]).astype(np.int8)
-    known = np.hstack([np.ones(pool.shape, dtype=bool), train.context_mask])
-    names = [*train.models, *(f"context:{k}" for k in range(context.shape[1]))]
-    rows, columns = np.nonzero(known)
-    return History(
-        query_id=[str(i) for i in rows],
-        query=[train.queries[i] for i in rows],
-        model=[names[j] for j in columns],
-        outcome=codes[rows, columns],
-        output_tokens=np.full(len(rows), np.nan),
-    )
-
-
 class TagRouterMethod:
     """TagRouter under test: the default configuration, or a variant with another scorer or tagger
     options. ``catalog`` holds the setup's models and prices."""
@@ -180,8 +161,12 @@ class TagRouterMethod:
         self.router: TagRouter | None = None
 
     def fit(self, train: FoldData) -> None:
+        if train.history is None:
+            raise ValueError(
+                f"{self.name}: TagRouter learns from the fold's judged records (FoldData.history)"
+            )
         tagger = self.shared.tagger(train.queries, self.tagger_options)
-        self.router = TagRouter.fit(fold_history(train), self.catalog, tagger=tagger, scorer=self.scorer)
+        self.router = TagRouter.fit(train.history, self.catalog, tagger=tagger, scorer=self.scorer)
 
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         if self.router is None:

@@ -9,6 +9,7 @@ keyphrase tags (fine). One matrix product for a whole batch.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from tagrouter.tagging.vocabulary import Vocabulary, _npy_bytes, tag_counts, voc
 Progress = Callable[[str, int, int], None]
 #: Queries embedded at once while distilling prototypes (bounds the token matrix: ~64k tokens × 256).
 EMBED_CHUNK = 2048
+#: Fixed-point units per 1 of the prototype sums (embedding entries are at most 1 in size, so 2**31
+#: queries per tag fit an int64 sum).
+PROTOTYPE_SCALE = 2**32
 
 
 @dataclass
@@ -117,9 +121,9 @@ class EmbeddedTagger:
     def from_sums(
         cls, vocabulary: Vocabulary, sums: np.ndarray, *, fine: int = 8, embedder: Embedder | None = None
     ) -> EmbeddedTagger:
-        """The student whose prototypes are the normalised ``sums`` (see :func:`prototype_sums`); a kept
-        seed tag that no query carries falls back on its text embedding."""
-        prototypes = sums.astype(np.float32)
+        """The student whose prototypes are the normalised ``sums`` (fixed point, see
+        :func:`prototype_sums`); a kept seed tag that no query carries falls back on its text embedding."""
+        prototypes = (sums / PROTOTYPE_SCALE).astype(np.float32)
         unused = ~prototypes.any(axis=1)
         if unused.any():
             prototypes[unused] = vocabulary.embeddings[unused]
@@ -127,18 +131,20 @@ class EmbeddedTagger:
         return cls(vocabulary=vocabulary, prototypes=prototypes, fine=fine, embedder=embedder)
 
     def tag(self, texts: Sequence[str]) -> list[list[str]]:
+        """Each text's best task type and domain, then its ``fine`` best fine tags in vocabulary order
+        (most frequent first). The choice is a function of the exact similarities (ties to the earlier
+        vocabulary tag), so a query gets the same tags whatever else is in its batch and however the
+        matrix product is computed (see :func:`top_columns`)."""
         if len(texts) == 0:
             return []
-        similarity = self.embedder.embed(list(texts)) @ self.prototypes.T
-        picks = [group[similarity[:, group].argmax(axis=1)][:, None] for group in self._groups if len(group)]
-        if len(self._fine):
-            k = min(self.fine, len(self._fine))
-            block = similarity[:, self._fine]
-            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-            order = np.take_along_axis(block, top, axis=1).argsort(axis=1)[:, ::-1]
-            picks.append(self._fine[np.take_along_axis(top, order, axis=1)])
-        chosen = np.concatenate(picks, axis=1)
-        return self._tags[chosen].tolist()
+        vectors = self.embedder.embed(list(texts))
+        similarity = vectors @ self.prototypes.T
+        groups = [*(g for g in self._groups if len(g)), *([self._fine] if len(self._fine) else [])]
+        picks = [
+            top_columns(similarity, vectors, self.prototypes, group, self.fine if group is self._fine else 1)
+            for group in groups
+        ]
+        return self._tags[np.concatenate(picks, axis=1)].tolist()
 
     def save(self, folder: Path) -> dict[str, Any]:
         self.vocabulary.save(folder)
@@ -187,18 +193,59 @@ def prototype_sums(
     teacher_tags: Sequence[Sequence[str]],
     embedder: Embedder,
 ) -> np.ndarray:
-    """Per vocabulary tag, the float64 sum of the embeddings of the queries the teacher gave it (exact and
-    alias matches only), embedded :data:`EMBED_CHUNK` queries at a time. Sums of parts of a history add up
-    to the sums of the whole, in any order (up to float64 rounding)."""
-    sums = np.zeros((len(vocabulary), embedder.embed(["x"]).shape[1]), dtype=np.float64)
-    for start in range(0, len(queries), EMBED_CHUNK):
+    """Per vocabulary tag, the sum of the embeddings of the queries the teacher gave it (exact and alias
+    matches only), in fixed point (int64, units of 1 / :data:`PROTOTYPE_SCALE`), embedded
+    :data:`EMBED_CHUNK` queries at a time. Integer sums are exact: sums of parts of a history add up to
+    the sums of the whole, bit for bit, in any order and whatever the parts."""
+    sums: np.ndarray | None = None
+    for start in range(0, max(len(queries), 1), EMBED_CHUNK):
         chunk = slice(start, start + EMBED_CHUNK)
         aligned = vocabulary.align(teacher_tags[chunk], embedder, cutoff=1.01)
         rows = np.fromiter((vocabulary.index[t] for tags in aligned for t in tags), dtype=np.intp)
         columns = np.repeat(np.arange(len(aligned)), [len(tags) for tags in aligned])
-        carries = csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(vocabulary), len(aligned)))
-        sums += carries @ embedder.embed(list(queries[chunk])).astype(np.float64)
+        carries = csr_matrix(
+            (np.ones(len(rows), dtype=np.int64), (rows, columns)), shape=(len(vocabulary), len(aligned))
+        )
+        fixed = np.rint(embedder.embed(list(queries[chunk])).astype(np.float64) * PROTOTYPE_SCALE)
+        part = carries @ fixed.astype(np.int64)
+        sums = part if sums is None else sums + part
     return sums
+
+
+def top_columns(
+    similarity: np.ndarray, vectors: np.ndarray, prototypes: np.ndarray, columns: np.ndarray, k: int
+) -> np.ndarray:
+    """Per row, the ``k`` of ``columns`` with the highest exact similarity ``vectors @ prototypes.T``
+    (ties: the earlier column), in the order of ``columns``.
+
+    ``similarity`` is that product in float32, whose value depends on how it was summed (BLAS splits a
+    batch differently by its size, so one query's similarities can differ in the last bits from batch to
+    batch). Every computed value is within :func:`similarity_error` of the exact one: columns clearly
+    above or below the k-th computed value are decided by it; the few within twice the bound of it are
+    decided by their exact similarity (float32 products are exact in float64; ``math.fsum`` rounds their
+    sum once), so the choice is the same on every machine and in every batch."""
+    block = similarity[:, columns]
+    n, k = len(block), min(k, len(columns))
+    kth = -np.partition(-block, k - 1, axis=1)[:, k - 1 : k]
+    window = 2 * similarity_error(vectors.shape[1])
+    sure, near = block > kth + window, np.abs(block - kth) <= window
+    chosen = sure | near
+    for row in np.flatnonzero(chosen.sum(axis=1) > k):
+        candidates = np.flatnonzero(near[row])
+        exact = np.zeros(len(candidates))  # a text with no known token has similarity 0 everywhere
+        if vectors[row].any():
+            products = prototypes[columns[candidates]].astype(np.float64) * vectors[row].astype(np.float64)
+            exact = np.array([math.fsum(p) for p in products])
+        keep = candidates[np.lexsort((candidates, -exact))[: k - int(sure[row].sum())]]
+        chosen[row, candidates] = False
+        chosen[row, keep] = True
+    return columns[np.nonzero(chosen)[1].reshape(n, k)]
+
+
+def similarity_error(dim: int) -> float:
+    """A bound, twice the worst case, on the float32 rounding error of the dot product of two unit vectors
+    of ``dim`` entries summed in any order (γ_dim = dim · 2⁻²⁴ of the sum of |products|, at most 1)."""
+    return 2 * dim * 2.0**-24
 
 
 def _normalised(names: Iterable[str]) -> set[str]:

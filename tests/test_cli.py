@@ -33,16 +33,15 @@ def test_fit_saves_a_loadable_router(router_dir):
 def test_route_one_query_and_a_file(router_dir, tmp_path):
     """The printed decisions are the saved router's own (model, tags, scores), one per query and in order,
     on a router whose knob splits these queries between models. Bug caught: a command that routes with
-    another policy than the saved one (e.g. the default rule at knob 0, which sends them all to one model)
-    or prints the decisions of a reordered batch."""
+    another policy than the saved one (e.g. the default rule at knob 0) or prints the decisions of a
+    reordered batch."""
     texts = ["Hello!", "Solve 2x = 4.", "Write a SQL query that joins two tables.", "Fix: me and him goes."]
     texts += ["Tell me a joke about cats.", "Prove that 7 is prime.", "Write a haiku about rain."]
     split = TagRouter.load(router_dir).calibrated(texts, strong_share=0.5)
     split.save(tmp_path / "split")
     routed = split.route_batch(texts)
-    assert len({d.model for d in routed}) > 1 and {d.model for d in routed} != {
-        d.model for d in split.with_decider(Decider("utility", 0.0)).route_batch(texts)
-    }
+    knob_zero = split.with_decider(Decider("utility", 0.0)).route_batch(texts)
+    assert len({d.model for d in routed}) > 1 and [d.model for d in routed] != [d.model for d in knob_zero]
     result = runner.invoke(app, ["route", str(tmp_path / "split"), texts[2]])
     assert result.exit_code == 0, result.output
     decision = json.loads(result.output)

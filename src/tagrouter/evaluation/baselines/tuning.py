@@ -1,4 +1,5 @@
-"""Hyper-parameter choice on the training fold only: inner k-fold cross-validation scored by Brier score."""
+"""Hyper-parameter choice on the training fold only: inner k-fold cross-validation scored by Brier score, or
+by the hull AUC of the held-out rows' routing curve (the judged metric)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ def select(
     folds: int = 3,
     splits: int | None = None,
     seed: int = 0,
+    costs: np.ndarray | None = None,
 ) -> P:
     """The candidate with the lowest mean held-out Brier score over the rows of ``accepted`` (n × M), by
     ``folds``-fold CV; ``splits`` < ``folds`` uses only the first few splits (e.g. 1: a single 2/3 - 1/3
-    holdout, for the slower learners). Ties go to the earlier candidate, so list the simplest first."""
+    holdout, for the slower learners). With ``costs`` (n × M dollars) the criterion is instead the highest
+    mean hull AUC of the held-out rows' routing curve (:func:`routing_auc`). Ties go to the earlier
+    candidate, so list the simplest first."""
     if len(candidates) == 1:
         return candidates[0]
     all_splits = KFold(folds, shuffle=True, random_state=seed).split(accepted)
@@ -39,8 +43,24 @@ def select(
     scores = np.zeros(len(candidates))
     for train, held in chosen:
         predictions = fit_predict(candidates, train, held)
-        scores += [brier(p, accepted[held]) for p in predictions]
+        if costs is None:
+            scores += [brier(p, accepted[held]) for p in predictions]
+        else:
+            scores -= [
+                routing_auc(p, accepted[held], costs[held], costs[train].mean(axis=0)) for p in predictions
+            ]
     return candidates[int(np.argmin(scores))]
+
+
+def routing_auc(
+    probabilities: np.ndarray, accepted: np.ndarray, costs: np.ndarray, mean_costs: np.ndarray
+) -> float:
+    """Hull AUC of the benchmark's 41-point routing curve of ``probabilities`` on these rows, the pool knob
+    trading them against ``mean_costs`` (each model's mean dollars on the rows the router was fitted on)."""
+    from tagrouter.tuning import _curve_auc
+
+    expected = np.broadcast_to(np.asarray(mean_costs, float), probabilities.shape)
+    return _curve_auc(probabilities, accepted.astype(bool), costs, expected)
 
 
 def accept_rates(accepted: np.ndarray, pseudo: float = 1.0) -> np.ndarray:

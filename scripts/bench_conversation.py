@@ -28,8 +28,9 @@ import numpy as np
 
 from tagrouter.catalog import Catalog
 from tagrouter.chat import EARLIER_WEIGHT, earlier_text
-from tagrouter.evaluation.metrics import Reference, curve_metrics, realised
-from tagrouter.evaluation.protocol import N_FOLDS, SEEDS, fold_ids, pair_choices
+from tagrouter.curves import Reference, pair_choices, realised
+from tagrouter.evaluation.metrics import curve_metrics
+from tagrouter.evaluation.protocol import N_FOLDS, SEEDS, fold_ids
 from tagrouter.records import HistoryRecord
 from tagrouter.router import TagRouter
 

@@ -1,16 +1,10 @@
-"""Metrics of DESIGN.md §4 on small hand-made curves whose answers are worked out here."""
+"""The routing curve's hull and the §4 metrics (DESIGN.md) on small hand-made curves worked out here."""
 
 import numpy as np
 import pytest
 
-from tagrouter.evaluation.metrics import (
-    Reference,
-    curve_metrics,
-    hull,
-    mixture_auc,
-    oracle_choice,
-    realised,
-)
+from tagrouter.curves import Reference, hull, realised
+from tagrouter.evaluation.metrics import curve_metrics, mixture_auc, oracle_choice
 
 # Two single models: cheap costs $1 with AR 0.6, strong costs $3 with AR 0.9 -> x = (C - 1) / 2.
 PAIR = Reference.from_singles([1.0, 3.0], [0.6, 0.9])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tagrouter.curves import pair_choices, pool_choices, pool_knobs
 from tagrouter.errors import DataError
 from tagrouter.evaluation.base import FoldData
 from tagrouter.evaluation.protocol import (
@@ -13,9 +14,6 @@ from tagrouter.evaluation.protocol import (
     fold_ids,
     make_setups,
     out_of_fold,
-    pair_choices,
-    pool_choices,
-    pool_knobs,
     select_setups,
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tagrouter.curves import fast_pool_choices, pool_choices
 from tagrouter.scoring import SmoothedScorer
 from tagrouter.tuning import MIXTURE, default_grid, select_scorer, shrinkage_rank
 
@@ -120,12 +121,9 @@ def test_grids_start_from_the_mixture_and_rank_shrinkage():
 
 @pytest.mark.parametrize("n, m", [(300, 3), (500, 8)])
 def test_fast_pool_sweep_equals_the_benchmark_sweep(n: int, m: int):
-    from tagrouter.evaluation.protocol import pool_choices
-    from tagrouter.tuning import _pool_choices
-
     rng = np.random.default_rng(n)
     scores = rng.random((n, m)) * 0.3 + np.linspace(0.5, 0.8, m)
     expected = np.tile(rng.permutation(np.linspace(1, 10, m)), (n, 1))
     expected[: n // 2] *= 1.05  # two inner folds' training means
-    for fast, exact in zip(_pool_choices(scores, expected), pool_choices(scores, expected), strict=True):
+    for fast, exact in zip(fast_pool_choices(scores, expected), pool_choices(scores, expected), strict=True):
         assert np.array_equal(fast, exact)

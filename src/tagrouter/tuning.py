@@ -6,7 +6,7 @@ folds only recount the tag table from arrays, which is cheap. Every candidate se
 :class:`~tagrouter.scoring.SmoothedScorer` (:func:`default_grid`, which always holds the *mixture point*
 α = β = 0: every tag's value is then the model's overall accept rate, and the router behaves like the best
 single model for the cost) gets inner out-of-fold scores for every training query; these are turned into
-the benchmark's routing curve (41 operating points; a pair: the top share by score gap goes to the dearer
+the benchmark's routing curve (:mod:`tagrouter.curves`: 41 operating points; a pair: the top share by score gap goes to the dearer
 model; a pool: argmax(score − λ · mean cost)), and the criterion is that curve's hull AUC, the judged
 metric, averaged over ``repeats`` inner splits.
 
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from tagrouter.curves import OperatingPoint, operating_point, routing_auc
 from tagrouter.model import RoutingModel
 from tagrouter.records import History
 from tagrouter.scoring import SmoothedScorer, TagTable
@@ -63,20 +64,6 @@ def shrinkage_rank(scorer: SmoothedScorer) -> float:
         return 0.0
     trust = scorer.difficulty_weight + 2 * scorer.specific_weight * 20.0 / (20.0 + scorer.prior_strength)
     return trust + 0.25 * scorer.discrimination
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """The default knob (pair: gap threshold θ; pool: utility λ) and what the inner out-of-fold queries
-    gave there: accept rate and mean dollars per query, next to the best single model's."""
-
-    rule: str
-    knob: float
-    accept_rate: float
-    mean_cost: float
-    best_single: str
-    best_single_accept_rate: float
-    best_single_mean_cost: float
 
 
 @dataclass
@@ -162,125 +149,10 @@ def _scores(
     return scores
 
 
-def _curve_auc(scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expected: np.ndarray) -> float:
-    """Hull AUC of the benchmark's 41-point routing curve (:mod:`tagrouter.evaluation.metrics`) of
-    ``scores`` on these queries."""
-    from tagrouter.evaluation.metrics import hull, realised
-    from tagrouter.evaluation.protocol import pair_choices
-
-    choices = pair_choices(scores) if scores.shape[1] == 2 else _pool_choices(scores, expected)
-    points = np.array([realised(c, accepted, costs) for c in choices])
-    ref = _reference(accepted, costs)
-    if ref.cost_best <= ref.cost_lo:  # no cost range to route over: every candidate is as good
-        return float(accepted.mean(axis=0).max())
-    h = hull(ref.normalise(points[:, 0]), points[:, 1], ref.ar_cheapest)
-    xs = np.unique(np.concatenate(([0.0, 1.0], h.x[(h.x > 0) & (h.x < 1)])))
-    ys = h(xs)
-    return float(np.sum((ys[1:] + ys[:-1]) / 2 * np.diff(xs)))
-
-
-def _pool_knobs(scores: np.ndarray, expected: np.ndarray, n_points: int = 41) -> list[float]:
-    """The benchmark's pool knobs (:func:`~tagrouter.evaluation.protocol.pool_knobs`: λ_0 = 0 and λ_k the
-    least λ whose expected cost is at most E_0 − k/40 · (E_0 − E_cheapest)), computed from each query's
-    path of choices as λ grows (at most one step per model) instead of a binary search: the same knobs,
-    many times faster."""
-    n, m = scores.shape
-    rows = np.arange(n)
-    current = scores.argmax(axis=1)
-    events_at, events_delta = [], []
-    for _ in range(m - 1):
-        s_cur, c_cur = scores[rows, current], expected[rows, current]
-        cheaper = c_cur[:, None] - expected
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(cheaper > 0, (s_cur[:, None] - scores) / cheaper, np.inf)
-        nxt = ratio.argmin(axis=1)
-        at = ratio[rows, nxt]
-        step = np.isfinite(at)
-        if not step.any():
-            break
-        events_at.append(at[step])
-        events_delta.append(expected[rows[step], nxt[step]] - c_cur[step])
-        current = np.where(step, nxt, current)
-    start = float(expected[rows, scores.argmax(axis=1)].mean())
-    cheapest = float(expected.min(axis=1).mean())
-    targets = start - np.arange(1, n_points) / (n_points - 1) * (start - cheapest)
-    targets += 1e-12 * max(abs(start), 1.0)
-    if not events_at:
-        return [0.0] * n_points
-    at, delta = np.concatenate(events_at), np.concatenate(events_delta)
-    order = np.argsort(at, kind="stable")
-    at, spent = at[order], np.minimum.accumulate(start + np.cumsum(delta[order]) / n)
-    picks = np.minimum(np.searchsorted(-spent, -targets, side="left"), len(at) - 1)
-    return [0.0, *(np.maximum(at[picks], 0.0) * (1 + 1e-9)).tolist()]
-
-
-def _pool_choices(scores: np.ndarray, expected: np.ndarray) -> list[np.ndarray]:
-    """Chosen column per query at each of :func:`_pool_knobs`."""
-    return [(scores - k * expected).argmax(axis=1) for k in _pool_knobs(scores, expected)]
-
-
 def _query_loss(scores: np.ndarray, accepted: np.ndarray) -> np.ndarray:
     """Log-loss of each query's accept probabilities, summed over the routable models."""
     p = np.clip(scores, 1e-4, 1 - 1e-4)
     return -np.where(accepted, np.log(p), np.log1p(-p)).sum(axis=1)
-
-
-def _reference(accepted: np.ndarray, costs: np.ndarray) -> Any:
-    """The benchmark's normalisation; on a subset where the cheapest model is also the best, the dearest
-    model stands in for the best (so that the curve still has a cost range)."""
-    from tagrouter.evaluation.metrics import Reference
-
-    total, ar = costs.sum(axis=0), accepted.mean(axis=0)
-    try:
-        return Reference.from_singles(total, ar)
-    except ValueError:
-        lo, hi = int(np.argmin(total)), int(np.argmax(total))
-        return Reference(float(total[lo]), float(ar[lo]), float(total[hi]), float(ar[hi]))
-
-
-def operating_point(
-    scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expected: np.ndarray, names: Sequence[str]
-) -> OperatingPoint:
-    """The cheapest of the curve's 41 settings (pair: gap thresholds θ at the 41 shares; pool: the 41 λ)
-    whose accept rate on these queries reaches the best single model's; when none does, the one with the
-    highest accept rate."""
-    from tagrouter.evaluation.protocol import pair_choices
-
-    ar_single, cost_single = accepted.mean(axis=0), costs.mean(axis=0)
-    best = int(np.lexsort((cost_single, -ar_single))[0])
-    rows = np.arange(len(scores))
-    settings: list[tuple[float, np.ndarray]] = []
-    if scores.shape[1] == 2:
-        rule, strong = "gap", int(np.argmax(expected.mean(axis=0)))
-        gap = scores[:, strong] - scores[:, 1 - strong]
-        ranked = np.sort(gap)[::-1]
-        for choice in pair_choices(np.column_stack([-gap, gap])):
-            k = int(choice.sum())
-            if k == 0:
-                theta = ranked[0] + 1.0
-            elif k == len(gap):
-                theta = ranked[-1] - 1.0
-            else:
-                theta = (ranked[k - 1] + ranked[k]) / 2
-            settings.append((float(theta), np.where(gap > theta, strong, 1 - strong)))
-    else:
-        rule = "utility"
-        settings = [(k, (scores - k * expected).argmax(axis=1)) for k in _pool_knobs(scores, expected)]
-    results = [(knob, accepted[rows, p].mean(), costs[rows, p].mean()) for knob, p in settings]
-    feasible = [r for r in results if r[1] >= ar_single[best] - 1e-12]
-    if feasible:
-        knob, ar, cost = min(feasible, key=lambda r: r[2])
-    else:
-        knob, ar, cost = max(results, key=lambda r: (r[1], -r[2]))
-    return OperatingPoint(
-        rule,
-        float(knob),
-        float(ar),
-        float(cost),
-        names[best],
-        float(ar_single[best]),
-        float(cost_single[best]),
-    )
 
 
 def select_scorer(
@@ -346,10 +218,10 @@ def select_scorer(
         c = complete
         for i in range(size):
             query_loss[r, i] = _query_loss(oof[i, c], accepted[c])
-            auc[r, i] = _curve_auc(oof[i, c], accepted[c], costs[c], expected[c])
+            auc[r, i] = routing_auc(oof[i, c], accepted[c], costs[c], expected[c])
             for f in range(folds if one_se > 0 else 0):
                 rows = np.intersect1d(np.flatnonzero(fold == f), c)
-                fold_auc[r, f, i] = _curve_auc(oof[i, rows], accepted[rows], costs[rows], expected[rows])
+                fold_auc[r, f, i] = routing_auc(oof[i, rows], accepted[rows], costs[rows], expected[rows])
     mean_auc = auc.mean(axis=0)
     loss = query_loss.mean(axis=(0, 2)) / len(routable)
     d = (query_loss - query_loss[:, [mixture]]).mean(axis=0)

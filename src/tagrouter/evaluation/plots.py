@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from tagrouter.evaluation.metrics import Reference
+from tagrouter.curves import Reference
 from tagrouter.evaluation.report import plot_name
 from tagrouter.fileio import atomic_write_bytes
 

@@ -7,11 +7,12 @@
   fitted on the four training folds and predicts the fifth, so each query gets exactly one out-of-fold
   score row per seed.
 - A method's ``fit`` sees the training rows only; ``predict`` sees query texts and embeddings only.
-- Operating points, 41 per curve: a pair sends the top share q = k/40 of queries, ranked by
-  score(strong) − score(weak), to the strong model; a pool takes argmax(score − λ · cost) with cost = each
-  model's mean dollars per query over the training folds, λ_0 = 0 and λ_k (k = 1..40) the least λ whose
-  expected cost (those training means) of the routed queries is at most E_0 − k/40 · (E_0 − E_cheapest):
-  the knob's whole range in equal expected-cost steps, set from the method's own scores.
+- Operating points, 41 per curve (the knob sweep of :mod:`tagrouter.curves`): a pair sends the top share
+  q = k/40 of queries, ranked by score(strong) − score(weak), to the strong model; a pool takes
+  argmax(score − λ · cost) with cost = each model's mean dollars per query over the training folds, λ_0 = 0
+  and λ_k (k = 1..40) the least λ whose expected cost (those training means) of the routed queries is at
+  most E_0 − k/40 · (E_0 − E_cheapest): the knob's whole range in equal expected-cost steps, set from the
+  method's own scores.
 - The chosen operating point θ: on the training folds' in-sample predictions, the cheapest setting whose
   training accept rate reaches the best single model's training accept rate (a pair: the gap threshold θ;
   a pool: λ, from the 41-step grid built as above); then applied unchanged to the test fold.
@@ -25,12 +26,12 @@ from typing import Literal
 
 import numpy as np
 
+from tagrouter.curves import pair_choices, pool_choices, pool_knobs
 from tagrouter.deciding import choose
 from tagrouter.errors import DataError
 from tagrouter.evaluation.base import FoldData, RouterMethod
 
 N_FOLDS = 5
-N_POINTS = 41
 SEEDS = (0, 1, 2, 3, 4)
 #: a setup needs at least this many queries (two per fold for training and test)
 MIN_QUERIES = 2 * N_FOLDS
@@ -156,67 +157,7 @@ class Benchmark:
         )
 
 
-# ---- operating points ------------------------------------------------------------------------------------
-def pair_choices(scores: np.ndarray, n_points: int = N_POINTS) -> list[np.ndarray]:
-    """Per point, the chosen column (0 weak, 1 strong): the top share q = k/(n_points−1) by gap goes strong."""
-    gap = scores[:, 1] - scores[:, 0]
-    order = np.argsort(-gap, kind="stable")
-    out = []
-    for k in range(n_points):
-        choice = np.zeros(len(gap), dtype=np.intp)
-        choice[order[: round(k / (n_points - 1) * len(gap))]] = 1
-        out.append(choice)
-    return out
-
-
-def pool_knobs(scores: np.ndarray, expected_costs: np.ndarray, n_points: int = N_POINTS) -> list[float]:
-    """λ_0 = 0 and, for k ≥ 1, the least λ at which the expected cost of argmax(score − λ · cost) is at most
-    E_0 − k/(n_points−1) · (E_0 − E_cheapest) (see the module docstring).
-
-    The expected cost only falls as λ rises and changes only where two models swap places for a query, at
-    λ = Δscore / Δcost; a binary search over those swap points finds each λ exactly."""
-    candidates = _swap_points(scores, expected_costs)
-    start = float(_expected_cost(scores, expected_costs, np.zeros(1))[0])
-    cheapest = float(expected_costs.min(axis=1).mean())
-    targets = start - np.arange(1, n_points) / (n_points - 1) * (start - cheapest)
-    targets += 1e-12 * max(abs(start), 1.0)  # rounding of the means must not miss the last target
-    lo, hi = np.zeros(len(targets), dtype=np.intp), np.full(len(targets), len(candidates) - 1)
-    while (lo < hi).any():
-        mid = (lo + hi) // 2
-        low_enough = _expected_cost(scores, expected_costs, candidates[mid]) <= targets
-        hi = np.where(low_enough, mid, hi)
-        lo = np.where(low_enough, lo, np.minimum(mid + 1, hi))
-    return [0.0, *candidates[hi].tolist()]
-
-
-def _swap_points(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
-    """0 and every λ > 0 (nudged just past) at which two models swap places for some query, sorted."""
-    a, b = np.triu_indices(scores.shape[1], k=1)
-    d_score, d_cost = scores[:, a] - scores[:, b], costs[:, a] - costs[:, b]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = d_score / d_cost
-    ratio = ratio[(d_cost != 0) & (ratio > 0) & np.isfinite(ratio)]
-    return np.concatenate(([0.0], np.unique(ratio) * (1 + 1e-9)))
-
-
-def _expected_cost(scores: np.ndarray, costs: np.ndarray, knobs: np.ndarray) -> np.ndarray:
-    """Mean cost of argmax(score − λ · cost) per λ in ``knobs`` (vectorised over λ)."""
-    utility = scores[None] - np.asarray(knobs, dtype=float)[:, None, None] * costs[None]
-    picked = utility.argmax(axis=2)
-    return np.take_along_axis(np.broadcast_to(costs, utility.shape), picked[..., None], axis=2)[..., 0].mean(
-        axis=1
-    )
-
-
-def pool_choices(
-    scores: np.ndarray, expected_costs: np.ndarray, n_points: int = N_POINTS
-) -> list[np.ndarray]:
-    """Per point, the chosen column of argmax(score − λ_k · expected cost)."""
-    return [
-        choose(scores, expected_costs, "utility", k) for k in pool_knobs(scores, expected_costs, n_points)
-    ]
-
-
+# ---- the chosen operating point θ ------------------------------------------------------------------------
 def _best_single(accepted: np.ndarray, costs: np.ndarray) -> int:
     ar, cost = accepted.mean(axis=0), costs.sum(axis=0)
     return int(np.lexsort((cost, -ar))[0])

@@ -30,14 +30,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tagrouter.catalog import Catalog
+from tagrouter.curves import N_POINTS, Reference, realised
 from tagrouter.embedding import Embedder, default_embedder
 from tagrouter.errors import DataError
 from tagrouter.evaluation.baselines import BASELINES, OPTIONAL_BASELINES, BaselineFactory
 from tagrouter.evaluation.loading import HistoryArrays, history_arrays
-from tagrouter.evaluation.metrics import CurveMetrics, Reference, curve_metrics, oracle_choice, realised
+from tagrouter.evaluation.metrics import CurveMetrics, curve_metrics, oracle_choice
 from tagrouter.evaluation.protocol import (
     N_FOLDS,
-    N_POINTS,
     SEEDS,
     Benchmark,
     MethodFactory,

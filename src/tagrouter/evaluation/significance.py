@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
-from tagrouter.evaluation.metrics import Reference, curve_metrics
+from tagrouter.curves import Reference
+from tagrouter.evaluation.metrics import curve_metrics
 
 RESAMPLES = 1000
 LEVEL = 0.95

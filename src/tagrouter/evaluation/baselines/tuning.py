@@ -9,6 +9,8 @@ from typing import TypeVar
 import numpy as np
 from sklearn.model_selection import KFold
 
+from tagrouter.curves import routing_auc
+
 P = TypeVar("P")
 
 #: fit each candidate on the rows ``train`` of the training fold and return its acceptance probabilities
@@ -34,7 +36,8 @@ def select(
     """The candidate with the lowest mean held-out Brier score over the rows of ``accepted`` (n × M), by
     ``folds``-fold CV; ``splits`` < ``folds`` uses only the first few splits (e.g. 1: a single 2/3 - 1/3
     holdout, for the slower learners). With ``costs`` (n × M dollars) the criterion is instead the highest
-    mean hull AUC of the held-out rows' routing curve (:func:`routing_auc`). Ties go to the earlier
+    mean hull AUC of the held-out rows' routing curve (:func:`~tagrouter.curves.routing_auc`, the pool knob
+    trading scores against the fitted rows' mean costs). Ties go to the earlier
     candidate, so list the simplest first."""
     if len(candidates) == 1:
         return candidates[0]
@@ -46,21 +49,9 @@ def select(
         if costs is None:
             scores += [brier(p, accepted[held]) for p in predictions]
         else:
-            scores -= [
-                routing_auc(p, accepted[held], costs[held], costs[train].mean(axis=0)) for p in predictions
-            ]
+            expected = np.broadcast_to(costs[train].mean(axis=0), (len(held), costs.shape[1]))
+            scores -= [routing_auc(p, accepted[held], costs[held], expected) for p in predictions]
     return candidates[int(np.argmin(scores))]
-
-
-def routing_auc(
-    probabilities: np.ndarray, accepted: np.ndarray, costs: np.ndarray, mean_costs: np.ndarray
-) -> float:
-    """Hull AUC of the benchmark's 41-point routing curve of ``probabilities`` on these rows, the pool knob
-    trading them against ``mean_costs`` (each model's mean dollars on the rows the router was fitted on)."""
-    from tagrouter.tuning import _curve_auc
-
-    expected = np.broadcast_to(np.asarray(mean_costs, float), probabilities.shape)
-    return _curve_auc(probabilities, accepted.astype(bool), costs, expected)
 
 
 def accept_rates(accepted: np.ndarray, pseudo: float = 1.0) -> np.ndarray:

@@ -65,6 +65,30 @@ def test_calibrate_updates_the_saved_router(router_dir, tmp_path):
     assert TagRouter.load(router_dir).decider.knob == pytest.approx(reported["knob"])
 
 
+def test_fit_prints_the_menu_and_calibrate_picks_from_it(tmp_path):
+    out = tmp_path / "router"
+    fitted = fit_example(out)
+    assert fitted.exit_code == 0, fitted.output
+    assert "'tagrouter calibrate DIR --max-accept-drop D' picks one" in fitted.output
+    menu = TagRouter.load(out).model.tuning["menu"]
+    assert 5 <= len(menu) <= 7 and fitted.output.count("  drop <= ") == len(menu)
+    shown = runner.invoke(app, ["inspect", str(out), "--min-support", "3"])
+    assert shown.output.count("  drop <= ") == len(menu)
+    result = runner.invoke(app, ["calibrate", str(out), "--max-accept-drop", "0.015"])
+    assert result.exit_code == 0, result.output
+    picked = [m for m in menu if m["max_accept_drop"] == 0.01][0]  # the largest drop within 0.015
+    assert json.loads(result.output)["knob"] == picked["knob"]
+    router = TagRouter.load(out)
+    assert (router.decider.rule, router.decider.knob) == ("utility", picked["knob"])
+
+
+def test_calibrate_needs_one_target(router_dir, monkeypatch, capsys):
+    code, err = run_main(
+        monkeypatch, capsys, "calibrate", router_dir, "--max-accept-drop", "0.01", "--mean-cost", "1"
+    )
+    assert code == 2 and "exactly one of" in err
+
+
 def test_inspect_lists_tags_per_model(router_dir):
     result = runner.invoke(app, ["inspect", str(router_dir), "--min-support", "3"])
     assert result.exit_code == 0, result.output

@@ -116,7 +116,26 @@ def describe_tuning(tuning: dict) -> str:
         f"single model for the cost; at the chosen knob the inner out-of-fold accept rate is "
         f"{point['accept_rate']:.3f} at ${point['mean_cost']:.6f} per query (always {point['best_single']}: "
         f"{point['best_single_accept_rate']:.3f} at ${point['best_single_mean_cost']:.6f})"
-    )
+    ) + "".join(f"\n{line}" for line in describe_menu(tuning))
+
+
+def describe_menu(tuning: dict) -> list[str]:
+    """The saved menu of operating points, one line each (none for a router fitted before menus)."""
+    menu = tuning.get("menu") or []
+    if not menu:
+        return []
+    best = tuning["operating_point"]["best_single"]
+    lines = [
+        "operating points (inner out-of-fold; 'tagrouter calibrate DIR --max-accept-drop D' picks one; "
+        "drop: the accept-rate loss against the best single model that unseen queries stay within, 95%):"
+    ]
+    for m in menu:
+        traffic = ", ".join(f"{name} {share:.0%}" for name, share in m["shares"].items() if share >= 0.005)
+        lines.append(
+            f"  drop <= {m['max_accept_drop']:.3f}: knob {m['knob']:.6g}, accept {m['accept_rate']:.3f}, "
+            f"${m['mean_cost']:.6f} per query, saving {m['saving']:.1%} against {best}; traffic {traffic}"
+        )
+    return lines
 
 
 def update(
@@ -194,7 +213,9 @@ def tag(
 
 def calibrate(
     router_dir: Annotated[Path, typer.Argument(help="A saved router; its knob is updated in place.")],
-    queries: Annotated[Path, typer.Option(help="Calibration queries: text (one per line) or JSONL.")],
+    queries: Annotated[
+        Path | None, typer.Option(help="Calibration queries: text (one per line) or JSONL.")
+    ] = None,
     strong_share: Annotated[
         float | None, typer.Option(help="Target share of traffic to the strong model.")
     ] = None,
@@ -202,18 +223,56 @@ def calibrate(
     strong_model: Annotated[
         str | None, typer.Option(help="The model strong_share counts (default: the dearest).")
     ] = None,
+    max_accept_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Pick the cheapest point of the fit's menu whose accept rate stays within this much of the "
+            "best single model's (e.g. 0.01; no queries needed)."
+        ),
+    ] = None,
 ) -> None:
-    """Set the router's threshold so that a traffic share or a mean cost per query is met."""
+    """Set the router's threshold so that a traffic share or a mean cost per query is met, or pick a point
+    of the menu the fit saved."""
+    from tagrouter.deciding import Decider
     from tagrouter.router import TagRouter
 
-    if (strong_share is None) == (mean_cost is None):
-        raise typer.BadParameter("give exactly one of --strong-share and --mean-cost")
+    if [strong_share, mean_cost, max_accept_drop].count(None) != 2:
+        raise typer.BadParameter("give exactly one of --strong-share, --mean-cost and --max-accept-drop")
+    if max_accept_drop is not None:
+        router = TagRouter.load(router_dir)
+        point = menu_point(router.model.tuning, max_accept_drop, router_dir)
+        rule = router.model.tuning["operating_point"]["rule"]  # the menu's knobs are of the fit's rule
+        router = router.with_decider(Decider(rule, point["knob"]))
+        router.save(router_dir)
+        typer.echo(json.dumps({"rule": str(router.decider.rule), **point}))
+        return
+    if queries is None:
+        raise typer.BadParameter("--queries is needed with --strong-share or --mean-cost")
     router = TagRouter.load(router_dir).calibrated(
         read_queries(queries), strong_share=strong_share, mean_cost=mean_cost, strong_model=strong_model
     )
     router.save(router_dir)
     result = router.decider.calibration
     typer.echo(json.dumps({"rule": str(router.decider.rule), **result.to_dict()}))
+
+
+def menu_point(tuning: dict | None, max_accept_drop: float, router_dir: Path) -> dict:
+    """The menu point with the largest tolerated drop at most ``max_accept_drop`` (the cheapest such)."""
+    from tagrouter.errors import DataError
+
+    menu = (tuning or {}).get("menu") or []
+    if not menu:
+        raise DataError(
+            f"{router_dir}: this router has no menu of operating points (it was fitted with a given scorer or "
+            "before menus); refit it without --scorer, or calibrate with --strong-share or --mean-cost"
+        )
+    within = [m for m in menu if m["max_accept_drop"] <= max_accept_drop + 1e-12]
+    if not within:
+        raise DataError(
+            f"--max-accept-drop {max_accept_drop:g} is below the menu's smallest drop "
+            f"{menu[0]['max_accept_drop']:g}"
+        )
+    return max(within, key=lambda m: m["max_accept_drop"])
 
 
 def inspect(

@@ -177,3 +177,24 @@ def test_bad_route_serve_and_calibrate_input_is_one_line_and_exit_2(
     for args, expected in cases:
         code, err = run_main(monkeypatch, capsys, *args)
         assert code == 2 and expected in err and "Traceback" not in err, (args, err)
+
+
+def test_tag_strengths_compare_the_models_and_stay_quiet_on_noise():
+    from tagrouter.cli.inspection import tag_strengths
+    from tagrouter.scoring import TagTable
+
+    # "proof" is hard for both models (no one's strength); "poem" is where "a" beats "b"; "chat" is noise
+    rows = [("proof", "a", 0.3), ("proof", "b", 0.3), ("poem", "a", 0.95), ("poem", "b", 0.5)]
+    rows += [("chat", "a", 0.7), ("chat", "b", 0.72), ("misc", "a", 0.8), ("misc", "b", 0.8)]
+    tags, models, outcomes = [], [], []
+    for tag, model, rate in rows:
+        for i in range(100):
+            tags.append([tag])
+            models.append(model)
+            outcomes.append("win" if i < rate * 100 else "loss")
+    table = TagTable.count(tags, models, outcomes)
+    a, b = tag_strengths(table, ["a", "b"], min_support=10)
+    assert [t for t, _, _ in a.strongest] == ["poem"] and [t for t, _, _ in b.weakest] == ["poem"]
+    assert a.weakest == [] and b.strongest == []  # proof is hard for both; chat and misc do not differ
+    # (0.95 − 0.6875) − (0.5 − 0.58): its lift over its overall rate, less b's lift on the same tag
+    assert a.strongest[0][1] == pytest.approx(0.3425)

@@ -280,22 +280,25 @@ def inspect(
     top: Annotated[int, typer.Option(help="Tags to list per model and side.")] = 5,
     min_support: Annotated[int, typer.Option(help="Only tags with at least this many judged answers.")] = 10,
 ) -> None:
-    """Show each model's strongest and weakest tags (accept rate on the tag minus the model's overall rate)."""
+    """Show each model's strongest and weakest tags compared with the other models (its accept-rate lift on
+    the tag over the others' lift; only differences beyond noise), the fit's choices and its menu."""
     from rich.table import Table
 
     from tagrouter.cli.inspection import tag_strengths
     from tagrouter.router import TagRouter
 
     router = TagRouter.load(router_dir)
-    table = Table(title=f"{router_dir}: strongest / weakest tags per model")
+    table = Table(
+        title=f"{router_dir}: strongest / weakest tags per model, against the other models (beyond noise)"
+    )
     for column in ("model", "overall accept", "strongest tags", "weakest tags"):
         table.add_column(column)
     for row in tag_strengths(router.table, router.models, top=top, min_support=min_support):
         table.add_row(
             row.model,
             f"{row.overall:.3f}",
-            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.strongest),
-            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.weakest),
+            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.strongest) or "none beyond noise",
+            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.weakest) or "none beyond noise",
         )
     console = Console()
     console.print(table)

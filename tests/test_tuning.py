@@ -197,3 +197,42 @@ def test_a_larger_tolerance_gives_a_cheaper_default():
     _, loose, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], tolerance=0.03)
     assert loose.mean_cost <= strict.mean_cost
     assert 0.03 in [m.max_accept_drop for m in report.menu]
+
+
+def _embedded_history(
+    n: int = 600, seed: int = 0, dims: int = 16
+) -> tuple[list[list[str]], np.ndarray, np.ndarray, np.ndarray]:
+    """Two models; the cheap one is accepted at 0.95 on queries of one embedding cluster and 0.2 on the
+    other, the dear one at 0.9 everywhere; the tags are pure noise."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, 2, n)
+    centres = rng.normal(size=(2, dims)) * 2.0
+    embeddings = centres[cluster] + rng.normal(size=(n, dims))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    tags = [[f"noise {rng.integers(0, 30)}", f"other {rng.integers(0, 30)}"] for _ in range(n)]
+    accepted = np.column_stack([rng.random(n) < np.where(cluster == 0, 0.95, 0.2), rng.random(n) < 0.9])
+    costs = np.column_stack([np.full(n, 0.001), np.full(n, 0.01)])
+    return tags, np.where(accepted, 0, 2), costs, embeddings
+
+
+def test_the_embedding_residual_is_chosen_where_only_the_embedding_carries_signal():
+    tags, codes, costs, embeddings = _embedded_history()
+    _, point, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], embeddings=embeddings)
+    assert report.residual is not None
+    aucs = report.residual_auc
+    assert aucs["tags_and_embedding"] > aucs["tags"] + 0.03
+    assert report.to_dict()["embedding_residual"]["chosen"] is True
+    assert point.mean_cost < point.best_single_mean_cost  # the embedding lets it route to the cheap model
+    # the correction tells the clusters apart: up for the cheap model where it was accepted
+    correction = report.residual.correction(embeddings)
+    cheap_won = codes[:, 0] == 0
+    assert correction[cheap_won, 0].mean() > correction[~cheap_won, 0].mean() + 0.2
+
+
+def test_the_embedding_residual_is_left_out_where_only_the_tags_carry_signal():
+    tags, codes, costs = _history(signal=True)
+    noise = np.random.default_rng(1).normal(size=(len(tags), 16))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    scorer, _, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], embeddings=noise)
+    assert report.residual is None and report.to_dict()["embedding_residual"]["chosen"] is False
+    assert (scorer.difficulty_weight, scorer.specific_weight) != (0.0, 0.0)

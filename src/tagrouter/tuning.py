@@ -37,6 +37,7 @@ from scipy import sparse
 from tagrouter.curves import OperatingPoint, apply_knob, knob_settings, routing_auc
 from tagrouter.model import RoutingModel
 from tagrouter.records import History
+from tagrouter.residual import EmbeddingResidual, corrected, embed
 from tagrouter.scoring import SmoothedScorer, TagTable
 
 #: The default point's largest tolerated accept-rate drop below the best single model, on unseen queries.
@@ -112,6 +113,8 @@ class TuningReport:
     gate_passed: bool | None
     operating_point: OperatingPoint
     menu: list[MenuPoint]
+    residual: EmbeddingResidual | None
+    residual_auc: dict[str, float] | None
     folds: int
     repeats: int
     queries: int
@@ -126,6 +129,12 @@ class TuningReport:
             "gate_passed": self.gate_passed,
             "operating_point": self.operating_point.__dict__,
             "menu": [m.__dict__ for m in self.menu],
+            "embedding_residual": None
+            if self.residual_auc is None
+            else {
+                "chosen": self.residual is not None,
+                **{k: round(v, 6) for k, v in self.residual_auc.items()},
+            },
             "folds": self.folds,
             "repeats": self.repeats,
             "queries": self.queries,
@@ -255,6 +264,7 @@ def select_scorer(
     gate: float | None = None,
     one_se: float = 0.0,
     tolerance: float = DEFAULT_TOLERANCE,
+    embeddings: np.ndarray | None = None,
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
     """Choose the scorer's settings and the default operating point by inner cross-validation (see the
     module docstring).
@@ -270,7 +280,10 @@ def select_scorer(
     - ``one_se``: > 0 takes the most shrunk candidate within that many standard errors (over the inner
       folds' paired AUC differences) of the best; 0, the default, takes the best (measured better);
     - ``tolerance``: the default point's tolerated accept-rate drop below the best single model on unseen
-      queries (see the module docstring).
+      queries (see the module docstring);
+    - ``embeddings``: the queries' embeddings (n × d); with them, the chosen scorer competes with itself
+      plus an embedding residual (:mod:`tagrouter.residual`) on the inner routing curve, and the residual
+      is kept (``report.residual``) only where it routes better.
 
     Only queries with an outcome for every routable model score the curves; every query adds to the inner
     tables. Returns the chosen scorer, the operating point and the report."""
@@ -294,19 +307,40 @@ def select_scorer(
     rng = np.random.default_rng(seed)
     fold_ids = [rng.permutation(n) % folds for _ in range(repeats)]
 
+    def held_scores(
+        scorers: Sequence[SmoothedScorer], train: np.ndarray, held: np.ndarray
+    ) -> list[np.ndarray]:
+        """Each scorer's scores of the rows ``held`` from the tag table of the rows ``train``."""
+        table = _table(tags, list(model_names), incidence, one_hot, train)
+        counts = table.counts
+        held_tags = incidence[held].multiply((counts.sum(axis=(1, 2)) > 0)[None, :]).tocsr()
+        return [_scores(scorer, table, counts, held_tags, routable) for scorer in scorers]
+
     def out_of_fold(scorers: Sequence[SmoothedScorer], fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inner out-of-fold scores (scorers × n × M) and expected costs (n × M) of one repeat."""
         oof = np.zeros((len(scorers), n, len(routable)))
         expected = np.zeros((n, len(routable)))
         for f in range(folds):
             train, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-            table = _table(tags, list(model_names), incidence, one_hot, train)
-            counts = table.counts
-            held_tags = incidence[held].multiply((counts.sum(axis=(1, 2)) > 0)[None, :]).tocsr()
             expected[held] = costs[np.intersect1d(train, complete)].mean(axis=0)
-            for i, scorer in enumerate(scorers):
-                oof[i, held] = _scores(scorer, table, counts, held_tags, routable)
+            for i, scores in enumerate(held_scores(scorers, train, held)):
+                oof[i, held] = scores
         return oof, expected
+
+    def corrected_out_of_fold(scorer: SmoothedScorer, fold: np.ndarray, oof: np.ndarray) -> np.ndarray:
+        """``oof`` (n × M, the scorer's out-of-fold scores of this repeat) plus the embedding correction
+        of each fold, fitted on the other folds' residuals from scores that never saw the row itself."""
+        out = np.zeros_like(oof)
+        for f in range(folds):
+            train, held = fold != f, np.flatnonzero(fold == f)
+            honest = np.zeros_like(oof)
+            for g in set(range(folds)) - {f}:
+                rows = np.flatnonzero(fold == g)
+                honest[rows] = held_scores([scorer], np.flatnonzero(train & (fold != g)), rows)[0]
+            fit_rows = np.intersect1d(np.flatnonzero(train), complete)
+            residual = EmbeddingResidual.fit(embeddings[fit_rows], accepted[fit_rows] - honest[fit_rows])
+            out[held] = corrected(oof[held], residual.correction(embeddings[held]))
+        return out
 
     for r, fold in enumerate(fold_ids):
         oof, expected = out_of_fold(grid, fold)
@@ -330,13 +364,32 @@ def select_scorer(
         se = diff.std(axis=0, ddof=1) / np.sqrt(len(diff))
         within = [i for i in range(size) if mean_auc[i] >= mean_auc[best] - one_se * se[i]]
         chosen = min(within, key=lambda i: shrinkage_rank(grid[i]))
-    # the menu from every repeat's out-of-fold scores of the chosen scorer (the last repeat's are at hand)
+    # every repeat's out-of-fold scores of the chosen scorer (the last repeat's are at hand)
     c = complete
     repeated = [out_of_fold([grid[chosen]], fold) for fold in fold_ids[:-1]]
     repeated.append((oof[[chosen]], expected))
+    final = [scores[0] for scores, _ in repeated]
+    residual, residual_auc = None, None
+    if embeddings is not None and len(c) >= 2 * folds:
+        hybrid = [
+            corrected_out_of_fold(grid[chosen], fold, s) for fold, s in zip(fold_ids, final, strict=True)
+        ]
+        with_residual = float(
+            np.mean(
+                [
+                    routing_auc(h[c], accepted[c], costs[c], e[c])
+                    for h, (_, e) in zip(hybrid, repeated, strict=True)
+                ]
+            )
+        )
+        residual_auc = {"tags": float(mean_auc[chosen]), "tags_and_embedding": with_residual}
+        if with_residual > mean_auc[chosen]:
+            final = hybrid
+            residual = EmbeddingResidual.fit(embeddings[c], accepted[c] - repeated[-1][0][0, c])
+    # the default point and the menu from those scores
     drops = sorted({*MENU_DROPS, tolerance})
     rule, single, menu = promise_menu(
-        [scores[0, c] for scores, _ in repeated],
+        [scores[c] for scores in final],
         [fold[c] for fold in fold_ids],
         [cost[c] for _, cost in repeated],
         accepted[c],
@@ -365,6 +418,8 @@ def select_scorer(
         gate_passed=None if gate is None else signal,
         operating_point=point,
         menu=menu,
+        residual=residual,
+        residual_auc=residual_auc,
         folds=folds,
         repeats=repeats,
         queries=n,
@@ -404,4 +459,11 @@ def tune_model(
         tags for start in range(0, len(texts), 1024) for tags in model.tagger.tag(texts[start : start + 1024])
     ]
     routable = [table.model_index[m] for m in model.models]
-    return select_scorer(tag_lists, codes, list(table.models), model.expected_costs(texts), routable)
+    return select_scorer(
+        tag_lists,
+        codes,
+        list(table.models),
+        model.expected_costs(texts),
+        routable,
+        embeddings=embed(model.tagger, texts),
+    )

@@ -70,6 +70,7 @@ def test_fit_prints_the_menu_and_calibrate_picks_from_it(tmp_path):
     fitted = fit_example(out)
     assert fitted.exit_code == 0, fitted.output
     assert "'tagrouter calibrate DIR --max-accept-drop D' picks one" in fitted.output
+    assert "embedding residual " in fitted.output and "with the tags alone" in fitted.output
     menu = TagRouter.load(out).model.tuning["menu"]
     assert 5 <= len(menu) <= 7 and fitted.output.count("  drop <= ") == len(menu)
     shown = runner.invoke(app, ["inspect", str(out), "--min-support", "3"])

@@ -116,7 +116,19 @@ def describe_tuning(tuning: dict) -> str:
         f"single model for the cost; at the chosen knob the inner out-of-fold accept rate is "
         f"{point['accept_rate']:.3f} at ${point['mean_cost']:.6f} per query (always {point['best_single']}: "
         f"{point['best_single_accept_rate']:.3f} at ${point['best_single_mean_cost']:.6f})"
-    ) + "".join(f"\n{line}" for line in describe_menu(tuning))
+    ) + "".join(f"\n{line}" for line in [*describe_residual(tuning), *describe_menu(tuning)])
+
+
+def describe_residual(tuning: dict) -> list[str]:
+    """Whether the fit added the embedding residual, and the inner routing AUC with and without it."""
+    residual = tuning.get("embedding_residual")
+    if not residual:
+        return []
+    verdict = "added" if residual["chosen"] else "left out"
+    return [
+        f"embedding residual {verdict}: inner routing AUC {residual['tags_and_embedding']:.4f} with it, "
+        f"{residual['tags']:.4f} with the tags alone"
+    ]
 
 
 def describe_menu(tuning: dict) -> list[str]:

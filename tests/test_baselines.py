@@ -16,7 +16,7 @@ from tagrouter.evaluation.baselines import (
     SingleModelRouter,
 )
 from tagrouter.evaluation.baselines.features import QueryFeatures
-from tagrouter.evaluation.baselines.sw_ranking import battle_outcomes, bradley_terry
+from tagrouter.evaluation.baselines.sw_ranking import SHARPNESS_GRID, battle_outcomes, bradley_terry
 from tagrouter.evaluation.baselines.tuning import select
 
 DIM = 16
@@ -242,3 +242,32 @@ def test_select_picks_the_candidate_with_the_lowest_brier_score():
         return [np.full((len(held), 2), [c, 1 - c]) for c in candidates]
 
     assert select([0.2, 0.9, 0.5], fit_predict, accepted) == 0.9
+
+
+def test_select_with_costs_picks_the_best_routing_curve_not_the_best_brier_score():
+    """ "rank" orders the models right on every query but is badly calibrated; "rates" is each model's
+    accept rate, best by Brier score, and cannot route at all."""
+    rng = np.random.default_rng(0)
+    accepted = rng.random((90, 2)) < 0.8
+    costs = np.tile([1.0, 4.0], (90, 1))
+    ranked = np.where(accepted, 0.52, 0.48)
+    rates = np.tile(accepted.mean(axis=0), (90, 1))
+    predictions = {"rank": ranked, "rates": rates}
+
+    def fit_predict(candidates, train, held):
+        return [predictions[c][held] for c in candidates]
+
+    assert select(["rates", "rank"], fit_predict, accepted) == "rates"
+    assert select(["rates", "rank"], fit_predict, accepted, costs=costs) == "rank"
+
+
+def test_faithful_variants_keep_the_sources_settings_and_tuned_ones_choose():
+    train, _, _ = split()
+    faithful, tuned = BASELINES["sw-ranking"](), BASELINES["sw-ranking-cv"]()
+    for router in (faithful, tuned):
+        router.fit(train)
+    assert faithful.sharpness == 1.0 and faithful.grid == (1.0,)
+    assert tuned.grid == SHARPNESS_GRID and tuned.sharpness in SHARPNESS_GRID
+    fixed = BASELINES["knn-50"]()
+    fixed.fit(train)
+    assert (fixed.k, fixed.prior) == (50, 0.0)

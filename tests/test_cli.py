@@ -85,6 +85,31 @@ def test_calibrate_updates_the_saved_router(router_dir, tmp_path):
     assert result.stderr.startswith(f"rewrote {router_dir} (version {version}): rule within, knob ")
 
 
+def test_fit_prints_the_menu_and_calibrate_picks_from_it(tmp_path):
+    out = tmp_path / "router"
+    fitted = fit_example(out)
+    assert fitted.exit_code == 0, fitted.output
+    assert "'tagrouter calibrate DIR --max-accept-drop D' picks one" in fitted.output
+    assert "embedding residual " in fitted.output and "with the tags alone" in fitted.output
+    menu = TagRouter.load(out).model.tuning["menu"]
+    assert 5 <= len(menu) <= 7 and fitted.output.count("  drop <= ") == len(menu)
+    shown = runner.invoke(app, ["inspect", str(out), "--min-support", "3"])
+    assert shown.output.count("  drop <= ") == len(menu)
+    result = runner.invoke(app, ["calibrate", str(out), "--max-accept-drop", "0.015"])
+    assert result.exit_code == 0, result.output
+    picked = [m for m in menu if m["max_accept_drop"] == 0.01][0]  # the largest drop within 0.015
+    assert json.loads(result.stdout)["knob"] == picked["knob"]
+    router = TagRouter.load(out)
+    assert (router.decider.rule, router.decider.knob) == ("utility", picked["knob"])
+
+
+def test_calibrate_needs_one_target(router_dir, monkeypatch, capsys):
+    code, err = run_main(
+        monkeypatch, capsys, "calibrate", router_dir, "--max-accept-drop", "0.01", "--mean-cost", "1"
+    )
+    assert code == 2 and "exactly one of" in err
+
+
 def test_inspect_lists_tags_per_model(router_dir):
     """Each model's row shows its overall accept rate counted from the history file, and its strongest
     and weakest tags in order, with the tag's accept rate minus the overall rate counted here from the
@@ -235,3 +260,24 @@ def test_benchmarks_without_the_bench_extra_say_how_to_install_it(tiny_data, mon
     code, err = run_main(monkeypatch, capsys, "bench", "speed", "--data", tiny_data, "--pool", "cheap,dear")
     assert code == 2
     assert err == "error: the benchmarks need matplotlib: pip install 'tagrouter[bench]'\n"
+
+
+def test_tag_strengths_compare_the_models_and_stay_quiet_on_noise():
+    from tagrouter.cli.inspection import tag_strengths
+    from tagrouter.scoring import TagTable
+
+    # "proof" is hard for both models (no one's strength); "poem" is where "a" beats "b"; "chat" is noise
+    rows = [("proof", "a", 0.3), ("proof", "b", 0.3), ("poem", "a", 0.95), ("poem", "b", 0.5)]
+    rows += [("chat", "a", 0.7), ("chat", "b", 0.72), ("misc", "a", 0.8), ("misc", "b", 0.8)]
+    tags, models, outcomes = [], [], []
+    for tag, model, rate in rows:
+        for i in range(100):
+            tags.append([tag])
+            models.append(model)
+            outcomes.append("win" if i < rate * 100 else "loss")
+    table = TagTable.count(tags, models, outcomes)
+    a, b = tag_strengths(table, ["a", "b"], min_support=10)
+    assert [t for t, _, _ in a.strongest] == ["poem"] and [t for t, _, _ in b.weakest] == ["poem"]
+    assert a.weakest == [] and b.strongest == []  # proof is hard for both; chat and misc do not differ
+    # (0.95 − 0.6875) − (0.5 − 0.58): its lift over its overall rate, less b's lift on the same tag
+    assert a.strongest[0][1] == pytest.approx(0.3425)

@@ -52,8 +52,12 @@ def test_tagrouter_finds_the_topic_where_the_cheap_model_is_always_right(tmp_pat
     # the oracle: code to the coder, prose to the general model; a perfect router's AUC is 1 − s²/2 = 0.875
     assert setup["mixture"]["auc"] == pytest.approx(0.75)
     assert ours["auc_mean"] > 0.85 > setup["routers"]["random"]["auc_mean"]
-    assert ours["ar"] == pytest.approx(1.0)  # θ from the training folds reaches the general model's AR
+    assert ours["ar"] == pytest.approx(1.0)  # its own default knob keeps the general model's AR
+    assert ours["shortfall"] == pytest.approx(0.0)
     assert ours["cost"] < 0.6 * setup["singles"]["general"]["cost"]
+    best = max(s["ar"] for s in setup["singles"].values())
+    for r in setup["routers"].values():
+        assert r["shortfall"] >= max(0.0, best - r["ar"]) - 1e-12  # a mean of per-seed shortfalls
     assert setup["lead"]["mixture"]["verdict"] == "ahead"
     assert setup["lead"]["best_other"]["against"] == "random"
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
@@ -88,6 +92,7 @@ def test_the_tagrouter_router_is_what_tagrouter_fit_gives_by_default():
     public = TagRouter.fit(train.history, CATALOG)  # the default tagger, built by fit itself
     test = arrays.queries[30:]
     assert np.array_equal(method.predict(test, np.zeros((10, 2))), public.model.score(test)[1])
+    assert method.chosen_knob() == public.decider.knob  # tested at the knob it would deploy
 
 
 def _flipped(bench: Benchmark, rows: np.ndarray) -> Benchmark:

@@ -150,3 +150,22 @@ def test_theta_for_a_pair_is_the_cheapest_setting_reaching_the_best_single():
     knob = choose_knob(PAIR, scores, train)
     assert knob == pytest.approx((0.7 - 0.1) / 2)  # between the 2nd and 3rd gap: two queries go strong
     assert apply_knob(PAIR, scores, np.zeros_like(scores), knob).tolist() == [1, 1, 0, 0]
+
+
+class OwnKnob(Memoriser):
+    """A memoriser that deploys a knob of its own: every query to the strong model."""
+
+    def chosen_knob(self):
+        return -10.0
+
+
+def test_a_method_with_its_own_knob_is_tested_at_it():
+    from tagrouter.evaluation.protocol import fold_run
+
+    bench = synthetic_bench(60)
+    own = fold_run(bench, PAIR, lambda setup, seed: OwnKnob([]), 0, 0)
+    assert own.knob == -10.0
+    plain = fold_run(bench, PAIR, lambda setup, seed: Memoriser([]), 0, 0)
+    assert plain.knob != -10.0
+    oof = out_of_fold(bench, PAIR, lambda setup, seed: OwnKnob([]), 0)
+    assert (oof.theta_choice == 1).all()

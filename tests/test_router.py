@@ -247,3 +247,23 @@ def test_fit_chooses_the_scorer_and_the_knob_by_inner_cross_validation(example_r
     assert chosen in grid and grid[0]["difficulty_weight"] == grid[0]["specific_weight"] == 0.0  # mixture
     example_router.save(tmp_path / "r")
     assert TagRouter.load(tmp_path / "r").model.tuning == tuning
+
+
+def test_an_embedding_residual_corrects_the_scores_explains_itself_and_is_saved(example_router, tmp_path):
+    from tagrouter.residual import EmbeddingResidual, embed
+
+    model = example_router.model
+    queries = ["Write a Python function to add two numbers.", "Write a poem about rain."]
+    dims = embed(model.tagger, queries).shape[1]
+    weights = np.zeros((dims, len(model.models)))
+    residual = EmbeddingResidual(weights, np.array([0.3] + [0.0] * (len(model.models) - 1)))
+    router = TagRouter(model.with_scorer(model.scorer, model.tuning, residual), example_router.decider)
+    _, plain = example_router.score_batch(queries)
+    _, shifted = router.score_batch(queries)
+    assert np.allclose(shifted[:, 0], np.minimum(plain[:, 0] + 0.3, 1 - 1e-3))
+    assert np.allclose(shifted[:, 1:], plain[:, 1:])
+    for decision in router.route_batch(queries):
+        assert f"moved the scores by up to +0.300 ({model.models[0]})" in decision.reason
+    router.save(tmp_path / "r")
+    loaded = TagRouter.load(tmp_path / "r")
+    assert np.allclose(loaded.score_batch(queries)[1], shifted)

@@ -133,3 +133,112 @@ def test_fast_pool_sweep_equals_the_benchmark_sweep(n: int, m: int):
     expected[: n // 2] *= 1.05  # two inner folds' training means
     for fast, exact in zip(fast_pool_choices(scores, expected), pool_choices(scores, expected), strict=True):
         assert np.array_equal(fast, exact)
+
+
+def _route_unseen(scorer, point, tags, codes, unseen_tags):
+    """Choices of the fitted scorer at the default knob on queries the selection never saw."""
+    from tagrouter.curves import apply_knob
+    from tagrouter.scoring import TagTable
+
+    table = TagTable.count(
+        [t for t in tags for _ in range(2)], ["cheap", "dear"] * len(tags), codes.reshape(-1)
+    )
+    scores = scorer.score(table, unseen_tags)
+    return apply_knob(point.rule, point.knob, scores, np.tile([0.001, 0.01], (len(scores), 1)))
+
+
+def _close_history(n: int, seed: int) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """A close call: the cheap model is accepted at 0.89 on half of the topics and 0.6 on the rest, the
+    dear one at 0.9 everywhere, so routing saves money only at a small loss of accept rate."""
+    rng = np.random.default_rng(seed)
+    topic = rng.integers(0, 20, n)
+    tags = [[f"topic {t}", f"noise {rng.integers(0, 50)}"] for t in topic]
+    p_cheap = np.where(topic % 2 == 0, 0.89, 0.6)
+    accepted = np.column_stack([rng.random(n) < p_cheap, rng.random(n) < 0.9])
+    return tags, np.where(accepted, 0, 2), np.column_stack([np.full(n, 0.001), np.full(n, 0.01)])
+
+
+def test_the_default_point_keeps_its_promise_on_unseen_queries():
+    """On 20,000 fresh queries of the same kind, the default knob's accept rate stays within the
+    tolerance (0.005) of the best single model's, up to the fresh sample's own noise (0.004), in at least
+    3 of 4 histories (the promise holds with high probability, not always)."""
+    kept = []
+    for seed in range(4):
+        tags, codes, costs = _close_history(600, seed)
+        scorer, point, _ = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], seed=seed)
+        unseen_tags, unseen_codes, _ = _close_history(20000, 100 + seed)
+        choice = _route_unseen(scorer, point, tags, codes, unseen_tags)
+        accepted = unseen_codes != 2
+        shortfall = accepted[:, 1].mean() - accepted[np.arange(len(choice)), choice].mean()
+        kept.append(shortfall <= 0.005 + 0.004)
+        assert point.accept_rate >= point.best_single_accept_rate - 0.005
+    assert sum(kept) >= 3
+
+
+def test_the_menu_trades_accept_rate_for_cost():
+    tags, codes, costs = _history(signal=True)
+    _, point, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1])
+    menu = report.menu
+    assert [m.max_accept_drop for m in menu] == [0.0, 0.005, 0.01, 0.02, 0.05, 0.1]
+    default = menu[1]
+    assert (point.knob, point.mean_cost, point.accept_rate) == (
+        default.knob,
+        default.mean_cost,
+        default.accept_rate,
+    )
+    costs_ = [m.mean_cost for m in menu]
+    assert costs_ == sorted(costs_, reverse=True)  # tolerating more never costs more
+    assert all(m.drop_bound <= m.max_accept_drop + 1e-12 for m in menu)
+    for m in menu:
+        assert np.isclose(sum(m.shares.values()), 1.0)
+        assert np.isclose(m.saving, 1 - m.mean_cost / point.best_single_mean_cost)
+    assert menu[-1].saving > menu[0].saving
+    saved = report.to_dict()["menu"]
+    assert saved[1]["knob"] == default.knob and set(saved[1]["shares"]) == {"cheap", "dear"}
+
+
+def test_a_larger_tolerance_gives_a_cheaper_default():
+    tags, codes, costs = _history(signal=True)
+    _, strict, _ = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], tolerance=0.0)
+    _, loose, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], tolerance=0.03)
+    assert loose.mean_cost <= strict.mean_cost
+    assert 0.03 in [m.max_accept_drop for m in report.menu]
+
+
+def _embedded_history(
+    n: int = 600, seed: int = 0, dims: int = 16
+) -> tuple[list[list[str]], np.ndarray, np.ndarray, np.ndarray]:
+    """Two models; the cheap one is accepted at 0.95 on queries of one embedding cluster and 0.2 on the
+    other, the dear one at 0.9 everywhere; the tags are pure noise."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, 2, n)
+    centres = rng.normal(size=(2, dims)) * 2.0
+    embeddings = centres[cluster] + rng.normal(size=(n, dims))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    tags = [[f"noise {rng.integers(0, 30)}", f"other {rng.integers(0, 30)}"] for _ in range(n)]
+    accepted = np.column_stack([rng.random(n) < np.where(cluster == 0, 0.95, 0.2), rng.random(n) < 0.9])
+    costs = np.column_stack([np.full(n, 0.001), np.full(n, 0.01)])
+    return tags, np.where(accepted, 0, 2), costs, embeddings
+
+
+def test_the_embedding_residual_is_chosen_where_only_the_embedding_carries_signal():
+    tags, codes, costs, embeddings = _embedded_history()
+    _, point, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], embeddings=embeddings)
+    assert report.residual is not None
+    aucs = report.residual_auc
+    assert aucs["tags_and_embedding"] > aucs["tags"] + 0.03
+    assert report.to_dict()["embedding_residual"]["chosen"] is True
+    assert point.mean_cost < point.best_single_mean_cost  # the embedding lets it route to the cheap model
+    # the correction tells the clusters apart: up for the cheap model where it was accepted
+    correction = report.residual.correction(embeddings)
+    cheap_won = codes[:, 0] == 0
+    assert correction[cheap_won, 0].mean() > correction[~cheap_won, 0].mean() + 0.2
+
+
+def test_the_embedding_residual_is_left_out_where_only_the_tags_carry_signal():
+    tags, codes, costs = _history(signal=True)
+    noise = np.random.default_rng(1).normal(size=(len(tags), 16))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    scorer, _, report = select_scorer(tags, codes, ["cheap", "dear"], costs, [0, 1], embeddings=noise)
+    assert report.residual is None and report.to_dict()["embedding_residual"]["chosen"] is False
+    assert (scorer.difficulty_weight, scorer.specific_weight) != (0.0, 0.0)

@@ -22,6 +22,13 @@ from tagrouter.tagging.vocabulary import Vocabulary, build_vocabulary
         ("I'd like", "like"),
         ("the user's request", "user request"),
         ("don't know", "know"),
+        ("Christmas card ideas", "christmas card idea"),
+        ("christmas", "christmas"),
+        ("breaking news", "breaking news"),
+        ("chocolate cookies", "chocolate cookie"),
+        ("animal species", "animal species"),
+        ("children", "child"),
+        ("GPUs", "gpus"),  # unknown to the lexicon: kept as written, never cut
     ],
 )
 def test_normalize_tag(raw, expected):

@@ -10,6 +10,7 @@ Layout::
         router.json           scorer and decider settings, table tags and models, output-token statistics
         catalog.yaml          the model catalogue
         table.npz             the tag-score counts
+        residual.npz          the embedding correction of the scores, when the fit chose one
         tagger/               the tagger's own files (``tagger`` entry of router.json says which kind)
 
 A save writes a new version folder beside the live one, flushes it to disk, then switches ``CURRENT`` in
@@ -38,6 +39,7 @@ from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir
 from tagrouter.model import RoutingModel
 from tagrouter.provenance import versions
+from tagrouter.residual import EmbeddingResidual
 from tagrouter.scoring import TagTable, scorer_from_config
 from tagrouter.tagging.registry import load_tagger, save_tagger
 from tagrouter.version import __version__
@@ -83,12 +85,17 @@ def _write_version(staging: Path, model: RoutingModel, decider: Decider) -> None
             "output_token_stats": {m: list(v) for m, v in model.output_tokens.items()},
             "tagger": tagger_entry,
             "tuning": model.tuning,
+            "residual": model.residual is not None,
         },
     )
     model.catalog.save(staging / "catalog.yaml")
     buffer = io.BytesIO()
     np.savez(buffer, **model.table.to_arrays())
     atomic_write_bytes(staging / "table.npz", buffer.getvalue())
+    if model.residual is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **model.residual.to_arrays())
+        atomic_write_bytes(staging / "residual.npz", buffer.getvalue())
     for sub in [p for p in staging.rglob("*") if p.is_dir()]:
         fsync_dir(sub)
     atomic_write_json(
@@ -181,6 +188,10 @@ def load_router_version(folder: Path) -> tuple[RoutingModel, Decider, str]:
             yaml.safe_load((version / "catalog.yaml").read_text(encoding="utf-8"))
         )
         tagger = load_tagger(version / "tagger", meta["tagger"])
+        residual = None
+        if meta.get("residual"):
+            with np.load(version / "residual.npz") as arrays:
+                residual = EmbeddingResidual(arrays["weights"], arrays["intercept"])
         model = RoutingModel.build(
             tagger,
             table,
@@ -188,6 +199,7 @@ def load_router_version(folder: Path) -> tuple[RoutingModel, Decider, str]:
             scorer_from_config(meta["scorer"]),
             {k: (float(v[0]), int(v[1])) for k, v in meta["output_token_stats"].items()},
             meta.get("tuning"),
+            residual,
         )
         name = "" if version == folder else version.name
         return model, Decider.from_dict(meta["decider"]), name

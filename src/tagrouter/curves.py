@@ -264,44 +264,35 @@ class OperatingPoint:
     best_single_mean_cost: float
 
 
-def operating_point(
-    scores: np.ndarray, accepted: np.ndarray, costs: np.ndarray, expected: np.ndarray, names: Sequence[str]
-) -> OperatingPoint:
-    """The cheapest of the curve's 41 settings (pair: gap thresholds θ at the 41 shares; pool: the 41 λ)
-    whose accept rate on these queries reaches the best single model's; when none does, the one with the
-    highest accept rate."""
-    ar_single, cost_single = accepted.mean(axis=0), costs.mean(axis=0)
-    best = int(np.lexsort((cost_single, -ar_single))[0])
-    rows = np.arange(len(scores))
-    settings: list[tuple[float, np.ndarray]] = []
-    if scores.shape[1] == 2:
-        rule, strong = "gap", int(np.argmax(expected.mean(axis=0)))
-        gap = scores[:, strong] - scores[:, 1 - strong]
-        ranked = np.sort(gap)[::-1]
-        for choice in pair_choices(np.column_stack([-gap, gap])):
-            k = int(choice.sum())
-            if k == 0:
-                theta = ranked[0] + 1.0
-            elif k == len(gap):
-                theta = ranked[-1] - 1.0
-            else:
-                theta = (ranked[k - 1] + ranked[k]) / 2
-            settings.append((float(theta), np.where(gap > theta, strong, 1 - strong)))
-    else:
-        rule = "utility"
-        settings = [(k, (scores - k * expected).argmax(axis=1)) for k in fast_pool_knobs(scores, expected)]
-    results = [(knob, accepted[rows, p].mean(), costs[rows, p].mean()) for knob, p in settings]
-    feasible = [r for r in results if r[1] >= ar_single[best] - 1e-12]
-    if feasible:
-        knob, ar, cost = min(feasible, key=lambda r: r[2])
-    else:
-        knob, ar, cost = max(results, key=lambda r: (r[1], -r[2]))
-    return OperatingPoint(
-        rule,
-        float(knob),
-        float(ar),
-        float(cost),
-        names[best],
-        float(ar_single[best]),
-        float(cost_single[best]),
-    )
+def knob_settings(scores: np.ndarray, expected: np.ndarray) -> tuple[str, list[tuple[float, np.ndarray]]]:
+    """The decider rule and the curve's 41 settings of ``scores``, each a knob and the column it chooses per
+    query: a pair (two columns), gap thresholds θ at the 41 shares sent to the dearer model by
+    ``expected`` (the threshold halfway between neighbouring gaps); a pool, the 41 λ of
+    :func:`fast_pool_knobs`."""
+    if scores.shape[1] != 2:
+        return "utility", [
+            (k, apply_knob("utility", k, scores, expected)) for k in fast_pool_knobs(scores, expected)
+        ]
+    strong = int(np.argmax(expected.mean(axis=0)))
+    gap = scores[:, strong] - scores[:, 1 - strong]
+    ranked = np.sort(gap)[::-1]
+    settings = []
+    for choice in pair_choices(np.column_stack([-gap, gap])):
+        k = int(choice.sum())
+        if k == 0:
+            theta = ranked[0] + 1.0
+        elif k == len(gap):
+            theta = ranked[-1] - 1.0
+        else:
+            theta = (ranked[k - 1] + ranked[k]) / 2
+        settings.append((float(theta), apply_knob("gap", float(theta), scores, expected)))
+    return "gap", settings
+
+
+def apply_knob(rule: str, knob: float, scores: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """The column chosen per query at ``knob``: ``gap``, the dearer of two models (by ``expected``) when its
+    score exceeds the other's by more than the knob; ``utility``, argmax(score − knob · expected cost)."""
+    if rule == "gap":
+        strong = int(np.argmax(expected.mean(axis=0)))
+        return np.where(scores[:, strong] - scores[:, 1 - strong] > knob, strong, 1 - strong)
+    return (scores - knob * expected).argmax(axis=1)

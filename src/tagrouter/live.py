@@ -416,7 +416,7 @@ def select_settings(model: RoutingModel, history: History) -> tuple[Any, Any, di
     an outcome for every tuned model). Models judged on fewer than half of the queries that have several
     models' outcomes (e.g. a new model) are left out of the curves, not out of the tables. None when fewer
     than :data:`MIN_SELECTION_QUERIES` queries could score the curves."""
-    from tagrouter.tuning import tune_model
+    from tagrouter.tuning import TuningSample, tune_model
 
     judged: dict[str, set[str]] = defaultdict(set)
     for qid, name in zip(history.query_id, history.model, strict=True):
@@ -430,5 +430,5 @@ def select_settings(model: RoutingModel, history: History) -> tuple[Any, Any, di
     if tuned != model.models:
         cards = Catalog(models=[model.catalog[m] for m in tuned])
         sub = RoutingModel.build(model.tagger, model.table, cards, model.scorer, model.output_tokens)
-    scorer, point, report = tune_model(sub, history)
+    scorer, point, report = tune_model(sub, TuningSample.of(history, sub.tagger))
     return scorer, point, report.to_dict()

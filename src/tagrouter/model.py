@@ -25,6 +25,7 @@ from tagrouter.arrays import RowBlocks
 from tagrouter.catalog import Catalog
 from tagrouter.errors import DataError
 from tagrouter.records import History, HistoryRecord, as_history
+from tagrouter.residual import EmbeddingResidual, corrected, embed
 from tagrouter.scoring import Scorer, SmoothedScorer, TagTable, combine
 from tagrouter.tagging.base import Tagger
 
@@ -59,6 +60,8 @@ class RoutingModel:
     _columns: np.ndarray = field(repr=False)
     #: how the fit chose the scorer's settings (:class:`~tagrouter.tuning.TuningReport`), when it did
     tuning: Mapping[str, Any] | None = None
+    #: the embedding correction of the scores, when the fit chose one (:mod:`tagrouter.residual`)
+    residual: EmbeddingResidual | None = None
 
     # ---- building ----------------------------------------------------------------------------------
     @classmethod
@@ -70,6 +73,7 @@ class RoutingModel:
         scorer: Scorer | None = None,
         output_tokens: TokenStats | None = None,
         tuning: Mapping[str, Any] | None = None,
+        residual: EmbeddingResidual | None = None,
     ) -> RoutingModel:
         """Score every tag of ``table`` for the catalogue's models (which must all be in the table)."""
         missing = [m for m in catalog.names if m not in table.model_index]
@@ -93,6 +97,7 @@ class RoutingModel:
             refreshed_at=table.records,
             _columns=columns,
             tuning=tuning,
+            residual=residual,
         )
 
     def updated(
@@ -129,7 +134,9 @@ class RoutingModel:
         if table.records - self.refreshed_at > REFRESH_SHARE * self.refreshed_at or len(table.models) != len(
             self.table.models
         ):
-            return RoutingModel.build(self.tagger, table, self.catalog, self.scorer, tokens, self.tuning)
+            return RoutingModel.build(
+                self.tagger, table, self.catalog, self.scorer, tokens, self.tuning, self.residual
+            )
         rows = np.fromiter((table.tag_index[t] for t in added.tags), dtype=np.intp, count=len(added.tags))
         fresh = self.scorer.row_values(table.rows(rows), self.stats)[:, self._columns]
         return replace(
@@ -142,12 +149,20 @@ class RoutingModel:
     def refreshed(self) -> RoutingModel:
         """This model rescored in full (exactly what a fit with this tagger on the same records gives)."""
         return RoutingModel.build(
-            self.tagger, self.table, self.catalog, self.scorer, self.output_tokens, self.tuning
+            self.tagger, self.table, self.catalog, self.scorer, self.output_tokens, self.tuning, self.residual
         )
 
-    def with_scorer(self, scorer: Scorer, tuning: Mapping[str, Any] | None = None) -> RoutingModel:
-        """This model scored by another scorer (same tagger and table); ``tuning`` says how it was chosen."""
-        return RoutingModel.build(self.tagger, self.table, self.catalog, scorer, self.output_tokens, tuning)
+    def with_scorer(
+        self,
+        scorer: Scorer,
+        tuning: Mapping[str, Any] | None = None,
+        residual: EmbeddingResidual | None = None,
+    ) -> RoutingModel:
+        """This model scored by another scorer (same tagger and table), corrected by ``residual`` if given;
+        ``tuning`` says how they were chosen."""
+        return RoutingModel.build(
+            self.tagger, self.table, self.catalog, scorer, self.output_tokens, tuning, residual
+        )
 
     def with_catalog(self, catalog: Catalog) -> RoutingModel:
         """This model with another card for each of its models (new prices, capabilities or endpoints)."""
@@ -175,19 +190,28 @@ class RoutingModel:
     def score(
         self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
     ) -> tuple[list[list[str]], np.ndarray]:
-        """Tags of each query and the (queries × models) score matrix.
+        """Tags of each query and the (queries × models) score matrix: the tag scores, plus the embedding
+        correction where the model has one (see :meth:`score_parts`)."""
+        tag_lists, scores, correction = self.score_parts(queries, earlier, earlier_weight)
+        return tag_lists, scores if correction is None else corrected(scores, correction)
+
+    def score_parts(
+        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+    ) -> tuple[list[list[str]], np.ndarray, np.ndarray | None]:
+        """Tags of each query, its tag scores and the embedding correction (None without a residual).
 
         ``earlier[i]``: the text of the conversation before query i (None or empty: none); a query with
         one scores (1 − ``earlier_weight``) × its own scores + ``earlier_weight`` × the earlier text's."""
+        correction = None if self.residual is None else self.residual.correction(embed(self.tagger, queries))
         tag_lists = self.tagger.tag(list(queries))
         scores = self.score_tags(tag_lists)
         if earlier is None or earlier_weight == 0.0:
-            return tag_lists, scores
+            return tag_lists, scores, correction
         rows = [i for i, text in enumerate(earlier) if text]
         if rows:
             before = self.score_tags(self.tagger.tag([earlier[i] for i in rows]))
             scores[rows] = (1.0 - earlier_weight) * scores[rows] + earlier_weight * before
-        return tag_lists, scores
+        return tag_lists, scores, correction
 
     def score_tags(self, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """The (queries × models) scores of queries tagged ``tag_lists``."""

@@ -20,6 +20,7 @@ from tagrouter.deciding import Decider, Rule, calibrate, default_decider
 from tagrouter.errors import DataError
 from tagrouter.model import Progress, RoutingModel
 from tagrouter.records import History, HistoryRecord, ReadReport
+from tagrouter.residual import corrected
 from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
 
@@ -121,7 +122,7 @@ class TagRouter:
             if progress:
                 progress("choosing the scorer's settings", 0, 1)
             chosen, point, tuned = tune_model(model, fitted.sample)
-            model = model.with_scorer(chosen, tuned.to_dict())
+            model = model.with_scorer(chosen, tuned.to_dict(), tuned.residual)
             decider = decider or Decider(point.rule, point.knob)
         return cls(model, decider or default_decider(len(catalog.names)))
 
@@ -218,12 +219,14 @@ class TagRouter:
         if not queries:
             return []
         model, decider = self.model, self.decider
-        tag_lists, scores = model.score(queries, earlier, earlier_weight)
+        tag_lists, tag_scores, correction = model.score_parts(queries, earlier, earlier_weight)
+        scores = tag_scores if correction is None else corrected(tag_scores, correction)
         costs = model.expected_costs(queries)
         if needs is not None:
             fits = allowed(model.catalog, needs, costs)
         mask = fits.mask if fits is not None else None
         ranking = decider.rank(scores, costs, mask)
+        by_tags = None if correction is None else decider.rank(tag_scores, costs, mask)
         models = model.models
         decisions = []
         for i, query in enumerate(queries):
@@ -231,6 +234,8 @@ class TagRouter:
             removed = fits.removed[i] if fits is not None else {}
             row_mask = None if mask is None else mask[i]
             reason = _reason(models, decider, ranking[i][0], scores[i], costs[i], row_mask)
+            if by_tags is not None:
+                reason += _embedding_note(models, ranking[i][0], by_tags[i][0], scores[i] - tag_scores[i])
             if removed:
                 reason += "; removed: " + "; ".join(f"{m} ({why})" for m, why in removed.items())
             decisions.append(
@@ -297,6 +302,15 @@ class TagRouter:
         from tagrouter.artifact import load_router
 
         return cls(*load_router(Path(folder)))
+
+
+def _embedding_note(models: list[str], chosen: int, by_tags: int, shift: np.ndarray) -> str:
+    """What the embedding correction did to this decision."""
+    largest = int(np.abs(shift).argmax())
+    moved = f"; the query embedding moved the scores by up to {shift[largest]:+.3f} ({models[largest]})"
+    if chosen == by_tags:
+        return moved + ", the tags alone choose the same model"
+    return moved + f" and changed the choice: the tags alone choose {models[by_tags]}"
 
 
 def _reason(

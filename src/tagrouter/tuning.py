@@ -14,8 +14,14 @@ Fallback to the mixture: the mixture point competes like any candidate (first in
 ties), and a history whose tags do not improve the inner curve keeps the mixture's behaviour, up to
 inner-CV noise. A stricter, optional ``gate`` lets tags compete only when some candidate predicts the
 outcomes better than the mixture point by ``gate`` standard errors of the paired per-query log-loss
-difference. The default knob is the cheapest operating point of the chosen scorer's inner out-of-fold
-curve that keeps the best single model's accept rate (the paper's θ*).
+difference.
+
+The default knob keeps a promise on unseen queries: of the chosen scorer's inner out-of-fold curve, the
+cheapest of its 41 settings whose accept rate, minus the best single model's on the same queries, has a
+one-sided 95% lower confidence bound over the inner folds of at least −``tolerance`` (0.005: half an
+accept-rate point); the bound takes the folds of one repeat as the independent samples (the repeats reuse
+the same queries). The same rule at other tolerances (:data:`MENU_DROPS`) gives the *menu* of trade-offs
+that the fit saves, ``tagrouter inspect`` shows and ``tagrouter calibrate --max-accept-drop`` picks from.
 """
 
 from __future__ import annotations
@@ -28,9 +34,19 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from tagrouter.curves import OperatingPoint, operating_point, routing_auc
+from tagrouter.curves import OperatingPoint, apply_knob, knob_settings, routing_auc
 from tagrouter.model import RoutingModel
+from tagrouter.records import History
+from tagrouter.residual import EmbeddingResidual, corrected, embed
 from tagrouter.scoring import SmoothedScorer, TagTable
+from tagrouter.tagging.base import Tagger
+
+#: The default point's largest tolerated accept-rate drop below the best single model, on unseen queries.
+DEFAULT_TOLERANCE = 0.005
+#: The tolerated drops of the menu's points (the default's among them).
+MENU_DROPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
+#: z of a one-sided 95% confidence bound.
+CONFIDENCE_Z = 1.645
 
 #: The mixture point: tags carry no weight, scores are the models' overall accept rates.
 MIXTURE = SmoothedScorer(difficulty_weight=0.0, specific_weight=0.0, discrimination=False)
@@ -65,11 +81,28 @@ def shrinkage_rank(scorer: SmoothedScorer) -> float:
     return trust + 0.25 * scorer.discrimination
 
 
+@dataclass(frozen=True)
+class MenuPoint:
+    """One trade-off of the menu: the knob that keeps the accept rate within ``max_accept_drop`` of the
+    best single model's on unseen queries (95% bound over the inner folds), and what the inner out-of-fold
+    queries gave there: accept rate, its drop's upper bound, mean dollars per query, the saving against
+    the best single model and the share of traffic per model."""
+
+    max_accept_drop: float
+    knob: float
+    accept_rate: float
+    drop_bound: float
+    mean_cost: float
+    saving: float
+    shares: dict[str, float]
+
+
 @dataclass
 class TuningReport:
     """What the selection saw and chose: every candidate's inner-CV AUC (mean over repeats), the AUC's
     standard error (only with the one-standard-error rule) and log-loss, whether the tags passed the
-    gate (None without a gate), the chosen candidate, the operating point, the inner folds and the time taken."""
+    gate (None without a gate), the chosen candidate, the operating point, the menu of trade-offs, the
+    inner folds and the time taken."""
 
     candidates: list[dict[str, Any]]
     auc: list[float]
@@ -80,6 +113,9 @@ class TuningReport:
     mixture_auc: float
     gate_passed: bool | None
     operating_point: OperatingPoint
+    menu: list[MenuPoint]
+    residual: EmbeddingResidual | None
+    residual_auc: dict[str, float] | None
     folds: int
     repeats: int
     queries: int
@@ -93,6 +129,13 @@ class TuningReport:
             "mixture_auc": self.mixture_auc,
             "gate_passed": self.gate_passed,
             "operating_point": self.operating_point.__dict__,
+            "menu": [m.__dict__ for m in self.menu],
+            "embedding_residual": None
+            if self.residual_auc is None
+            else {
+                "chosen": self.residual is not None,
+                **{k: round(v, 6) for k, v in self.residual_auc.items()},
+            },
             "folds": self.folds,
             "repeats": self.repeats,
             "queries": self.queries,
@@ -154,6 +197,60 @@ def _query_loss(scores: np.ndarray, accepted: np.ndarray) -> np.ndarray:
     return -np.where(accepted, np.log(p), np.log1p(-p)).sum(axis=1)
 
 
+def promise_menu(
+    oof: Sequence[np.ndarray],
+    folds: Sequence[np.ndarray],
+    expected: Sequence[np.ndarray],
+    accepted: np.ndarray,
+    costs: np.ndarray,
+    names: Sequence[str],
+    drops: Sequence[float] = MENU_DROPS,
+) -> tuple[str, int, list[MenuPoint]]:
+    """The rule, the best single model's column and, per tolerated drop, the cheapest knob whose accept
+    rate keeps within it of the best single model's with 95% confidence (see the module docstring); where
+    none does, the knob with the highest bound. ``oof``, ``folds``, ``expected``: one per inner repeat, the
+    out-of-fold scores, inner fold ids and expected costs of the queries of ``accepted`` (n × M) and
+    ``costs``; the candidate knobs are the curve's 41 settings of the last repeat's scores."""
+    ar_single, cost_single = accepted.mean(axis=0), costs.mean(axis=0)
+    best = int(np.lexsort((cost_single, -ar_single))[0])
+    rows = np.arange(len(accepted))
+    rule, settings = knob_settings(oof[-1], expected[-1])
+    table = []  # per knob: bound, accept rate, mean cost, shares
+    for knob, _ in settings:
+        differences, accept, spent, shares = [], [], [], []
+        for scores, fold, cost in zip(oof, folds, expected, strict=True):
+            choice = apply_knob(rule, knob, scores, cost)
+            won = accepted[rows, choice]
+            gain = won.astype(float) - accepted[:, best]
+            differences += [gain[fold == f].mean() for f in np.unique(fold)]
+            accept.append(won.mean())
+            spent.append(costs[rows, choice].mean())
+            shares.append(np.bincount(choice, minlength=len(names)) / len(choice))
+        per_repeat = len(differences) / len(oof)
+        bound = np.mean(differences) - CONFIDENCE_Z * np.std(differences, ddof=1) / np.sqrt(per_repeat)
+        table.append(
+            (knob, float(bound), float(np.mean(accept)), float(np.mean(spent)), np.mean(shares, axis=0))
+        )
+    menu = []
+    for drop in drops:
+        feasible = [t for t in table if t[1] >= -drop - 1e-12]
+        knob, bound, accept, cost, share = (
+            min(feasible, key=lambda t: t[3]) if feasible else max(table, key=lambda t: (t[1], -t[3]))
+        )
+        menu.append(
+            MenuPoint(
+                max_accept_drop=drop,
+                knob=float(knob),
+                accept_rate=accept,
+                drop_bound=max(0.0, -bound),
+                mean_cost=cost,
+                saving=1.0 - cost / cost_single[best] if cost_single[best] > 0 else 0.0,
+                shares={n: round(float(x), 6) for n, x in zip(names, share, strict=True)},
+            )
+        )
+    return rule, best, menu
+
+
 def select_scorer(
     tag_lists: Sequence[Sequence[str]],
     outcome_codes: np.ndarray,
@@ -167,6 +264,8 @@ def select_scorer(
     seed: int = 0,
     gate: float | None = None,
     one_se: float = 0.0,
+    tolerance: float = DEFAULT_TOLERANCE,
+    embeddings: np.ndarray | None = None,
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
     """Choose the scorer's settings and the default operating point by inner cross-validation (see the
     module docstring).
@@ -180,7 +279,12 @@ def select_scorer(
       candidate compete on AUC (measured better: the gate also rejects weak real signal on small
       histories);
     - ``one_se``: > 0 takes the most shrunk candidate within that many standard errors (over the inner
-      folds' paired AUC differences) of the best; 0, the default, takes the best (measured better).
+      folds' paired AUC differences) of the best; 0, the default, takes the best (measured better);
+    - ``tolerance``: the default point's tolerated accept-rate drop below the best single model on unseen
+      queries (see the module docstring);
+    - ``embeddings``: the queries' embeddings (n × d); with them, the chosen scorer competes with itself
+      plus an embedding residual (:mod:`tagrouter.residual`) on the inner routing curve, and the residual
+      is kept (``report.residual``) only where it routes better.
 
     Only queries with an outcome for every routable model score the curves; every query adds to the inner
     tables. Returns the chosen scorer, the operating point and the report."""
@@ -201,19 +305,46 @@ def select_scorer(
     fold_auc = np.zeros((repeats, folds, size))
     auc = np.zeros((repeats, size))
     query_loss = np.zeros((repeats, size, len(complete)))
-    oof = np.zeros((size, n, len(routable)))
-    expected = np.zeros((n, len(routable)))
     rng = np.random.default_rng(seed)
-    for r in range(repeats):
-        fold = rng.permutation(n) % folds
+    fold_ids = [rng.permutation(n) % folds for _ in range(repeats)]
+
+    def held_scores(
+        scorers: Sequence[SmoothedScorer], train: np.ndarray, held: np.ndarray
+    ) -> list[np.ndarray]:
+        """Each scorer's scores of the rows ``held`` from the tag table of the rows ``train``."""
+        table = _table(tags, list(model_names), incidence, one_hot, train)
+        counts = table.counts
+        held_tags = incidence[held].multiply((counts.sum(axis=(1, 2)) > 0)[None, :]).tocsr()
+        return [_scores(scorer, table, counts, held_tags, routable) for scorer in scorers]
+
+    def out_of_fold(scorers: Sequence[SmoothedScorer], fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inner out-of-fold scores (scorers × n × M) and expected costs (n × M) of one repeat."""
+        oof = np.zeros((len(scorers), n, len(routable)))
+        expected = np.zeros((n, len(routable)))
         for f in range(folds):
             train, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-            table = _table(tags, list(model_names), incidence, one_hot, train)
-            counts = table.counts
-            held_tags = incidence[held].multiply((counts.sum(axis=(1, 2)) > 0)[None, :]).tocsr()
             expected[held] = costs[np.intersect1d(train, complete)].mean(axis=0)
-            for i, scorer in enumerate(grid):
-                oof[i, held] = _scores(scorer, table, counts, held_tags, routable)
+            for i, scores in enumerate(held_scores(scorers, train, held)):
+                oof[i, held] = scores
+        return oof, expected
+
+    def corrected_out_of_fold(scorer: SmoothedScorer, fold: np.ndarray, oof: np.ndarray) -> np.ndarray:
+        """``oof`` (n × M, the scorer's out-of-fold scores of this repeat) plus the embedding correction
+        of each fold, fitted on the other folds' residuals from scores that never saw the row itself."""
+        out = np.zeros_like(oof)
+        for f in range(folds):
+            train, held = fold != f, np.flatnonzero(fold == f)
+            honest = np.zeros_like(oof)
+            for g in set(range(folds)) - {f}:
+                rows = np.flatnonzero(fold == g)
+                honest[rows] = held_scores([scorer], np.flatnonzero(train & (fold != g)), rows)[0]
+            fit_rows = np.intersect1d(np.flatnonzero(train), complete)
+            residual = EmbeddingResidual.fit(embeddings[fit_rows], accepted[fit_rows] - honest[fit_rows])
+            out[held] = corrected(oof[held], residual.correction(embeddings[held]))
+        return out
+
+    for r, fold in enumerate(fold_ids):
+        oof, expected = out_of_fold(grid, fold)
         c = complete
         for i in range(size):
             query_loss[r, i] = _query_loss(oof[i, c], accepted[c])
@@ -234,9 +365,49 @@ def select_scorer(
         se = diff.std(axis=0, ddof=1) / np.sqrt(len(diff))
         within = [i for i in range(size) if mean_auc[i] >= mean_auc[best] - one_se * se[i]]
         chosen = min(within, key=lambda i: shrinkage_rank(grid[i]))
-    # the operating point from the last repeat's out-of-fold scores of the chosen scorer
+    # every repeat's out-of-fold scores of the chosen scorer (the last repeat's are at hand)
     c = complete
-    point = operating_point(oof[chosen, c], accepted[c], costs[c], expected[c], names)
+    repeated = [out_of_fold([grid[chosen]], fold) for fold in fold_ids[:-1]]
+    repeated.append((oof[[chosen]], expected))
+    final = [scores[0] for scores, _ in repeated]
+    residual, residual_auc = None, None
+    if embeddings is not None and len(c) >= 2 * folds:
+        hybrid = [
+            corrected_out_of_fold(grid[chosen], fold, s) for fold, s in zip(fold_ids, final, strict=True)
+        ]
+        with_residual = float(
+            np.mean(
+                [
+                    routing_auc(h[c], accepted[c], costs[c], e[c])
+                    for h, (_, e) in zip(hybrid, repeated, strict=True)
+                ]
+            )
+        )
+        residual_auc = {"tags": float(mean_auc[chosen]), "tags_and_embedding": with_residual}
+        if with_residual > mean_auc[chosen]:
+            final = hybrid
+            residual = EmbeddingResidual.fit(embeddings[c], accepted[c] - repeated[-1][0][0, c])
+    # the default point and the menu from those scores
+    drops = sorted({*MENU_DROPS, tolerance})
+    rule, single, menu = promise_menu(
+        [scores[c] for scores in final],
+        [fold[c] for fold in fold_ids],
+        [cost[c] for _, cost in repeated],
+        accepted[c],
+        costs[c],
+        names,
+        drops,
+    )
+    default = menu[drops.index(tolerance)]
+    point = OperatingPoint(
+        rule,
+        default.knob,
+        default.accept_rate,
+        default.mean_cost,
+        names[single],
+        float(accepted[c, single].mean()),
+        float(costs[c, single].mean()),
+    )
     report = TuningReport(
         candidates=[g.config() for g in grid],
         auc=mean_auc.tolist(),
@@ -247,6 +418,9 @@ def select_scorer(
         mixture_auc=float(mean_auc[mixture]),
         gate_passed=None if gate is None else signal,
         operating_point=point,
+        menu=menu,
+        residual=residual,
+        residual_auc=residual_auc,
         folds=folds,
         repeats=repeats,
         queries=n,
@@ -257,6 +431,14 @@ def select_scorer(
 
 #: At most this many distinct queries (a seeded sample) take part in the inner cross-validation of a fit.
 TUNING_QUERIES = 20_000
+
+
+def sampled_numbers(count: int, max_queries: int, seed: int = 0) -> np.ndarray:
+    """The numbers of the distinct queries that tuning looks at: all ``count``, or a seeded random
+    ``max_queries`` of them, in order of first appearance."""
+    if count <= max_queries:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, max_queries, replace=False))
 
 
 @dataclass(frozen=True)
@@ -271,13 +453,39 @@ class TuningSample:
     codes: np.ndarray
     models: list[str]
 
+    @classmethod
+    def of(cls, history: History, tagger: Tagger, max_queries: int = TUNING_QUERIES) -> TuningSample:
+        """The tuning sample of an in-memory history, tagged by ``tagger`` (what a fit's pass yields for
+        files; the live learner's re-selection uses it on what it has learned)."""
+        history, _ = history.deduplicated()
+        queries = history.unique_queries()
+        ids = list(queries)
+        row_of = {ids[i]: r for r, i in enumerate(sampled_numbers(len(ids), max_queries))}
+        models = list(dict.fromkeys(history.model))
+        column = {m: j for j, m in enumerate(models)}
+        codes = np.full((len(row_of), len(models)), -1, dtype=np.intp)
+        for qid, name, outcome in zip(history.query_id, history.model, history.outcome, strict=True):
+            row = row_of.get(qid)
+            if row is not None:
+                codes[row, column[name]] = outcome
+        texts = [queries[qid] for qid in row_of]
+        return cls(texts, tagger.tag(texts), codes, models)
+
 
 def tune_model(
     model: RoutingModel, sample: TuningSample
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
     """:func:`select_scorer` on the tuning sample of the history a model was fitted on (tagged by the
-    model's tagger in the same pass), with the model's expected costs: what ``TagRouter.fit`` runs when
-    no scorer is given."""
+    model's tagger in the same pass; a model judged several times on one query counts with its last
+    outcome), with the model's expected costs and query embeddings: what ``TagRouter.fit`` runs when no
+    scorer is given."""
     routable = [sample.models.index(m) for m in model.models]
     costs = model.expected_costs(sample.texts)
-    return select_scorer(sample.tag_lists, sample.codes, list(sample.models), costs, routable)
+    return select_scorer(
+        sample.tag_lists,
+        sample.codes,
+        list(sample.models),
+        costs,
+        routable,
+        embeddings=embed(model.tagger, sample.texts),
+    )

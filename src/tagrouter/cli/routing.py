@@ -17,6 +17,7 @@ from tagrouter.scoring import ScorerKind
 
 if TYPE_CHECKING:
     from tagrouter.model import Progress
+    from tagrouter.router import TagRouter
     from tagrouter.tagging.base import Tagger
 
 EngineOption = Annotated[
@@ -126,7 +127,38 @@ def describe_tuning(tuning: dict) -> str:
         f"single model for the cost; at the chosen knob the inner out-of-fold accept rate is "
         f"{point['accept_rate']:.3f} at ${point['mean_cost']:.6f} per query (always {point['best_single']}: "
         f"{point['best_single_accept_rate']:.3f} at ${point['best_single_mean_cost']:.6f})"
-    )
+    ) + "".join(f"\n{line}" for line in [*describe_residual(tuning), *describe_menu(tuning)])
+
+
+def describe_residual(tuning: dict) -> list[str]:
+    """Whether the fit added the embedding residual, and the inner routing AUC with and without it."""
+    residual = tuning.get("embedding_residual")
+    if not residual:
+        return []
+    verdict = "added" if residual["chosen"] else "left out"
+    return [
+        f"embedding residual {verdict}: inner routing AUC {residual['tags_and_embedding']:.4f} with it, "
+        f"{residual['tags']:.4f} with the tags alone"
+    ]
+
+
+def describe_menu(tuning: dict) -> list[str]:
+    """The saved menu of operating points, one line each (none for a router fitted before menus)."""
+    menu = tuning.get("menu") or []
+    if not menu:
+        return []
+    best = tuning["operating_point"]["best_single"]
+    lines = [
+        "operating points (inner out-of-fold; 'tagrouter calibrate DIR --max-accept-drop D' picks one; "
+        "drop: the accept-rate loss against the best single model that unseen queries stay within, 95%):"
+    ]
+    for m in menu:
+        traffic = ", ".join(f"{name} {share:.0%}" for name, share in m["shares"].items() if share >= 0.005)
+        lines.append(
+            f"  drop <= {m['max_accept_drop']:.3f}: knob {m['knob']:.6g}, accept {m['accept_rate']:.3f}, "
+            f"${m['mean_cost']:.6f} per query, saving {m['saving']:.1%} against {best}; traffic {traffic}"
+        )
+    return lines
 
 
 def update(
@@ -204,7 +236,9 @@ def tag(
 
 def calibrate(
     router_dir: Annotated[Path, typer.Argument(help="A saved router; its knob is updated in place.")],
-    queries: Annotated[Path, typer.Option(help="Calibration queries: text (one per line) or JSONL.")],
+    queries: Annotated[
+        Path | None, typer.Option(help="Calibration queries: text (one per line) or JSONL.")
+    ] = None,
     strong_share: Annotated[
         float | None, typer.Option(help="Target share of traffic to the strong model.")
     ] = None,
@@ -212,28 +246,70 @@ def calibrate(
     strong_model: Annotated[
         str | None, typer.Option(help="The model strong_share counts (default: the dearest).")
     ] = None,
+    max_accept_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Pick the cheapest point of the fit's menu whose accept rate stays within this much of the "
+            "best single model's (e.g. 0.01; no queries needed)."
+        ),
+    ] = None,
 ) -> None:
-    """Set the router's threshold so that a traffic share or a mean cost per query is met.
-
-    Prints the calibration as JSON on stdout and, on stderr, what it rewrote."""
-    from tagrouter.artifact import live_version
+    """Set the router's threshold so that a traffic share or a mean cost per query is met, or pick a point
+    of the menu the fit saved."""
+    from tagrouter.deciding import Decider
     from tagrouter.router import TagRouter
 
-    if (strong_share is None) == (mean_cost is None):
-        raise typer.BadParameter("give exactly one of --strong-share and --mean-cost")
+    if [strong_share, mean_cost, max_accept_drop].count(None) != 2:
+        raise typer.BadParameter("give exactly one of --strong-share, --mean-cost and --max-accept-drop")
     before = TagRouter.load(router_dir)
+    if max_accept_drop is not None:
+        router = before
+        point = menu_point(router.model.tuning, max_accept_drop, router_dir)
+        rule = router.model.tuning["operating_point"]["rule"]  # the menu's knobs are of the fit's rule
+        router = router.with_decider(Decider(rule, point["knob"]))
+        router.save(router_dir)
+        typer.echo(json.dumps({"rule": str(router.decider.rule), **point}))
+        _say_rewritten(router_dir, router, before)
+        return
+    if queries is None:
+        raise typer.BadParameter("--queries is needed with --strong-share or --mean-cost")
     router = before.calibrated(
         read_queries(queries), strong_share=strong_share, mean_cost=mean_cost, strong_model=strong_model
     )
     router.save(router_dir)
-    version = live_version(router_dir).name
     result = router.decider.calibration
     typer.echo(json.dumps({"rule": str(router.decider.rule), **result.to_dict()}))
+    _say_rewritten(router_dir, router, before)
+
+
+def _say_rewritten(router_dir: Path, router: TagRouter, before: TagRouter) -> None:
+    """Say on stderr which version ``calibrate`` wrote and the knob it replaced."""
+    from tagrouter.artifact import live_version
+
     typer.echo(
-        f"rewrote {router_dir} (version {version}): rule {router.decider.rule}, knob "
+        f"rewrote {router_dir} (version {live_version(router_dir).name}): rule {router.decider.rule}, knob "
         f"{router.decider.knob:g} (was {before.decider.knob:g})",
         err=True,
     )
+
+
+def menu_point(tuning: dict | None, max_accept_drop: float, router_dir: Path) -> dict:
+    """The menu point with the largest tolerated drop at most ``max_accept_drop`` (the cheapest such)."""
+    from tagrouter.errors import DataError
+
+    menu = (tuning or {}).get("menu") or []
+    if not menu:
+        raise DataError(
+            f"{router_dir}: this router has no menu of operating points (it was fitted with a given scorer or "
+            "before menus); refit it without --scorer, or calibrate with --strong-share or --mean-cost"
+        )
+    within = [m for m in menu if m["max_accept_drop"] <= max_accept_drop + 1e-12]
+    if not within:
+        raise DataError(
+            f"--max-accept-drop {max_accept_drop:g} is below the menu's smallest drop "
+            f"{menu[0]['max_accept_drop']:g}"
+        )
+    return max(within, key=lambda m: m["max_accept_drop"])
 
 
 def inspect(
@@ -241,22 +317,25 @@ def inspect(
     top: Annotated[int, typer.Option(help="Tags to list per model and side.")] = 5,
     min_support: Annotated[int, typer.Option(help="Only tags with at least this many judged answers.")] = 10,
 ) -> None:
-    """Show each model's strongest and weakest tags (accept rate on the tag minus the model's overall rate)."""
+    """Show each model's strongest and weakest tags compared with the other models (its accept-rate lift on
+    the tag over the others' lift; only differences beyond noise), the fit's choices and its menu."""
     from rich.table import Table
 
     from tagrouter.cli.inspection import tag_strengths
     from tagrouter.router import TagRouter
 
     router = TagRouter.load(router_dir)
-    table = Table(title=f"{router_dir}: strongest / weakest tags per model")
+    table = Table(
+        title=f"{router_dir}: strongest / weakest tags per model, against the other models (beyond noise)"
+    )
     for column in ("model", "overall accept", "strongest tags", "weakest tags"):
         table.add_column(column)
     for row in tag_strengths(router.table, router.models, top=top, min_support=min_support):
         table.add_row(
             row.model,
             f"{row.overall:.3f}",
-            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.strongest),
-            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.weakest),
+            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.strongest) or "none beyond noise",
+            "\n".join(f"{t} ({d:+.3f}, n={n})" for t, d, n in row.weakest) or "none beyond noise",
         )
     console = Console()
     console.print(table)

@@ -23,7 +23,6 @@ from tagrouter.engines.stages import (
     StudentOptions,
     Survey,
     Tags,
-    sampled_numbers,
     tuning_sample,
 )
 from tagrouter.errors import DataError
@@ -31,7 +30,7 @@ from tagrouter.model import Progress, RoutingModel
 from tagrouter.records import ReadReport
 from tagrouter.scoring import Scorer, TagTable
 from tagrouter.tagging.base import Tagger
-from tagrouter.tuning import TuningSample
+from tagrouter.tuning import TuningSample, sampled_numbers
 
 if TYPE_CHECKING:
     from tagrouter.tagging.embedded import EmbeddedTagger

@@ -192,14 +192,6 @@ class Tags:
         return [[self.tags[c] for c in self.codes[self.offsets[i] : self.offsets[i + 1]]] for i in numbers]
 
 
-def sampled_numbers(count: int, max_queries: int, seed: int = 0) -> np.ndarray:
-    """The numbers of the distinct queries that tuning looks at: all ``count``, or a seeded random
-    ``max_queries`` of them, in order of first appearance."""
-    if count <= max_queries:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, max_queries, replace=False))
-
-
 # ---- 4. count -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Plan:

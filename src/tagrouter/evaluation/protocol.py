@@ -13,9 +13,11 @@
   and λ_k (k = 1..40) the least λ whose expected cost (those training means) of the routed queries is at
   most E_0 − k/40 · (E_0 − E_cheapest): the knob's whole range in equal expected-cost steps, set from the
   method's own scores.
-- The chosen operating point θ: on the training folds' in-sample predictions, the cheapest setting whose
-  training accept rate reaches the best single model's training accept rate (a pair: the gap threshold θ;
-  a pool: λ, from the 41-step grid built as above); then applied unchanged to the test fold.
+- The chosen operating point θ: a method that deploys a knob of its own (``chosen_knob()``, TagRouter's
+  self-tuned default) is tested at it; for the others, on the training folds' in-sample predictions, the
+  cheapest setting whose training accept rate reaches the best single model's training accept rate (a
+  pair: the gap threshold θ; a pool: λ, from the 41-step grid built as above); then applied unchanged to
+  the test fold. The **shortfall** is how far the accept rate there falls below the best single model's.
 """
 
 from __future__ import annotations
@@ -263,7 +265,11 @@ def fold_run(bench: Benchmark, setup: Setup, factory: MethodFactory, seed: int, 
     test_scores = _checked(method, [bench.queries[i] for i in test_rows], bench.embeddings[test_rows], m)
     train_scores = _checked(method, train.queries, train.embeddings, m)
     expected = np.broadcast_to(train.costs.mean(axis=0), test_scores.shape)
-    return FoldRun(test_rows, test_scores, expected, choose_knob(setup, train_scores, train))
+    own = getattr(method, "chosen_knob", None)
+    knob = own() if own is not None else None
+    return FoldRun(
+        test_rows, test_scores, expected, choose_knob(setup, train_scores, train) if knob is None else knob
+    )
 
 
 def out_of_fold(bench: Benchmark, setup: Setup, factory: MethodFactory, seed: int) -> OutOfFold:

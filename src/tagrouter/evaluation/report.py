@@ -30,8 +30,10 @@ PROTOCOL_TEXT = (
     "the best single model's accept rate, **uplift** the relative accept-rate gain at the best model's "
     "cost, **cost saving** the share of the best model's cost saved at its accept rate ('not reached' "
     "when the curve never gets there). **AR / $ at θ**: the accept rate and cost at the one operating "
-    "point each router would pick, chosen on the training folds only (the cheapest setting that reaches "
-    "the best single model's training accept rate). The **oracle** sends each query to the cheapest "
+    "point each router would pick, chosen on the training folds only (TagRouter's own self-tuned default "
+    "knob; for the others the cheapest setting that reaches the best single model's training accept "
+    "rate); **shortfall**: how far that accept rate falls below the best single model's (0 when it does "
+    "not). The **oracle** sends each query to the cheapest "
     "model that was accepted: the limit of routing on this data. **Lead**: TagRouter's AUC minus that of "
     "the best other router and of the mixture, with a 95% interval over seeds (paired: same folds) and a "
     "95% paired bootstrap interval over queries (1,000 resamples of the pooled out-of-fold choices); "
@@ -53,7 +55,7 @@ def setup_table(setup: dict[str, Any]) -> str:
     head = (
         "| router | AUC (mean ± std) | "
         + ("APGR | " if pair else "")
-        + "PAUC | uplift | cost saving | AR at θ | $ at θ |"
+        + "PAUC | uplift | cost saving | AR at θ | $ at θ | shortfall |"
     )
     rule = "|" + "---|" * (head.count("|") - 1)
     lines = [head, rule]
@@ -68,13 +70,14 @@ def setup_table(setup: dict[str, Any]) -> str:
             "not reached" if r["cost_saving_mean"] is None else f"{100 * r['cost_saving_mean']:.1f}%",
             f"{r['ar']:.3f}",
             _dollars(r["cost"]),
+            f"{r['shortfall']:.3f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     mix = setup["mixture"]
     cells = (
         ["mixture of single models", f"{mix['auc']:.4f}"]
         + (["0.500"] if pair else [])
-        + ["0", "+0.0%", "0.0%", "", ""]
+        + ["0", "+0.0%", "0.0%", "", "", ""]
     )
     lines.append("| " + " | ".join(cells) + " |")
     oracle = setup["oracle"]

@@ -292,6 +292,7 @@ def setup_summary(
             "uplift_mean": _stats([m.uplift for m in metrics])[0],
             "cost_saving_mean": None if None in savings else _stats(savings)[0],
             "ar": _stats([r.theta[1] for r in seed_runs])[0],
+            "shortfall": _stats([max(0.0, ref.ar_best - r.theta[1]) for r in seed_runs])[0],
             "cost": _stats([r.theta[0] for r in seed_runs])[0],
             "curve": np.mean([r.curve for r in seed_runs], axis=0).round(6).tolist(),
         }
@@ -445,8 +446,10 @@ PROTOCOL = {
     "pair_sweep": "top share q = k/40 by score(strong) - score(weak) goes to the strong model",
     "pool_sweep": "argmax(score - lambda * training mean cost); lambda_0 = 0, lambda_k the least lambda "
     "whose expected cost is at most E_0 - k/40 (E_0 - E_cheapest)",
-    "theta": "cheapest setting (pair: any share; pool: the 41-step grid) whose in-sample training accept "
-    "rate reaches the best single model's",
+    "theta": "the router's own deployed knob where it has one (TagRouter's self-tuned default), else the "
+    "cheapest setting (pair: any share; pool: the 41-step grid) whose in-sample training accept rate "
+    "reaches the best single model's; shortfall = max(0, best single model's accept rate - accept rate at "
+    "theta), on the unseen folds",
     "context_models": "every history model outside the pool and the setup (never routed to)",
     "missing_outcomes": "a setup keeps the queries on which all its models were judged; an unjudged context "
     "cell is unknown, not a loss",

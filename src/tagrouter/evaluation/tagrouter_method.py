@@ -167,6 +167,18 @@ class TagRouterMethod:
             )
         tagger = self.shared.tagger(train.queries, self.tagger_options)
         self.router = TagRouter.fit(train.history, self.catalog, tagger=tagger, scorer=self.scorer)
+        self._strong_last = bool(np.argmax(train.costs.mean(axis=0)) == train.costs.shape[1] - 1)
+
+    def chosen_knob(self) -> float | None:
+        """The knob the fitted router would deploy (its self-tuned default point), when it is one of the
+        protocol's: ``utility`` on a pool, ``gap`` on a pair whose strong model is the dearer; else None
+        (the protocol chooses θ)."""
+        if self.router is None or self.router.model.tuning is None:
+            return None
+        rule, pair = self.router.decider.rule, len(self.catalog.names) == 2
+        if (pair and rule == "gap" and self._strong_last) or (not pair and rule == "utility"):
+            return self.router.decider.knob
+        return None
 
     def predict(self, queries: list[str], embeddings: np.ndarray) -> np.ndarray:
         if self.router is None:

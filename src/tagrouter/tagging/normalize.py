@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
+from lemminflect import getLemma
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 # scikit-learn's English stop-word list (318 function and filler words such as "was", "many", "see"), plus a
@@ -24,20 +26,17 @@ _CONTRACTION = re.compile(r"n['’]t\b|(?<=\w)['’](?:s|d|ll|re|ve|m)\b")  # "d
 _NON_WORD = re.compile(r"[^\w+#.\- ]+")  # \w: letters and digits of every script
 _SPACES = re.compile(r"\s+")
 _EDGE_PUNCT = re.compile(r"^[\s.\-]+|[\s.\-]+$")
-_KEEP_S = ("ss", "us", "is", "ics", "ous", "sis", "xis")
 
 
+@lru_cache(maxsize=1 << 16)
 def singular(word: str) -> str:
-    """A light English lemmatiser for the last word of a tag ('stories' -> 'story', 'emails' -> 'email')."""
-    if len(word) <= 3 or not word.isalpha() or word.endswith(_KEEP_S):
+    """The dictionary lemma of the noun ``word`` ('stories' -> 'story', 'emails' -> 'email'; 'christmas',
+    'news', 'physics' unchanged), from lemminflect's English lexicon; a word the lexicon does not know is kept
+    as written, never cut by a suffix rule."""
+    if not word.isalpha():
         return word
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("ches", "shes", "xes", "sses")):
-        return word[:-2]
-    if word.endswith("s"):
-        return word[:-1]
-    return word
+    lemmas = getLemma(word, upos="NOUN", lemmatize_oov=False)
+    return lemmas[0] if lemmas else word
 
 
 def normalize_tag(raw: str, *, max_words: int = 4) -> str | None:

@@ -20,14 +20,14 @@ from tagrouter.evaluation.base import RouterMethod
 from tagrouter.evaluation.baselines.easiness import EasinessRouter
 from tagrouter.evaluation.baselines.features import TaggerFor
 from tagrouter.evaluation.baselines.forc import FORCRouter
-from tagrouter.evaluation.baselines.knn import PRIOR_GRID, KNNRouter
+from tagrouter.evaluation.baselines.knn import PRIOR_GRID, ROUTERBENCH_K, KNNRouter
 from tagrouter.evaluation.baselines.logreg import LogRegRouter
 from tagrouter.evaluation.baselines.mf import MFRouter
 from tagrouter.evaluation.baselines.mlp import MLPRouter
 from tagrouter.evaluation.baselines.routellm_mf import AVAILABLE as ROUTELLM_AVAILABLE
 from tagrouter.evaluation.baselines.routellm_mf import RouteLLMMFRouter
 from tagrouter.evaluation.baselines.simple import RandomRouter, SingleModelRouter
-from tagrouter.evaluation.baselines.sw_ranking import SWRankingRouter
+from tagrouter.evaluation.baselines.sw_ranking import SHARPNESS_GRID, SWRankingRouter
 
 BaselineFactory = Callable[..., RouterMethod]
 
@@ -46,6 +46,7 @@ def _factory(
 BASELINES: dict[str, BaselineFactory] = {
     "random": _factory(RandomRouter, "random"),
     "knn": _factory(KNNRouter, "knn"),
+    "knn-50": _factory(KNNRouter, "knn-50", ks=(ROUTERBENCH_K,)),
     "knn-prior": _factory(KNNRouter, "knn-prior", priors=PRIOR_GRID),
     "knn+tags": _factory(KNNRouter, "knn+tags", tagged=True),
     "mlp": _factory(MLPRouter, "mlp"),
@@ -53,6 +54,7 @@ BASELINES: dict[str, BaselineFactory] = {
     "mf": _factory(MFRouter, "mf"),
     "mf+tags": _factory(MFRouter, "mf+tags", tagged=True),
     "sw-ranking": _factory(SWRankingRouter, "sw-ranking"),
+    "sw-ranking-cv": _factory(SWRankingRouter, "sw-ranking-cv", sharpness=SHARPNESS_GRID),
     "forc": _factory(FORCRouter, "forc"),
     "forc-pool": _factory(FORCRouter, "forc-pool", context=False),
     "forc+tags": _factory(FORCRouter, "forc+tags", tagged=True),

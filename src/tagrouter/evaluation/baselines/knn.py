@@ -1,9 +1,9 @@
 """RouterBench-style kNN router: a model's acceptance probability is its accept rate over the k training
 queries nearest (cosine) to the query, optionally shrunk toward its overall accept rate.
 
-RouterBench's ``KNNRouter`` defaults to k = 50 and its evaluation configuration sweeps k ∈ {5, 10, 40}; here
-k is chosen from those values (:data:`K_GRID`) by inner 3-fold cross-validation on the training fold
-(Brier score). With a prior a > 0 the estimate is (accepted among the k + a · overall rate) / (k + a); the
+RouterBench's ``KNNRouter`` defaults to k = 50 and its evaluation configuration sweeps k ∈ {5, 10, 40}; ``knn``
+chooses k from those values (:data:`K_GRID`) by inner 3-fold cross-validation on the training fold (Brier
+score), ``knn-50`` keeps RouterBench's default :data:`ROUTERBENCH_K`. With a prior a > 0 the estimate is (accepted among the k + a · overall rate) / (k + a); the
 ``knn-prior`` variant chooses a from :data:`PRIOR_GRID` together with k.
 """
 
@@ -19,6 +19,8 @@ from tagrouter.evaluation.baselines.features import QueryFeatures, TaggerFor
 from tagrouter.evaluation.baselines.tuning import accept_rates, select
 
 K_GRID = (5, 10, 40, 50)
+#: RouterBench's ``KNNRouter`` default
+ROUTERBENCH_K = 50
 PRIOR_GRID = (0.0, 10.0, 30.0, 100.0)
 
 

@@ -1,4 +1,5 @@
-"""Hyper-parameter choice on the training fold only: inner k-fold cross-validation scored by Brier score."""
+"""Hyper-parameter choice on the training fold only: inner k-fold cross-validation scored by Brier score, or
+by the hull AUC of the held-out rows' routing curve (the judged metric)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import TypeVar
 
 import numpy as np
 from sklearn.model_selection import KFold
+
+from tagrouter.curves import routing_auc
 
 P = TypeVar("P")
 
@@ -28,10 +31,14 @@ def select(
     folds: int = 3,
     splits: int | None = None,
     seed: int = 0,
+    costs: np.ndarray | None = None,
 ) -> P:
     """The candidate with the lowest mean held-out Brier score over the rows of ``accepted`` (n × M), by
     ``folds``-fold CV; ``splits`` < ``folds`` uses only the first few splits (e.g. 1: a single 2/3 - 1/3
-    holdout, for the slower learners). Ties go to the earlier candidate, so list the simplest first."""
+    holdout, for the slower learners). With ``costs`` (n × M dollars) the criterion is instead the highest
+    mean hull AUC of the held-out rows' routing curve (:func:`~tagrouter.curves.routing_auc`, the pool knob
+    trading scores against the fitted rows' mean costs). Ties go to the earlier
+    candidate, so list the simplest first."""
     if len(candidates) == 1:
         return candidates[0]
     all_splits = KFold(folds, shuffle=True, random_state=seed).split(accepted)
@@ -39,7 +46,11 @@ def select(
     scores = np.zeros(len(candidates))
     for train, held in chosen:
         predictions = fit_predict(candidates, train, held)
-        scores += [brier(p, accepted[held]) for p in predictions]
+        if costs is None:
+            scores += [brier(p, accepted[held]) for p in predictions]
+        else:
+            expected = np.broadcast_to(costs[train].mean(axis=0), (len(held), costs.shape[1]))
+            scores -= [routing_auc(p, accepted[held], costs[held], expected) for p in predictions]
     return candidates[int(np.argmin(scores))]
 
 

@@ -54,7 +54,8 @@ def test_kill_9_under_a_feedback_flood_loses_no_acknowledged_feedback(tmp_path: 
     config = tmp_path / "gateway.yaml"
     config.write_text(
         f"api_keys: [{KEY}]\nfeedback_db: feedback.sqlite3\n"
-        "admission: {feedback_per_s: 100000, max_feedback_in_flight: 256}\n",
+        "admission: {feedback_per_s: 100000, max_feedback_in_flight: 256}\n"
+        "learning: {per_key_weight: null}\n",  # one key floods: no bound on its learned weight
         encoding="utf-8",
     )
     env = dict(os.environ)

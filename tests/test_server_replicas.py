@@ -166,12 +166,12 @@ def test_two_replicas_route_on_each_others_feedback(tmp_path: Path, store: str, 
         assert _scores(b) == before
         _teach(a, "to-a")
         learned = _settled(a, before["cheap"])  # a learns its own feedback within learn_interval_s
-        assert learned["cheap"] - before["cheap"] > 0.05
+        assert learned["cheap"] - before["cheap"] > 0.02  # learned (weighted by its propensity)
         _seconds_until_learned(b, before["cheap"], learned["cheap"])
         settled_a, settled_b = _scores(a)["cheap"], _scores(b)["cheap"]
         _teach(b, "to-b")
         learned_twice = _settled(b, settled_b)
-        assert learned_twice["cheap"] - settled_b > 0.05
+        assert learned_twice["cheap"] - settled_b > 0.02
         _seconds_until_learned(a, settled_a, learned_twice["cheap"])
         assert httpx.get(a + "/healthz").status_code == 200
     finally:

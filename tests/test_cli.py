@@ -112,12 +112,13 @@ def test_calibrate_needs_one_target(router_dir, monkeypatch, capsys):
 
 def test_inspect_lists_tags_per_model(router_dir):
     """Each model's row shows its overall accept rate counted from the history file, and its strongest
-    and weakest tags in order, with the tag's accept rate minus the overall rate counted here from the
-    table. Bugs caught: ties counted as losses, or the strongest and weakest sides swapped."""
+    and weakest tags in order (strengths compared with the other models: positive on the strong side,
+    negative on the weak side; their values are checked in test_tag_strengths_compare_the_models_...),
+    with the judged count of the tag counted here from the table. Bugs caught: ties counted as losses,
+    or the strongest and weakest sides swapped."""
     import re
 
     from tagrouter.records import read_history
-    from tagrouter.scoring import LOSS
 
     result = runner.invoke(app, ["inspect", str(router_dir), "--min-support", "3"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -143,14 +144,14 @@ def test_inspect_lists_tags_per_model(router_dir):
         for side in ("strongest", "weakest"):
             deltas = []
             for cell in row[side]:
+                if cell == "none beyond noise":
+                    continue
                 tag, delta, n = re.fullmatch(r"(.+) \(([-+][0-9.]+), n=(\d+)\)", cell).groups()
                 i = router.table.tag_index[tag]
-                rate = 1 - counts[i, m, LOSS] / judged[i]
                 assert int(n) == judged[i] >= 3
-                assert float(delta) == pytest.approx(rate - float(row["overall"]), abs=2e-3)
+                assert (float(delta) > 0) == (side == "strongest")
                 deltas.append(float(delta))
             assert deltas == sorted(deltas, reverse=side == "strongest")
-        assert max(float(c.split("(")[-1].split(",")[0]) for c in row["strongest"]) > 0
 
 
 def test_demo_falls_back_to_the_example_history(tmp_path):

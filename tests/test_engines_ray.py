@@ -41,7 +41,16 @@ def test_ray_fit_and_update_from_files_equal_a_refit(tmp_path, example_records, 
     on_ray = TagRouter.fit(paths[:2], example_catalog, engine="ray")
     assert_same_router(on_ray, local, queries_of(example_records))
     updated = on_ray.update([str(tmp_path / "part-[23].parquet")], engine="ray")
-    refit = TagRouter.fit(example_records, example_catalog, tagger=on_ray.tagger)
+    # a refit with the first fit's settings (an update keeps the scorer, its residual and the policy)
+    refit = TagRouter.fit(
+        example_records,
+        example_catalog,
+        tagger=on_ray.tagger,
+        scorer=on_ray.model.scorer,
+        decider=on_ray.decider,
+    )
+    first = on_ray.model
+    refit = TagRouter(refit.model.with_scorer(first.scorer, first.tuning, first.residual), on_ray.decider)
     assert updated.table.equals(refit.table)
     assert updated.table.records == len(example_records)
     assert [d.model for d in updated.route_batch(queries_of(example_records))] == [

@@ -84,17 +84,21 @@ def test_the_readme_proxy_config_starts_routes_and_names_the_answering_model(tmp
             time.sleep(0.5)
         headers = {"authorization": f"Bearer {master}"}
         named = {}
-        for query in ("Hi there! How is your day going?", "Prove that there are infinitely many primes."):
+        for query in ("Hi! How are you today?", "Prove that there are infinitely many primes."):
             body = {"model": "tagrouter", "messages": [{"role": "user", "content": query}]}
             answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=60).json()
             served = answer["choices"][0]["message"]["content"].split("]")[0].lstrip("[")
             assert answer["model"] == served, answer  # the model that answered, not "tagrouter"
             named[query] = served
         assert len(set(named.values())) == 2, named
-        body = {"model": "tagrouter", "stream": True, "messages": [{"role": "user", "content": "Hi there!"}]}
+        body = {
+            "model": "tagrouter",
+            "stream": True,
+            "messages": [{"role": "user", "content": "Hi! How are you today?"}],
+        }
         with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=60) as s:
             chunks = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
-        assert chunks and {c["model"] for c in chunks} == {named["Hi there! How is your day going?"]}
+        assert chunks and {c["model"] for c in chunks} == {named["Hi! How are you today?"]}
         refused = httpx.post(
             url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer sk-x"}
         )

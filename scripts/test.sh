@@ -20,28 +20,24 @@ install_python_packages() {
   "$VENV/bin/python" -m pip install --quiet -e ".[dev,transformers,routellm]"
 }
 
-install_postgresql() {
-  # A PostgreSQL server for the gateway-replica test (it starts its own on a temp folder).
-  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then
-    return 0
-  fi
-  command -v apt-get >/dev/null || { echo "error: no initdb and no apt-get to install PostgreSQL" >&2; return 1; }
+apt_install() {
+  # apt_install PACKAGE: install one Debian package (as root, or through sudo); a failure fails the run
+  command -v apt-get >/dev/null || { echo "error: $1 is missing and there is no apt-get to install it" >&2; return 1; }
   local sudo
   sudo=$([ "$(id -u)" = 0 ] || echo sudo)
-  $sudo apt-get install -y -qq postgresql >/dev/null 2>&1 \
-    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql >/dev/null; } \
-    || { echo "error: PostgreSQL could not be installed" >&2; return 1; }
+  $sudo apt-get install -y -qq "$1" >/dev/null 2>&1 \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$1" >/dev/null; } \
+    || { echo "error: $1 could not be installed" >&2; return 1; }
+}
+
+install_postgresql() {
+  # A PostgreSQL server for the gateway-replica test (it starts its own on a temp folder).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || apt_install postgresql
 }
 
 install_chromium() {
   # Debian's headless Chromium for the dashboard's browser test (Playwright drives it; no browser download).
-  command -v chromium >/dev/null && return 0
-  command -v apt-get >/dev/null || { echo "error: no chromium and no apt-get to install it" >&2; return 1; }
-  local sudo
-  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
-  $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
-    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } \
-    || { echo "error: chromium could not be installed" >&2; return 1; }
+  command -v chromium >/dev/null || apt_install chromium
 }
 
 check_extras() {

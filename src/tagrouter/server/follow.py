@@ -9,17 +9,14 @@ update later (the update costs in proportion to the tags touched: well under a m
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
 from tagrouter.live import WeightedOutcome
+from tagrouter.server.periodic import PeriodicTask
 from tagrouter.server.stores import FeedbackBackend
 
-log = logging.getLogger("tagrouter.server")
 
-
-class FeedbackFollower:
+class FeedbackFollower(PeriodicTask):
     """Polls ``store`` for other replicas' feedback after sequence number ``after`` and ``learn``s it;
     ``sleep`` waits out the interval (tests pass one on a clock they move)."""
 
@@ -32,30 +29,20 @@ class FeedbackFollower:
         interval_s: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.store, self._learn, self.after, self.interval_s = store, learn, after, interval_s
-        self._sleep = sleep
+        super().__init__("tagrouter-follower", interval_s, sleep)
+        self.store, self._learn, self.after = store, learn, after
         #: records learned from other replicas since start
         self.learned = 0
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start polling (call from the running event loop); a zero interval never polls."""
-        if self.interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="tagrouter-follower")
+        self.start_steps()
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def step(self) -> None:
+        await asyncio.to_thread(self.poll)
 
-    async def _run(self) -> None:
-        while True:
-            await self._sleep(self.interval_s)
-            try:
-                await asyncio.to_thread(self.poll)
-            except Exception:  # the store is unreachable for now: try again at the next interval
-                log.exception("reading other replicas' feedback failed")
+    def failure(self) -> str:
+        return "reading other replicas' feedback failed (the store is unreachable for now?)"
 
     def skip_to(self, seq: int) -> None:
         """Read only feedback stored after ``seq`` from now on (a reload has learned everything up to it)."""

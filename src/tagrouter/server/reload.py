@@ -16,8 +16,6 @@ A version that fails to load, or that has another model catalogue, leaves the ol
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -32,6 +30,7 @@ from tagrouter.errors import DataError
 from tagrouter.live import Judged, LiveDecision, WeightedOutcome
 from tagrouter.router import TagRouter
 from tagrouter.server.config import GatewayConfig
+from tagrouter.server.periodic import PeriodicTask
 from tagrouter.server.profiles import ProfileSet
 from tagrouter.server.stores import FeedbackBackend
 
@@ -134,36 +133,27 @@ def current_version(folder: Path) -> str:
         return ""
 
 
-class RouterWatcher:
+class RouterWatcher(PeriodicTask):
     """Polls ``folder/CURRENT`` and awaits ``reload()`` when it names a version other than the served one
     (``served()``) and than the last one it tried; a zero interval never polls (``POST /admin/reload``
     still works)."""
 
     def __init__(self, folder: Path, served: Callable[[], str], interval_s: float) -> None:
-        self.folder, self._served, self.interval_s = folder, served, interval_s
+        super().__init__("tagrouter-router-watcher", interval_s)
+        self.folder, self._served = folder, served
         self._tried = ""  # a version that failed to load is not tried again until CURRENT changes
         self._reload: Callable[[], Awaitable[object]] | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def start(self, reload: Callable[[], Awaitable[object]]) -> None:
         """Start polling, calling ``reload`` on a new version (call from the running event loop)."""
         self._reload = reload
-        if self.interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="tagrouter-router-watcher")
+        self.start_steps()
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def step(self) -> None:
+        version = current_version(self.folder)
+        if version not in ("", self._served(), self._tried) and self._reload is not None:
+            self._tried = version
+            await self._reload()  # a reload that fails keeps the old router; it is logged and counted there
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                version = current_version(self.folder)
-                if version not in ("", self._served(), self._tried) and self._reload is not None:
-                    self._tried = version
-                    await self._reload()
-            except Exception:  # a reload that fails keeps the old router; it is logged and counted there
-                log.exception("checking %s for a new router version failed", self.folder)
+    def failure(self) -> str:
+        return f"checking {self.folder} for a new router version failed"

@@ -30,6 +30,7 @@ store already.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -41,7 +42,7 @@ from pathlib import Path
 from tagrouter.artifact import CURRENT, load_router_version
 from tagrouter.catalog import Catalog
 from tagrouter.constraints import Allowed
-from tagrouter.errors import DataError
+from tagrouter.errors import ArtifactError, DataError
 from tagrouter.live import Judged, LiveDecision, WeightedOutcome
 from tagrouter.router import TagRouter
 from tagrouter.server.config import GatewayConfig
@@ -209,7 +210,8 @@ class RouterWatcher(PeriodicTask):
         version = current_version(self.folder)
         if version not in ("", self._served(), self._tried) and self._reload is not None:
             self._tried = version
-            await self._reload()  # a reload that fails keeps the old router; it is logged and counted there
+            with contextlib.suppress(ArtifactError, DataError):  # refused: logged and counted by the reload
+                await self._reload()
 
     def failure(self) -> str:
         return f"checking {self.folder} for a new router version failed"

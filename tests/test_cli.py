@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import fit_example
 from typer.testing import CliRunner
@@ -282,3 +283,45 @@ def test_tag_strengths_compare_the_models_and_stay_quiet_on_noise():
     assert a.weakest == [] and b.strongest == []  # proof is hard for both; chat and misc do not differ
     # (0.95 − 0.6875) − (0.5 − 0.58): its lift over its overall rate, less b's lift on the same tag
     assert a.strongest[0][1] == pytest.approx(0.3425)
+
+
+def test_models_routes_over_a_new_catalogue_with_no_new_history(router_dir, tmp_path):
+    """``tagrouter models R --catalog C`` saves a new version over C: a new model with no counts, the kept
+    ones with their counts and new cards, a dropped one no longer routed to; the old version stays.
+    Bug caught: a command that drops the learned counts, keeps old prices, or rewrites the live version."""
+    import shutil
+
+    import yaml
+
+    from tagrouter.artifact import live_version
+
+    folder = tmp_path / "router"
+    shutil.copytree(router_dir, folder)
+    before = TagRouter.load(folder)
+    first = live_version(folder).name
+    cards = yaml.safe_load((EXAMPLES / "catalog.yaml").read_text())
+    cards["models"] = [c for c in cards["models"] if c["name"] != "mid-70b"]
+    cards["models"][1]["output_usd_per_1m"] = 40.0  # large-api re-priced
+    cards["models"].append({"name": "new-8b", "input_usd_per_1m": 0.1, "output_usd_per_1m": 0.1})
+    new = tmp_path / "catalog.yaml"
+    new.write_text(yaml.safe_dump(cards))
+    result = runner.invoke(app, ["models", str(folder), "--catalog", str(new)])
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.output.splitlines()[0])
+    assert said == {
+        "models": ["small-7b", "large-api", "new-8b"],
+        "added": ["new-8b"],
+        "dropped": ["mid-70b"],
+        "changed": ["large-api"],
+    }
+    after = TagRouter.load(folder)
+    assert live_version(folder).name != first and TagRouter.load(folder / first).models == before.models
+    assert after.models == ["small-7b", "large-api", "new-8b"]
+    assert after.catalog["large-api"].output_usd_per_1m == 40.0
+    old_table, table = before.model.table, after.model.table
+    for name in ("small-7b", "large-api"):
+        kept = table.counts[:, table.model_index[name]]
+        assert kept.sum() > 0
+        assert np.array_equal(kept, old_table.counts[:, old_table.model_index[name]])
+    assert table.counts[:, table.model_index["new-8b"]].sum() == 0
+    assert after.route("Write a haiku about rain.").model in after.models

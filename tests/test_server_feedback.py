@@ -79,7 +79,9 @@ def test_writer_batches_concurrent_feedback_and_drains_on_close(tmp_path: Path) 
     learned: list[list[HistoryRecord]] = []
 
     async def scenario() -> list:
-        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb.sqlite3"), learned.append)
+        writer = FeedbackWriter(
+            FeedbackStore(tmp_path / "fb.sqlite3"), lambda records, _: learned.append(records)
+        )
         writer.start()
         writer.remember("req-1", "hello", "cheap")
         results = await asyncio.gather(
@@ -187,7 +189,11 @@ def test_the_router_learns_at_most_once_per_interval_and_after_the_commit(tmp_pa
     learned: list[list[HistoryRecord]] = []
 
     async def scenario() -> tuple[int, int]:
-        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb.sqlite3"), learned.append, learn_interval_s=30.0)
+        writer = FeedbackWriter(
+            FeedbackStore(tmp_path / "fb.sqlite3"),
+            lambda records, _: learned.append(records),
+            learn_interval_s=30.0,
+        )
         writer.start()
         for number in range(20):  # one at a time: twenty commits
             await writer.submit(Feedback(f"f{number}", "win", model="mid", query=f"q{number}"))
@@ -200,7 +206,11 @@ def test_the_router_learns_at_most_once_per_interval_and_after_the_commit(tmp_pa
 
     async def quiet_gateway() -> list[list[HistoryRecord]]:
         soon: list[list[HistoryRecord]] = []
-        writer = FeedbackWriter(FeedbackStore(tmp_path / "fb2.sqlite3"), soon.append, learn_interval_s=0.05)
+        writer = FeedbackWriter(
+            FeedbackStore(tmp_path / "fb2.sqlite3"),
+            lambda records, _: soon.append(records),
+            learn_interval_s=0.05,
+        )
         writer.start()
         await writer.submit(Feedback("g0", "loss", model="mid", query="q"))
         deadline = asyncio.get_running_loop().time() + 30

@@ -74,7 +74,7 @@ def test_a_replica_learns_others_feedback_within_one_interval() -> None:
         clock, store = SteppedClock(), OtherReplicas()
         learned: list[tuple[float, int]] = []  # (clock time, records) of each update
         follower = FeedbackFollower(
-            store, lambda rows: learned.append((clock.now, len(rows))), after=0, interval_s=INTERVAL_S,
+            store, lambda rows, _: learned.append((clock.now, len(rows))), after=0, interval_s=INTERVAL_S,
             sleep=clock.sleep,
         )  # fmt: skip
         follower.start()

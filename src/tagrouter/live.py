@@ -385,6 +385,22 @@ class LiveLearner:
         if running is not None:
             running.join(timeout_s)
 
+    # ---- a reload's successor --------------------------------------------------------------------------
+    def carry_from(self, other: LiveLearner) -> None:
+        """Continue ``other``'s bookkeeping (a gateway reload's new learner replaces the old one): its
+        budget keys' spend, the per-model normalisation of new weights, the per-source windows and the
+        counts, so that neither the exploration budget nor a source's bound restarts at zero."""
+        with other._lock:
+            budgets = {key: replace(spend) for key, spend in other._budgets.items()}
+            weights = dict(other._weights)
+            windows = {source: deque(window) for source, window in other._by_source.items()}
+            stats = replace(other.stats, learned=self.stats.learned)
+        with self._lock:
+            self._budgets.update(budgets)
+            self._weights = weights
+            self._by_source.update(windows)
+            self.stats = stats
+
     # ---- new models -----------------------------------------------------------------------------------
     def with_catalog(self, catalog: Catalog) -> None:
         """Route to the models of ``catalog`` from now on: new ones start with no history (see

@@ -33,6 +33,7 @@ app.add_typer(vocab_app, name="vocab")
 for command in (
     routing.fit,
     routing.update,
+    routing.models,
     routing.route,
     routing.tag,
     routing.calibrate,

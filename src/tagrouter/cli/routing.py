@@ -205,6 +205,41 @@ def update(
     )
 
 
+def models(
+    router_dir: Annotated[Path, typer.Argument(help="A saved router; a new version is saved into it.")],
+    catalog: Annotated[
+        Path,
+        typer.Option(
+            help="The catalogue to route over from now on: its new models start with no history, the "
+            "others keep their counts and take its cards (prices, endpoints, limits), models it lacks are "
+            "no longer routed to."
+        ),
+    ],
+) -> None:
+    """Route a saved router over another catalogue (add, re-price or drop models) with no new history,
+    saved as a new version: a gateway serving the folder reloads it without a restart, and explores the
+    new models until their estimates are tight."""
+    from tagrouter.catalog import load_catalog
+    from tagrouter.live import for_models
+    from tagrouter.router import TagRouter
+
+    before = TagRouter.load(router_dir)
+    cards = load_catalog(catalog)
+    router = TagRouter(before.model.with_models(cards), for_models(before.decider, len(cards.names)))
+    router.save(router_dir)
+    old = before.catalog
+    added = [m for m in cards.names if m not in old]
+    dropped = [m for m in old.names if m not in cards]
+    changed = [m for m in cards.names if m in old and cards[m] != old[m]]
+    typer.echo(
+        json.dumps(
+            {"models": cards.names, "added": added, "dropped": dropped, "changed": changed},
+            ensure_ascii=False,
+        )
+    )
+    _say_rewritten(router_dir, router, before)
+
+
 def route(
     router_dir: Annotated[Path, typer.Argument(help="A saved router.")],
     query: Annotated[str | None, typer.Argument(help="One query to route.")] = None,

@@ -95,12 +95,16 @@ class SessionPins:
         # request id -> (session, client scope), for feedback
         self._requests: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._lock = threading.Lock()
-        self._price = {m: catalog[m].price_key for m in catalog.names}
-        by_price = sorted(catalog.names, key=self._price.__getitem__)
-        #: the cheapest strictly dearer model (None for the dearest)
-        self._dearer = {
-            m: next((d for d in by_price if self._price[d] > self._price[m]), None) for m in by_price
-        }
+        self._price, self._dearer = _prices(catalog)
+
+    def follow(self, catalog: Catalog) -> None:
+        """Escalate by the prices of ``catalog`` from now on (a reload's); the sessions pinned to a model
+        it drops, or floored by one, start afresh."""
+        price, dearer = _prices(catalog)
+        with self._lock:
+            self._price, self._dearer = price, dearer
+            for key in [k for k, p in self._pins.items() if {p.model, p.floor} - {None} - set(price)]:
+                del self._pins[key]
 
     def __len__(self) -> int:
         return len(self._pins)
@@ -152,7 +156,15 @@ class SessionPins:
             before = self._pins.get(key)
             if before is None or before.model != model:
                 return  # an old turn's feedback, or a session that moved on
-            candidates = [self._dearer[model] or (model if lost else None), before.floor]
-            floors = [m for m in candidates if m is not None]
+            candidates = [self._dearer.get(model) or (model if lost else None), before.floor]
+            floors = [m for m in candidates if m in self._price]  # not a model a reload dropped
             floor = max(floors, key=self._price.__getitem__) if floors else None
             self._pins[key] = replace(before, model=None, turns=0, floor=floor)
+
+
+def _prices(catalog: Catalog) -> tuple[dict[str, tuple[float, float]], dict[str, str | None]]:
+    """Each model's price key, and the cheapest strictly dearer model of each (None for the dearest)."""
+    price = {m: catalog[m].price_key for m in catalog.names}
+    by_price = sorted(catalog.names, key=price.__getitem__)
+    dearer = {m: next((d for d in by_price if price[d] > price[m]), None) for m in by_price}
+    return price, dearer

@@ -48,6 +48,7 @@ from tagrouter.server.feedback import (
 )
 from tagrouter.server.overrides import HEADERS, OverrideError, read_overrides
 from tagrouter.server.parts import GatewayParts, build_parts
+from tagrouter.server.reload import Live
 from tagrouter.server.requests import RoutingInput, read_chat_request
 from tagrouter.server.upstream import AllUpstreamsFailed, Answer, Failure, relay_stream, token_counts
 from tagrouter.server.validation import FeedbackRequest, RouteRequest, openapi_body, parse_json, read_body
@@ -198,22 +199,23 @@ class Gateway:
                 409, f"not reloaded, still serving {version}: {exc}", code="reload_failed"
             ) from None
 
-    def fits(self, queries: list[str], needs: list[Needs]) -> Allowed:
-        """The models each query may go to under ``needs``, leaving out the models at their rate limit;
-        computed once per request and passed to the decision. A request that no model can take raises
-        :class:`~tagrouter.constraints.UnroutableError` here (a 400 ``no_model_fits``) rather than an
-        error of the batch it would join."""
-        saturated = self.parts.limits.saturated()
+    def fits(self, serving: Live, needs: list[Needs]) -> Allowed:
+        """The models of ``serving`` each query may go to under ``needs``, leaving out the models at their
+        rate limit; computed once per request and passed to the decision. A request that no model can
+        take raises :class:`~tagrouter.constraints.UnroutableError` here (a 400 ``no_model_fits``) rather
+        than an error of the batch it would join."""
+        saturated = serving.limits.saturated()
         needs = [replace(n, saturated=saturated) for n in needs] if saturated else needs
         ceiling = any(n.max_cost_usd is not None for n in needs)
-        return allowed(self.parts.catalog, needs, self.prompt_costs(needs) if ceiling else None)
+        return allowed(serving.catalog, needs, self.prompt_costs(serving, needs) if ceiling else None)
 
-    def prompt_costs(self, needs: list[Needs]) -> np.ndarray:
+    @staticmethod
+    def prompt_costs(serving: Live, needs: list[Needs]) -> np.ndarray:
         """Expected dollars per (request, catalogue model) of the whole prompt: its ``input_tokens`` at
         the input price plus the model's mean output tokens in the history at the output price (never
         the capped routing text, which a long prompt would pass a ``max_cost_usd`` with)."""
-        model = self.parts.profiles.model
-        cards = self.parts.catalog.models
+        model = serving.profiles.model
+        cards = serving.catalog.models
         return np.array(
             [
                 [card.cost(n.input_tokens, model.mean_output_tokens(card.name)) for card in cards]
@@ -223,20 +225,17 @@ class Gateway:
 
     async def decide(
         self,
+        serving: Live,
         profile: str,
         queries: list[str],
         endpoint: str,
         fits: Allowed,
         earlier: list[str | None] | None = None,
         explore: bool = True,
-    ) -> tuple[list[LiveDecision], str]:
-        """The decisions for ``queries`` and the version of the router that made them."""
+    ) -> list[LiveDecision]:
+        """The decisions of ``serving`` (the router the request read on arrival) for ``queries``."""
         start = time.perf_counter()
-        while True:  # a reload while this waited: decide again, so that the version is the one that decided
-            served = self.parts.served.current
-            decisions = await self.parts.batcher.decide(profile, queries, fits, earlier, explore)
-            if self.parts.served.current is served:
-                break
+        decisions = await self.parts.batcher.decide(profile, queries, fits, earlier, explore, serving.decide)
         explored = sum(d.explored for d in decisions)
         if explored:
             self.parts.metrics.explored.labels(profile).inc(explored)
@@ -246,20 +245,22 @@ class Gateway:
                 endpoint
             )
         histogram.observe(time.perf_counter() - start)
-        return decisions, served.version
+        return decisions
 
     def _failed(self, failure: Failure, falls_back: bool) -> None:
         self.parts.metrics.upstream_errors.labels(failure.model, failure.kind).inc()
         if falls_back:
             self.parts.metrics.fallbacks.labels(failure.model).inc()
 
-    def account(self, profile: str, decision: Decision | None, model: str, usage: Any) -> None:
-        """Count tokens and the estimated cost of one answer (and what the reference model would cost).
+    def account(self, serving: Live, profile: str, decision: Decision | None, model: str, usage: Any) -> None:
+        """Count tokens and the estimated cost of one answer of ``serving`` (and what the reference model
+        would cost).
 
         Usage that is not valid token counts is counted in ``tagrouter_bad_usage_total`` and logged; the
         answer is then accounted at the decision's expected cost, as a stream without usage is."""
-        reference = self.parts.profiles[profile].reference_model if profile in self.parts.profiles else None
-        reference = reference or self.parts.profiles[self.parts.profiles.default].reference_model
+        profiles = serving.profiles
+        reference = profiles[profile].reference_model if profile in profiles else None
+        reference = reference or profiles[profiles.default].reference_model
         counts = token_counts(usage) if isinstance(usage, dict) else None
         if usage is not None and counts is None:
             self.parts.metrics.bad_usage.labels(model).inc()
@@ -268,8 +269,8 @@ class Gateway:
             prompt, completion = counts
             self.parts.metrics.tokens.labels(model, "prompt").inc(prompt)
             self.parts.metrics.tokens.labels(model, "completion").inc(completion)
-            cost = self.parts.catalog[model].cost(prompt, completion)
-            reference_cost = self.parts.catalog[reference].cost(prompt, completion)
+            cost = serving.catalog[model].cost(prompt, completion)
+            reference_cost = serving.catalog[reference].cost(prompt, completion)
         elif decision is not None:
             cost, reference_cost = decision.expected_costs[model], decision.expected_costs[reference]
         else:
@@ -283,21 +284,22 @@ class Gateway:
             with self.parts.admission.chat():  # once the body is in: shared
                 return await self._chat(request, content)
 
-    def read_chat(self, content: bytes, request: Request) -> RoutingInput:
-        """The routing input of a chat body (its session scoped by the request's client key)."""
-        parts, client = self.parts, request.state.client
-        scope = _scope(client)
+    def read_chat(self, content: bytes, request: Request, serving: Live) -> RoutingInput:
+        """The routing input of a chat body for ``serving`` (its session scoped by the request's client
+        key)."""
+        scope = _scope(request.state.client)
         return read_chat_request(
-            parse_json(content), request.headers, parts.config, parts.catalog, parts.profiles, scope
+            parse_json(content), request.headers, self.parts.config, serving.catalog, serving.profiles, scope
         )
 
     async def _chat(self, request: Request, content: bytes) -> Response:
         parts = self.parts
-        started, version = time.perf_counter(), parts.served.version  # a passthrough's: at arrival
+        serving = parts.served.current  # the whole request is served by this version (and its catalogue)
+        started, version = time.perf_counter(), serving.version
         if len(content) > OFF_LOOP_BODY_BYTES:  # parsing and counting its tokens take milliseconds
-            routing = await asyncio.to_thread(self.read_chat, content, request)
+            routing = await asyncio.to_thread(self.read_chat, content, request, serving)
         else:
-            routing = self.read_chat(content, request)
+            routing = self.read_chat(content, request, serving)
         query, session = routing.query, routing.session
         scope = _scope(request.state.client)
         decision: Decision | None = None
@@ -306,18 +308,18 @@ class Gateway:
         if routing.profile is not None:  # routed: query holds the text to route on
             profile = routing.profile
             pin = parts.pins.lookup(session) if parts.pins is not None and session is not None else None
-            fits = self.fits([query], [self.floored(routing.needs, pin)])
+            fits = self.fits(serving, [self.floored(serving, routing.needs, pin)])
             explore = pin is None and request.headers.get("x-tagrouter-explore", "").lower() not in OFF
-            decisions, version = await self.decide(profile, [query], "chat", fits, [routing.earlier], explore)
+            decisions = await self.decide(serving, profile, [query], "chat", fits, [routing.earlier], explore)
             live = decisions[0]
             decision = live.decision
             models, affinity = self.fallbacks(decision, pin)
             parts.metrics.affinity.labels(profile, affinity).inc()
         else:
-            profile, models = PASSTHROUGH, [self.passthrough(routing, request)]
+            profile, models = PASSTHROUGH, [self.passthrough(serving, routing, request)]
         sent = time.perf_counter()
         try:
-            answer = await parts.upstreams.send(
+            answer = await serving.upstreams.send(
                 models, routing.body, stream=routing.stream, on_failure=self._failed
             )
         except AllUpstreamsFailed as exc:
@@ -325,8 +327,8 @@ class Gateway:
             if parts.pins is not None and session is not None:
                 parts.pins.escalate(session, models[0], lost=False)
             raise ApiError(502, str(exc), type_="upstream_error", code="upstream_unavailable") from None
-        if parts.limits.tracks(answer.model):
-            parts.limits.record(answer.model, routing.needs.input_tokens)
+        if serving.limits.tracks(answer.model):
+            serving.limits.record(answer.model, routing.needs.input_tokens)
         upstream_s = time.perf_counter() - sent
         parts.metrics.upstream_seconds.labels(answer.model).observe(upstream_s)
         request_id = "chatcmpl-tr-" + uuid.uuid4().hex
@@ -357,20 +359,20 @@ class Gateway:
             )
         parts.metrics.overhead_seconds.observe(max(0.0, time.perf_counter() - started - upstream_s))
         if routing.stream:
-            return self._stream(answer, request_id, headers, profile, decision)
+            return self._stream(serving, answer, request_id, headers, profile, decision)
         data = answer.data or {}
         data["model"] = answer.model
         data["id"] = request_id
-        self.account(profile, decision, answer.model, data.get("usage"))
+        self.account(serving, profile, decision, answer.model, data.get("usage"))
         shadow = parts.shadow and parts.shadow.after_response(request_id, query, answer.model, data)
         return _json(data, headers=headers, background=shadow)
 
-    def passthrough(self, routing: RoutingInput, request: Request) -> str:
+    def passthrough(self, serving: Live, routing: RoutingInput, request: Request) -> str:
         """The catalogue model a request names directly, once it is checked against its rate limit
         (a 429) and the request's overrides (a 400 naming the override it cannot honour)."""
-        model, needs, catalog = routing.passthrough, routing.needs, self.parts.catalog
+        model, needs, catalog = routing.passthrough, routing.needs, serving.catalog
         assert model is not None
-        if model in self.parts.limits.saturated():
+        if model in serving.limits.saturated():
             raise ApiError(
                 429,
                 f"model {model!r} is at its rate limit (rate_limits in the catalogue); retry later, or route",
@@ -388,19 +390,21 @@ class Gateway:
         if needs.min_model is not None and catalog[model].price_key < catalog[needs.min_model].price_key:
             raise refuse("min_model", f"it is below min_model {needs.min_model}")
         if needs.max_cost_usd is not None:
-            cost = self.prompt_costs([needs])[0][catalog.names.index(model)]
+            cost = self.prompt_costs(serving, [needs])[0][catalog.names.index(model)]
             if cost > needs.max_cost_usd:
                 raise refuse("max_cost_usd", f"its expected cost ${cost:.6f} is over {needs.max_cost_usd:g}")
         return model
 
     # ---- session affinity ----------------------------------------------------------------------------
-    def floored(self, needs: Needs, pin: Pin | None) -> Needs:
+    @staticmethod
+    def floored(serving: Live, needs: Needs, pin: Pin | None) -> Needs:
         """``needs`` with the floor of an escalated session: ``min_model`` becomes the dearer of it and
-        the pin's floor."""
-        if pin is None or pin.floor is None:
+        the pin's floor (unless a reload has just dropped that model)."""
+        catalog = serving.catalog
+        if pin is None or pin.floor not in catalog:
             return needs
         floors = [m for m in (needs.min_model, pin.floor) if m is not None]
-        return replace(needs, min_model=max(floors, key=lambda m: self.parts.catalog[m].price_key))
+        return replace(needs, min_model=max(floors, key=lambda m: catalog[m].price_key))
 
     def fallbacks(self, decision: Decision, pin: Pin | None) -> tuple[list[str], str]:
         """The models to try in order, and the request's affinity: ``pinned`` (the session's model
@@ -412,6 +416,7 @@ class Gateway:
 
     def _stream(
         self,
+        serving: Live,
         answer: Answer,
         request_id: str,
         headers: dict[str, str],
@@ -432,7 +437,7 @@ class Gateway:
                 answer, request_id, usages.append, lambda _: stream_errors.inc(), **caps
             ):
                 yield piece
-            self.account(profile, decision, answer.model, usages[-1] if usages else None)
+            self.account(serving, profile, decision, answer.model, usages[-1] if usages else None)
 
         return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
@@ -441,7 +446,8 @@ class Gateway:
             return await self._route(request, parse_json(await self.body(request)))
 
     async def _route(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
-        overrides = read_overrides(body, request.headers, self.parts.catalog, self.parts.profiles.names)
+        serving = self.parts.served.current
+        overrides = read_overrides(body, request.headers, serving.catalog, serving.profiles.names)
         route = validated(RouteRequest, body)
         if (route.query is None) == (route.queries is None):
             raise ApiError(400, "give exactly one of 'query' (a string) or 'queries' (a list)", param="query")
@@ -454,11 +460,11 @@ class Gateway:
             )
         if not all(visible(q) for q in queries):
             raise ApiError(400, "queries: every query must hold visible text", param="queries")
-        profile = overrides.profile or route.model or self.parts.profiles.default
-        if profile not in self.parts.profiles:
+        profile = overrides.profile or route.model or serving.profiles.default
+        if profile not in serving.profiles:
             raise ApiError(
                 404,
-                f"unknown routing profile {profile!r} (profiles: {', '.join(self.parts.profiles.names)})",
+                f"unknown routing profile {profile!r} (profiles: {', '.join(serving.profiles.names)})",
                 param="model",
                 code="model_not_found",
             )
@@ -472,12 +478,12 @@ class Gateway:
             else [limits] * len(queries)
         )
         queries = [capped(q, self.parts.config.max_routing_chars) for q in queries]
-        fits = self.fits(queries, needs)
-        decisions, version = await self.decide(profile, queries, "route", fits, explore=False)
+        fits = self.fits(serving, needs)
+        decisions = await self.decide(serving, profile, queries, "route", fits, explore=False)
         return {
             "object": "tagrouter.route",
             "profile": profile,
-            "router_version": version,
+            "router_version": serving.version,
             "decisions": [{"query": d.decision.query, **d.decision.to_dict()} for d in decisions],
         }
 

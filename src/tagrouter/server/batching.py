@@ -5,6 +5,9 @@ one score product). Under load many requests wait to be routed at the same momen
 one ``route_batch`` call per profile. A lone request is decided one loop turn later, which costs
 microseconds.
 
+Each request may name the router that decides it (``route``; default: the batcher's): a batch holds the
+requests of one router and one profile, so a reload never mixes two routers' requests in one batch.
+
 Requests are isolated: when a batch fails, each of its requests is decided alone, so that only the one
 at fault gets the error. A batch with more routing text than ``thread_chars`` characters is routed in a
 worker thread, so that the event loop keeps serving while it is tagged.
@@ -55,7 +58,7 @@ class RouteBatcher:
         self._route = route
         self._in_threadpool = in_threadpool
         self._thread_chars = thread_chars
-        self._waiting: dict[str, _Waiting] = {}
+        self._waiting: dict[tuple[Route, str], _Waiting] = {}
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -66,11 +69,12 @@ class RouteBatcher:
         fits: Allowed,
         earlier: list[str | None] | None = None,
         explore: bool = True,
+        route: Route | None = None,
     ) -> list[LiveDecision]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[LiveDecision]] = loop.create_future()
         request = _Request(queries, fits, earlier or [None] * len(queries), [explore] * len(queries), future)
-        self._waiting.setdefault(profile, []).append(request)
+        self._waiting.setdefault((route or self._route, profile), []).append(request)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -79,23 +83,23 @@ class RouteBatcher:
     def _flush(self) -> None:
         self._flush_scheduled = False
         waiting, self._waiting = self._waiting, {}
-        for profile, items in waiting.items():
+        for (route, profile), items in waiting.items():
             if self._in_threadpool or self._large(items):
-                task = asyncio.ensure_future(self._decide_in_thread(profile, items))
+                task = asyncio.ensure_future(self._decide_in_thread(route, profile, items))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             else:
-                self._resolve(items, self._decide(profile, items))
+                self._resolve(items, self._decide(route, profile, items))
 
     def _large(self, items: _Waiting) -> bool:
         if self._thread_chars is None:
             return False
         return sum(len(q) for item in items for q in item.queries) > self._thread_chars
 
-    def _decide(self, profile: str, items: _Waiting) -> list[_Outcome]:
+    def _decide(self, route: Route, profile: str, items: _Waiting) -> list[_Outcome]:
         """One outcome per waiting request: its decisions, or the error of routing it alone."""
         try:
-            decisions = self._route(
+            decisions = route(
                 profile,
                 [q for item in items for q in item.queries],
                 items[0].fits if len(items) == 1 else Allowed.stacked([item.fits for item in items]),
@@ -105,7 +109,9 @@ class RouteBatcher:
         except Exception as exc:
             if len(items) == 1:
                 return [exc]
-            return [self._decide(profile, [item])[0] for item in items]  # each alone: only the bad one fails
+            return [
+                self._decide(route, profile, [item])[0] for item in items
+            ]  # each alone: only the bad one fails
         outcomes: list[_Outcome] = []
         start = 0
         for item in items:
@@ -113,8 +119,8 @@ class RouteBatcher:
             start += len(item.queries)
         return outcomes
 
-    async def _decide_in_thread(self, profile: str, items: _Waiting) -> None:
-        self._resolve(items, await run_in_threadpool(self._decide, profile, items))
+    async def _decide_in_thread(self, route: Route, profile: str, items: _Waiting) -> None:
+        self._resolve(items, await run_in_threadpool(self._decide, route, profile, items))
 
     @staticmethod
     def _resolve(items: _Waiting, outcomes: list[_Outcome]) -> None:

@@ -29,6 +29,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -401,25 +402,31 @@ class FeedbackWriter:
     stored records at most once per ``learn_interval_s``.
 
     ``learn`` is called (in a worker thread) with the outcomes stored since its last call and their
-    weights; ``weigh`` gives each feedback its weight as it is stored (see :func:`store_one`).
+    weights, and the generation they were committed under; ``weigh`` gives each feedback its weight as it
+    is stored (see :func:`store_one`). Each batch is committed within ``section()``, which yields that
+    generation (:meth:`tagrouter.server.reload.ServedRouter.storing`; default: always 0): records of an
+    older generation than the latest batch's are not learned here (a reload learned them from the store).
     """
 
     def __init__(
         self,
         store: FeedbackStore,
-        learn: Callable[[list[WeightedOutcome]], None],
+        learn: Callable[[list[WeightedOutcome], int], object],
         *,
         learn_interval_s: float = 0.5,
         weigh: Weigh | None = None,
+        section: Callable[[], AbstractContextManager[int]] = lambda: contextlib.nullcontext(0),
     ) -> None:
         self.store = store
         self._learn = learn
         self._weigh = weigh
+        self._section = section
         self.learn_interval_s = learn_interval_s
         self._pending = _Pending([], [])
         self._wakeup = asyncio.Event()  # something is queued
         self._urgent = asyncio.Event()  # feedback (or closing) is queued: apply now
         self._unlearned: list[WeightedOutcome] = []
+        self._generation = 0  # of the records in _unlearned
         self._learn_due = asyncio.Event()  # records wait to be learned
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -464,8 +471,14 @@ class FeedbackWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._learner
         if self._unlearned:
-            await asyncio.to_thread(self._learn_now, self._unlearned)
+            await asyncio.to_thread(self._learn_now, self._unlearned, self._generation)
         await asyncio.to_thread(self.store.close)
+
+    def _apply(
+        self, requests: list[Remembered], feedback: list[Feedback]
+    ) -> tuple[list[FeedbackResult | DataError], int]:
+        with self._section() as generation:
+            return self.store.apply(requests, feedback, self._weigh), generation
 
     async def _run(self) -> None:
         while True:
@@ -478,12 +491,14 @@ class FeedbackWriter:
             batch, self._pending = self._pending, _Pending([], [])
             if batch.requests or batch.feedback:
                 try:
-                    results = await asyncio.to_thread(
-                        self.store.apply, batch.requests, [item for item, _ in batch.feedback], self._weigh
+                    results, generation = await asyncio.to_thread(
+                        self._apply, batch.requests, [item for item, _ in batch.feedback]
                     )
                 except Exception as exc:  # the store failed: every feedback of the batch fails with it
                     log.exception("feedback batch failed")
-                    results = [exc] * len(batch.feedback)
+                    results, generation = [exc] * len(batch.feedback), self._generation
+                if generation != self._generation:  # a reload read the store: it learned those already
+                    self._unlearned, self._generation = [], generation
                 for (_, future), result in zip(batch.feedback, results, strict=True):
                     if isinstance(result, FeedbackResult) and result.status == "recorded":
                         self._unlearned.extend(result.learned)
@@ -505,10 +520,10 @@ class FeedbackWriter:
             await asyncio.sleep(self.learn_interval_s)  # what arrives meanwhile is learned in the same update
             self._learn_due.clear()
             records, self._unlearned = self._unlearned, []
-            await asyncio.to_thread(self._learn_now, records)
+            await asyncio.to_thread(self._learn_now, records, self._generation)
 
-    def _learn_now(self, records: list[WeightedOutcome]) -> None:
+    def _learn_now(self, records: list[WeightedOutcome], generation: int) -> None:
         try:
-            self._learn(records)
+            self._learn(records, generation)
         except Exception:  # stored durably: the router learns them at the next start
             log.exception("the router could not learn %d stored feedback records", len(records))

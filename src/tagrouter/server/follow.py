@@ -9,7 +9,9 @@ update later (the update costs in proportion to the tags touched: well under a m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 
 from tagrouter.live import WeightedOutcome
 from tagrouter.server.periodic import PeriodicTask
@@ -17,20 +19,24 @@ from tagrouter.server.stores import FeedbackBackend
 
 
 class FeedbackFollower(PeriodicTask):
-    """Polls ``store`` for other replicas' feedback after sequence number ``after`` and ``learn``s it;
-    ``sleep`` waits out the interval (tests pass one on a clock they move)."""
+    """Polls ``store`` for other replicas' feedback after sequence number ``after`` and ``learn``s it
+    with the generation it was read under (``learn`` returns False when a reload has learned it from the
+    store since: then the follower reads on from where the reload's :meth:`skip_to` put it); ``section``
+    is :meth:`tagrouter.server.reload.ServedRouter.storing` (default: always generation 0); ``sleep``
+    waits out the interval (tests pass one on a clock they move)."""
 
     def __init__(
         self,
         store: FeedbackBackend,
-        learn: Callable[[list[WeightedOutcome]], None],
+        learn: Callable[[list[WeightedOutcome], int], bool | None],
         *,
         after: int,
         interval_s: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        section: Callable[[], AbstractContextManager[int]] = lambda: contextlib.nullcontext(0),
     ) -> None:
         super().__init__("tagrouter-follower", interval_s, sleep)
-        self.store, self._learn, self.after = store, learn, after
+        self.store, self._learn, self.after, self._section = store, learn, after, section
         #: records learned from other replicas since start
         self.learned = 0
 
@@ -50,9 +56,14 @@ class FeedbackFollower(PeriodicTask):
 
     def poll(self) -> int:
         """Learn what other replicas stored since the last poll; returns how many records."""
-        records, last = self.store.changes(self.after)
+        with self._section() as generation:
+            after = self.after
+        records, last = self.store.changes(after)
         if records:
-            self._learn(records)
+            if self._learn(records, generation) is False:
+                return 0  # a reload read the store meanwhile and learned them
             self.learned += len(records)
-        self.after = last
+        with self._section() as now:
+            if now == generation:  # else a reload read the store since: the follower reads on from there
+                self.after = max(self.after, last)
         return len(records)

@@ -26,6 +26,14 @@ class ModelLimits:
         self._clock = clock
         self._lock = threading.Lock()
 
+    def for_catalog(self, catalog: Catalog) -> ModelLimits:
+        """The limits of another catalogue (a reload's), keeping this minute's counts of the models that
+        are still limited (shared, under one lock, with the requests still in flight here)."""
+        limits = ModelLimits(catalog, self._clock)
+        limits._lock = self._lock
+        limits._used = {name: self._used.get(name, deque()) for name in limits._limits}
+        return limits
+
     def tracks(self, model: str) -> bool:
         """Whether ``model`` has a rate limit (only those are counted)."""
         return model in self._limits

@@ -27,6 +27,7 @@ from tagrouter.server.limits import ModelLimits
 from tagrouter.server.metrics import GatewayMetrics
 from tagrouter.server.profiles import ProfileSet
 from tagrouter.server.reload import (
+    Live,
     RouterWatcher,
     ServedRouter,
     current_version,
@@ -45,9 +46,8 @@ class GatewayParts:
     """Everything one gateway serves from (built by :func:`build_parts`)."""
 
     config: GatewayConfig
-    catalog: Catalog
-    upstreams: Upstreams
-    #: the router being served; a reload replaces its profiles (read them through ``profiles``)
+    #: the router being served with its catalogue's parts; a reload replaces them (read ``served.current``
+    #: once per request)
     served: ServedRouter
     batcher: RouteBatcher
     metrics: GatewayMetrics
@@ -57,7 +57,6 @@ class GatewayParts:
     writer: FeedbackWriter
     follower: FeedbackFollower
     shadow: ShadowJudge | None
-    limits: ModelLimits
     #: the session pins, when session affinity is on
     pins: SessionPins | None
     admin: AdminKeys
@@ -71,6 +70,21 @@ class GatewayParts:
         """The routing profiles being served now (a reload swaps them: read them once per use)."""
         return self.served.profiles
 
+    @property
+    def catalog(self) -> Catalog:
+        """The catalogue being served now (a reload may change it)."""
+        return self.served.current.catalog
+
+    @property
+    def upstreams(self) -> Upstreams:
+        """The upstream endpoints of the catalogue being served now."""
+        return self.served.current.upstreams
+
+    @property
+    def limits(self) -> ModelLimits:
+        """The per-model rate limits of the catalogue being served now."""
+        return self.served.current.limits
+
     async def reload(self) -> dict[str, Any]:
         """Serve the router folder's live version if it is not the one served (see
         :mod:`tagrouter.server.reload`). Raises ``ArtifactError`` or ``DataError`` when it cannot be
@@ -81,31 +95,35 @@ class GatewayParts:
             self.metrics.reloads.labels("unchanged").inc()
             return {"object": "tagrouter.reload", "status": "unchanged", "version": self.served.version}
         try:
-            profiles, version = await asyncio.to_thread(
-                load_version, self.router_dir, self.config, self.catalog
-            )
+            live = await asyncio.to_thread(load_version, self.router_dir, self.config, self.served.current)
             stored = partial(
                 stored_feedback, partial(open_feedback_store, self.config), self.follower.skip_to
             )
-            await asyncio.to_thread(self.served.swap, profiles, version, stored)
+            await asyncio.to_thread(self.served.swap, live, stored)
         except (ArtifactError, DataError) as exc:
             self.metrics.reloads.labels("failed").inc()
             log.error("router reload failed, still serving %s: %s", self.served.version, exc)
             raise
+        version, catalog = live.version, live.catalog
+        if self.pins is not None:
+            self.pins.follow(catalog)
+        if self.shadow is not None:
+            self.shadow.follow(catalog, live.upstreams.endpoints)
+        self.dashboard.models = catalog.names
         self.metrics.serving(version)
         self.metrics.reloads.labels("loaded").inc()
         log.info("now serving router version %s", version)
         return {"object": "tagrouter.reload", "status": "loaded", "version": version}
 
     async def start(self) -> None:
-        """Start the background work: the feedback writer and follower, the dashboard's snapshots, the
-        router folder's watcher, the upstream clients."""
+        """Start the background work: the upstream clients, the feedback writer and follower, the
+        dashboard's snapshots, the router folder's watcher."""
+        await self.upstreams.start()  # first: a reload's endpoints share its client
         self.writer.start()
         self.follower.start()
         self.dashboard.start()
         if self.watcher is not None:
             self.watcher.start(self.reload)
-        await self.upstreams.start()
 
     async def aclose(self) -> None:
         """Stop the background work, drain the feedback writer and close the store and the clients."""
@@ -126,9 +144,12 @@ def build_parts(router: TagRouter, config: GatewayConfig, router_dir: Path | Non
     Raises :class:`~tagrouter.errors.DataError` on a config that does not fit the router."""
     catalog = router.catalog
     upstreams = Upstreams(catalog, config)  # checks the endpoints before anything is opened
-    served = ServedRouter(ProfileSet(router, config), current_version(router_dir) if router_dir else "")
+    version = current_version(router_dir) if router_dir else ""
+    served = ServedRouter(Live(ProfileSet(router, config), version, upstreams, ModelLimits(catalog)))
     batcher = RouteBatcher(
-        served.decide, in_threadpool=config.route_in_threadpool, thread_chars=config.thread_routing_chars
+        served.current.decide,
+        in_threadpool=config.route_in_threadpool,
+        thread_chars=config.thread_routing_chars,
     )
     metrics = GatewayMetrics()
     metrics.serving(served.version or "unversioned")
@@ -139,7 +160,11 @@ def build_parts(router: TagRouter, config: GatewayConfig, router_dir: Path | Non
     if replayed:
         log.info("learned %d stored feedback records from %s", len(replayed), store_name(config.feedback_db))
     writer = FeedbackWriter(
-        store, served.update, learn_interval_s=config.learn_interval_s, weigh=served.weigh
+        store,
+        served.update,
+        learn_interval_s=config.learn_interval_s,
+        weigh=served.weigh,
+        section=served.storing,
     )
     affinity = config.affinity
     pins = (
@@ -153,17 +178,16 @@ def build_parts(router: TagRouter, config: GatewayConfig, router_dir: Path | Non
         metrics.sessions.set_function(pins.__len__)
     return GatewayParts(
         config=config,
-        catalog=catalog,
-        upstreams=upstreams,
         served=served,
         batcher=batcher,
         metrics=metrics,
         admission=AdmissionControl(config.admission, metrics.rejected),
         keys=[k.encode() for k in dict.fromkeys([*config.client_keys(), *config.admin_keys])],
         writer=writer,
-        follower=FeedbackFollower(store, served.update, after=seen, interval_s=config.follow_interval_s),
+        follower=FeedbackFollower(
+            store, served.update, after=seen, interval_s=config.follow_interval_s, section=served.storing
+        ),
         shadow=shadow_judging(config.shadow, catalog, upstreams.endpoints, writer, metrics),
-        limits=ModelLimits(catalog),
         pins=pins,
         admin=AdminKeys(config.admin_keys, config.client_keys()),
         dashboard=Dashboard(metrics.registry, catalog.names, interval_s=config.dashboard_interval_s),

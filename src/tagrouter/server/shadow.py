@@ -79,17 +79,8 @@ class ShadowJudge:
         submit: Submit,
         registry: CollectorRegistry,
     ) -> None:
-        if config.reference not in endpoints:
-            raise DataError(
-                f"reference model {config.reference!r} has no endpoint in the catalogue or the config",
-                field="shadow.reference",
-            )
-        try:
-            self.judge: Judge = parse_judge(config.judge, catalog)
-        except TagRouterError as exc:
-            raise DataError(str(exc), field="shadow.judge") from None
+        self.judge, self.reference = shadow_targets(config, catalog, endpoints)
         self.config = config
-        self.reference = ChatTarget.from_card(catalog[config.reference], endpoints[config.reference])
         self._submit = submit
         self._client: ChatClient | None = None
         self._jobs: set[asyncio.Task[None]] = set()
@@ -115,6 +106,11 @@ class ShadowJudge:
             ["result"],
             registry=registry,
         )
+
+    def follow(self, catalog: Catalog, endpoints: dict[str, Endpoint]) -> None:
+        """Judge with the cards and endpoints of ``catalog`` from now on (a reload's; checked by
+        :func:`shadow_targets` when it was loaded); jobs already running finish with the old ones."""
+        self.judge, self.reference = shadow_targets(self.config, catalog, endpoints)
 
     # ---- hooks of the gateway -----------------------------------------------------------------------------
     def after_response(
@@ -235,6 +231,24 @@ def charged(reported: Any, estimated: float) -> float:
     except OverflowError:  # an int beyond any float: not a cost
         return estimated
     return max(value, estimated) if math.isfinite(value) and value >= 0 else estimated
+
+
+def shadow_targets(
+    config: ShadowConfig, catalog: Catalog, endpoints: dict[str, Endpoint]
+) -> tuple[Judge, ChatTarget]:
+    """The judge and the reference model's target of ``config`` over ``catalog`` and its ``endpoints``.
+
+    Raises :class:`DataError` when the reference model has no endpoint or the judge spec does not fit."""
+    if config.reference not in endpoints:
+        raise DataError(
+            f"reference model {config.reference!r} has no endpoint in the catalogue or the config",
+            field="shadow.reference",
+        )
+    try:
+        judge = parse_judge(config.judge, catalog)
+    except TagRouterError as exc:
+        raise DataError(str(exc), field="shadow.judge") from None
+    return judge, ChatTarget.from_card(catalog[config.reference], endpoints[config.reference])
 
 
 def shadow_judging(

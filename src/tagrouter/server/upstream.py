@@ -209,6 +209,15 @@ class Upstreams:
                 )
         self._session: aiohttp.ClientSession | None = None
 
+    def for_catalog(self, catalog: Catalog) -> Upstreams:
+        """The endpoints of another catalogue (a reload's) over this one's pooled client, so that the
+        requests still in flight on these endpoints finish and one :meth:`aclose` closes both.
+
+        Raises :class:`DataError` as the constructor does."""
+        upstreams = Upstreams(catalog, self.config)
+        upstreams._session = self._session
+        return upstreams
+
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.config.max_upstream_connections)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)

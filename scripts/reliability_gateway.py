@@ -571,8 +571,9 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
     errors: dict[str, Counter] = {phase: Counter() for phase in PHASES}
     extras: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
     cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    phases = {phase: load for phase, load in PHASES.items() if load is None or load in args.loads}
     for number in range(args.rounds):
-        for phase, load in PHASES.items():
+        for phase, load in phases.items():
             loader = None
             if load is not None:
                 command = [sys.executable, __file__, "--load", load, "--url", url, "--seconds", str(seconds),
@@ -592,7 +593,7 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
             if loader is not None:
                 extras[phase].append(json.loads(loader.communicate(timeout=120)[0]))
     results: dict[str, dict[str, Any]] = {}
-    for phase in PHASES:
+    for phase in phases:
         ms = (
             np.percentile(np.array(latencies[phase]) * 1000, [50, 99])
             if latencies[phase]
@@ -715,12 +716,21 @@ def main() -> None:
         help="the slow-body attacker reconnects at once after a 429 (a connection flood)",
     )
     parser.add_argument("--sections", default="bad,faults,trust,kill,latency", help="which checks to run")
+    loads = sorted(set(PHASES.values()) - {None})
+    parser.add_argument(
+        "--loads",
+        type=lambda text: text.split(","),
+        default=loads,
+        help=f"the latency phases' loads to run besides chat alone (comma-separated, of {','.join(loads)})",
+    )
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--load", choices=sorted(set(PHASES.values()) - {None}), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--serve-upstream", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if unknown := set(args.loads) - set(loads):
+        parser.error(f"--loads: unknown {', '.join(sorted(unknown))} (expected some of {', '.join(loads)})")
     if args.serve_upstream:
         serve_upstream(args.serve_upstream, args.port)
         return

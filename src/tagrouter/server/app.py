@@ -182,9 +182,18 @@ class Gateway:
         )
 
     async def body(self, request: Request) -> bytes:
-        """The request's body, within ``max_request_bytes`` and ``admission.body_timeout_s``."""
-        config = self.parts.config
-        return await read_body(request, config.max_request_bytes, config.admission.body_timeout_s)
+        """The request's body, within ``max_request_bytes`` and ``admission.body_timeout_s``; a 408 is
+        spread as a 429 is (the slow bodies of a crowd that came together would time out together, and
+        their clients would come back together)."""
+        config, admission = self.parts.config, self.parts.admission
+        try:
+            return await read_body(request, config.max_request_bytes, config.admission.body_timeout_s)
+        except ApiError as exc:
+            if exc.status == 408:
+                client = request.state.client
+                kind = ("body", None if client is None else client.index)
+                await admission.spread(kind, config.admission.max_in_flight_per_key)
+            raise
 
     async def authorize_admin(self, request: Request) -> None:
         """Reject the request unless it carries one of the admin keys (see :mod:`tagrouter.server.admin`)."""

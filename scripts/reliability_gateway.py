@@ -54,6 +54,7 @@ KEY = "sk-reliability"
 AUTH = {"authorization": f"Bearer {KEY}"}
 ATTACKER = "sk-reliability-other"  # a second valid client key: the one that misbehaves
 ATTACKER_AUTH = {"authorization": f"Bearer {ATTACKER}"}
+FLOODER = "sk-reliability-flood-{}"  # the keys of the latency phase's feedback clients, one each
 SLOW_CONNECTIONS = 256
 IGNORE_RETRY_AFTER = "--attack-ignores-retry-after" in sys.argv  # the slow-body attacker's manners
 THRIFTY = "thrifty"  # a profile that sends the example queries below the dearest model
@@ -325,6 +326,7 @@ async def _feedback_client(
     name: str,
     stop: asyncio.Event,
     acked: set[str],
+    auth: dict[str, str] = AUTH,
 ) -> tuple[int, int]:
     """Send feedback until ``stop`` (or the gateway dies), honouring Retry-After; returns (accepted, rejected)."""
     accepted = rejected = number = 0
@@ -338,7 +340,7 @@ async def _feedback_client(
             "feedback_id": feedback_id,
         }
         try:
-            async with http.post(url + "/v1/feedback", json=body, headers=AUTH) as response:
+            async with http.post(url + "/v1/feedback", json=body, headers=auth) as response:
                 data = await response.json(content_type=None)
                 if response.status == 200 and data.get("status") in ("recorded", "duplicate"):
                     acked.add(feedback_id)
@@ -532,9 +534,12 @@ async def background_load(
         deadline = time.perf_counter() + seconds
         if kind == "feedback":
             stop, acked = asyncio.Event(), set()
+            keys = [{"authorization": f"Bearer {FLOODER.format(i)}"} for i in range(clients)]
             tasks = [
-                asyncio.create_task(_feedback_client(http, url, queries, "mid-70b", f"f{i}", stop, acked))
-                for i in range(clients)
+                asyncio.create_task(
+                    _feedback_client(http, url, queries, "mid-70b", f"f{i}", stop, acked, auth)
+                )
+                for i, auth in enumerate(keys)
             ]
             await asyncio.sleep(seconds)
             stop.set()
@@ -747,7 +752,7 @@ def main() -> None:
         router.save(work / "router")
         upstreams = {model: Upstream(model).start() for model in router.models}
         config = {
-            "api_keys": [KEY, ATTACKER],
+            "api_keys": [KEY, ATTACKER, *(FLOODER.format(i) for i in range(args.flood_clients))],
             "affinity": {"enabled": True},
             "profiles": {"tagrouter": {}, THRIFTY: {"rule": "utility", "knob": 100}},
             "feedback_db": str(work / "feedback.sqlite3"),

@@ -54,6 +54,7 @@ KEY = "sk-reliability"
 AUTH = {"authorization": f"Bearer {KEY}"}
 ATTACKER = "sk-reliability-other"  # a second valid client key: the one that misbehaves
 ATTACKER_AUTH = {"authorization": f"Bearer {ATTACKER}"}
+FLOODER = "sk-reliability-flood-{}"  # the keys of the latency phase's feedback clients, one each
 SLOW_CONNECTIONS = 256
 IGNORE_RETRY_AFTER = "--attack-ignores-retry-after" in sys.argv  # the slow-body attacker's manners
 THRIFTY = "thrifty"  # a profile that sends the example queries below the dearest model
@@ -325,6 +326,7 @@ async def _feedback_client(
     name: str,
     stop: asyncio.Event,
     acked: set[str],
+    auth: dict[str, str] = AUTH,
 ) -> tuple[int, int]:
     """Send feedback until ``stop`` (or the gateway dies), honouring Retry-After; returns (accepted, rejected)."""
     accepted = rejected = number = 0
@@ -338,7 +340,7 @@ async def _feedback_client(
             "feedback_id": feedback_id,
         }
         try:
-            async with http.post(url + "/v1/feedback", json=body, headers=AUTH) as response:
+            async with http.post(url + "/v1/feedback", json=body, headers=auth) as response:
                 data = await response.json(content_type=None)
                 if response.status == 200 and data.get("status") in ("recorded", "duplicate"):
                     acked.add(feedback_id)
@@ -532,9 +534,12 @@ async def background_load(
         deadline = time.perf_counter() + seconds
         if kind == "feedback":
             stop, acked = asyncio.Event(), set()
+            keys = [{"authorization": f"Bearer {FLOODER.format(i)}"} for i in range(clients)]
             tasks = [
-                asyncio.create_task(_feedback_client(http, url, queries, "mid-70b", f"f{i}", stop, acked))
-                for i in range(clients)
+                asyncio.create_task(
+                    _feedback_client(http, url, queries, "mid-70b", f"f{i}", stop, acked, auth)
+                )
+                for i, auth in enumerate(keys)
             ]
             await asyncio.sleep(seconds)
             stop.set()
@@ -571,8 +576,9 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
     errors: dict[str, Counter] = {phase: Counter() for phase in PHASES}
     extras: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
     cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    phases = {phase: load for phase, load in PHASES.items() if load is None or load in args.loads}
     for number in range(args.rounds):
-        for phase, load in PHASES.items():
+        for phase, load in phases.items():
             loader = None
             if load is not None:
                 command = [sys.executable, __file__, "--load", load, "--url", url, "--seconds", str(seconds),
@@ -592,7 +598,7 @@ async def run_latency(gateway: Gateway, queries: list[str], args: argparse.Names
             if loader is not None:
                 extras[phase].append(json.loads(loader.communicate(timeout=120)[0]))
     results: dict[str, dict[str, Any]] = {}
-    for phase in PHASES:
+    for phase in phases:
         ms = (
             np.percentile(np.array(latencies[phase]) * 1000, [50, 99])
             if latencies[phase]
@@ -715,12 +721,21 @@ def main() -> None:
         help="the slow-body attacker reconnects at once after a 429 (a connection flood)",
     )
     parser.add_argument("--sections", default="bad,faults,trust,kill,latency", help="which checks to run")
+    loads = sorted(set(PHASES.values()) - {None})
+    parser.add_argument(
+        "--loads",
+        type=lambda text: text.split(","),
+        default=loads,
+        help=f"the latency phases' loads to run besides chat alone (comma-separated, of {','.join(loads)})",
+    )
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--load", choices=sorted(set(PHASES.values()) - {None}), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--serve-upstream", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if unknown := set(args.loads) - set(loads):
+        parser.error(f"--loads: unknown {', '.join(sorted(unknown))} (expected some of {', '.join(loads)})")
     if args.serve_upstream:
         serve_upstream(args.serve_upstream, args.port)
         return
@@ -737,7 +752,7 @@ def main() -> None:
         router.save(work / "router")
         upstreams = {model: Upstream(model).start() for model in router.models}
         config = {
-            "api_keys": [KEY, ATTACKER],
+            "api_keys": [KEY, ATTACKER, *(FLOODER.format(i) for i in range(args.flood_clients))],
             "affinity": {"enabled": True},
             "profiles": {"tagrouter": {}, THRIFTY: {"rule": "utility", "knob": 100}},
             "feedback_db": str(work / "feedback.sqlite3"),

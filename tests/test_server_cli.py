@@ -103,3 +103,26 @@ def test_serve_reports_a_bad_config_in_one_line(tmp_path: Path, text: str, expec
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert all(part in lines[0] for part in expected), lines[0]
     assert not (tmp_path / "fb.sqlite3").exists()  # nothing was opened before the check
+
+
+def test_serve_gives_the_event_loop_the_gil_back_within_a_millisecond(tmp_path: Path, monkeypatch) -> None:
+    """Issue 16: the gateway's worker threads (commits, learning, big bodies parsed off the loop) held the
+    GIL for Python's default 5 ms switch interval each time the event loop wanted it back. ``tagrouter
+    serve`` runs uvicorn under :data:`~tagrouter.server.SWITCH_INTERVAL_S` (uvicorn is stubbed here)."""
+    import sys
+
+    import uvicorn
+
+    from tagrouter.cli.serve import serve
+    from tagrouter.server import SWITCH_INTERVAL_S
+
+    seen: list[float] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.append(sys.getswitchinterval()))
+    before = sys.getswitchinterval()
+    try:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(f"feedback_db: {tmp_path / 'feedback.sqlite3'}\n", encoding="utf-8")
+        serve(save_router(tmp_path / "router"), config=config, port=0)
+    finally:
+        sys.setswitchinterval(before)
+    assert seen == [SWITCH_INTERVAL_S] and SWITCH_INTERVAL_S < 0.005  # below Python's default

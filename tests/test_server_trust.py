@@ -157,6 +157,28 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408_and_its_place_is_freed(gat
     wait_for(lambda: not server.server.config.app.state.gateway.parts.admission._key_in_flight)
 
 
+def test_slow_bodies_that_time_out_together_are_answered_spread_out(gateway) -> None:
+    """Issue 16: the slow bodies of a crowd that came together timed out together, and their 408s sent
+    the whole crowd back at once. The 408 now waits its share of ``refusal_spread_s`` (the draw is set to
+    the whole spread here), counted among the key's waiting refusals, and still closes the connection."""
+    server = gateway(api_keys=[KEY, OTHER], admission={"body_timeout_s": 0.5, "refusal_spread_s": 0.6})
+    admission = server.server.config.app.state.gateway.parts.admission
+    admission._draw = lambda: 1.0
+    started = time.monotonic()
+    sock = slow_upload(server, "/v1/chat/completions", OTHER)
+    try:
+        wait_for(lambda: admission.refusals_waiting)
+        assert admission.refusals_waiting == {("body", 1): 1}
+        received = b""
+        while piece := sock.recv(4096):  # closed after the answer
+            received += piece
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+    assert received.decode().startswith("HTTP/1.1 408") and elapsed >= 1.05, (elapsed, received[:80])
+    wait_for(lambda: not admission._key_in_flight and not admission.refusals_waiting)
+
+
 def test_one_key_holds_at_most_its_own_places(gateway) -> None:
     """Case 1: nothing limited how many requests one key had in the gateway at once."""
     server = gateway(api_keys=[KEY, OTHER], admission={"max_in_flight_per_key": 3})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tagrouter.errors import TagRouterError
-from tagrouter.server import UVICORN_LOOP
+from tagrouter.server import SWITCH_INTERVAL_S, UVICORN_LOOP
 
 
 class LogLevel(StrEnum):
@@ -51,6 +52,7 @@ def serve(
 
     settings = load_gateway_config(config) if config else GatewayConfig()
     app = create_app(TagRouter.load(router_dir), settings, router_dir=router_dir)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # this process is the gateway's: its event loop comes first
     uvicorn.run(
         app,
         host=host,

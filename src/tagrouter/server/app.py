@@ -36,6 +36,7 @@ from tagrouter.constraints import Allowed, Needs, allowed
 from tagrouter.errors import ArtifactError, DataError, validated
 from tagrouter.live import LiveDecision
 from tagrouter.router import Decision, TagRouter
+from tagrouter.server.admission import KeyGate
 from tagrouter.server.affinity import Pin
 from tagrouter.server.config import GatewayConfig
 from tagrouter.server.dashboard import Recent, stylesheet
@@ -112,10 +113,6 @@ def _scope(client: Client | None) -> str:
     return "" if client is None else str(client.index)
 
 
-def _index(client: Client | None) -> int | None:
-    return None if client is None else client.index
-
-
 def _decision_headers(
     live: LiveDecision | None, model: str, request_id: str, profile: str, version: str = ""
 ) -> dict[str, str]:
@@ -155,35 +152,49 @@ class Gateway:
         #: the decision-time histogram of each endpoint, looked up once (``labels`` takes a lock per call)
         self._decision_seconds: dict[str, Any] = {}
 
+    def key_index(self, authorization: str) -> int | None:
+        """The number of the client key that an ``Authorization`` header carries (``Bearer KEY``), or
+        None when it carries none of them (each key is compared in constant time)."""
+        scheme, _, token = authorization.partition(" ")
+        token_bytes = token.strip().encode("utf-8", "replace")
+        matched = [hmac.compare_digest(token_bytes, k) for k in self.parts.keys]
+        return matched.index(True) if scheme.lower() == "bearer" and any(matched) else None
+
     async def authorize(self, request: Request) -> None:
-        """Reject the request unless it carries one of the client keys (when any are configured), and
-        count it against that key's rate limit. Sets ``request.state.client``: its :class:`Client` (None
-        without client keys), which scopes the request's session and its per-key limits.
+        """Reject the request unless it carries one of the client keys (when any are configured). Sets
+        ``request.state.client``: its :class:`Client` (None without client keys), which scopes the
+        request's session and owns its feedback; its per-key limits were checked on its headers already
+        (:class:`~tagrouter.server.admission.KeyGate`).
 
         A coroutine, so that FastAPI runs it on the event loop instead of in a worker thread."""
         request.state.client = None
         if not self.parts.keys:
             return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token_bytes = token.strip().encode("utf-8", "replace")
-        matched = [hmac.compare_digest(token_bytes, k) for k in self.parts.keys]
-        if scheme.lower() != "bearer" or not any(matched):
+        index = self.key_index(request.headers.get("authorization", ""))
+        if index is None:
             raise ApiError(
                 401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key"
             )
-        index = matched.index(True)
         key = self.parts.keys[index]
         request.state.client = Client(
             index=index,
             source=hashlib.sha256(key).hexdigest()[:32],
             admin=key.decode() in self.parts.config.admin_keys,
         )
-        self.parts.admission.check_key(index)
 
     async def body(self, request: Request) -> bytes:
-        """The request's body, within ``max_request_bytes`` and ``admission.body_timeout_s``."""
-        config = self.parts.config
-        return await read_body(request, config.max_request_bytes, config.admission.body_timeout_s)
+        """The request's body, within ``max_request_bytes`` and ``admission.body_timeout_s``; a 408 is
+        spread as a 429 is (the slow bodies of a crowd that came together would time out together, and
+        their clients would come back together)."""
+        config, admission = self.parts.config, self.parts.admission
+        try:
+            return await read_body(request, config.max_request_bytes, config.admission.body_timeout_s)
+        except ApiError as exc:
+            if exc.status == 408:
+                client = request.state.client
+                kind = ("body", None if client is None else client.index)
+                await admission.spread(kind, config.admission.max_in_flight_per_key)
+            raise
 
     async def authorize_admin(self, request: Request) -> None:
         """Reject the request unless it carries one of the admin keys (see :mod:`tagrouter.server.admin`)."""
@@ -279,10 +290,9 @@ class Gateway:
 
     # ---- endpoints ----------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
-        with self.parts.admission.client(_index(request.state.client)):  # before the body: per key
-            content = await self.body(request)
-            with self.parts.admission.chat():  # once the body is in: shared
-                return await self._chat(request, content)
+        content = await self.body(request)
+        async with self.parts.admission.chat():  # once the body is in: shared
+            return await self._chat(request, content)
 
     def read_chat(self, content: bytes, request: Request, serving: Live) -> RoutingInput:
         """The routing input of a chat body for ``serving`` (its session scoped by the request's client
@@ -442,8 +452,7 @@ class Gateway:
         return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
     async def route(self, request: Request) -> dict[str, Any]:
-        with self.parts.admission.client(_index(request.state.client)):
-            return await self._route(request, parse_json(await self.body(request)))
+        return await self._route(request, parse_json(await self.body(request)))
 
     async def _route(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         serving = self.parts.served.current
@@ -488,10 +497,9 @@ class Gateway:
         }
 
     async def feedback(self, request: Request) -> dict[str, Any]:
-        with self.parts.admission.client(_index(request.state.client)):  # before the body: per key
-            content = await self.body(request)
-            with self.parts.admission.feedback():  # once the body is in: shared
-                return await self._feedback(request, content)
+        content = await self.body(request)
+        async with self.parts.admission.feedback():  # once the body is in: shared
+            return await self._feedback(request, content)
 
     async def _feedback(self, request: Request, content: bytes) -> dict[str, Any]:
         parts = self.parts
@@ -586,6 +594,8 @@ def create_app(
 
     app = FastAPI(title="TagRouter gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
+    if gateway.parts.keys:  # per-key limits, on the headers before the app reads anything
+        app.add_middleware(KeyGate, admission=gateway.parts.admission, identify=gateway.key_index)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -99,11 +99,17 @@ class Admission(BaseModel):
     max_in_flight_per_key: int = Field(
         default=128,
         ge=1,
-        description="requests of one client key in the gateway at once, their body still being read "
-        "included (needs api_keys)",
+        description="requests of one client key in the gateway at once, from their headers to the end of "
+        "their answer (bodies being read and streams included; needs api_keys)",
     )
     body_timeout_s: float = Field(
         default=10.0, gt=0, description="a request body not received within this many seconds is a 408"
+    )
+    refusal_spread_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="a 429 is answered after a random delay of up to this many seconds, so that clients "
+        "refused together come back spread out (Retry-After counts whole seconds; 0: answer at once)",
     )
 
 

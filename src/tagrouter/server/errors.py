@@ -48,12 +48,15 @@ class ApiError(Exception):
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
         self.headers = headers
 
-    def response(self) -> Response:
-        """The error as a JSON response (ASCII-escaped, so that text echoed from a bad request, such as a
-        lone surrogate, can always be encoded)."""
+    def content(self) -> bytes:
+        """The error's JSON body (ASCII-escaped, so that text echoed from a bad request, such as a lone
+        surrogate, can always be encoded)."""
         body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        content = json.dumps({"error": body}).encode()
-        return Response(content, self.status, self.headers, media_type="application/json")
+        return json.dumps({"error": body}).encode()
+
+    def response(self) -> Response:
+        """The error as a JSON response."""
+        return Response(self.content(), self.status, self.headers, media_type="application/json")
 
 
 def data_error(exc: DataError) -> ApiError:

@@ -51,6 +51,7 @@ from tagrouter.deciding import Decider, Rule
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
 from tagrouter.records import OUTCOMES, History, HistoryRecord, as_history, query_id
+from tagrouter.residual import EmbeddingResidual
 from tagrouter.router import Decision, TagRouter
 
 Outcome = Literal["win", "tie", "loss"]
@@ -370,9 +371,9 @@ class LiveLearner:
         try:
             chosen = select_settings(self.model, history)
             if chosen is not None:
-                scorer, point, report = chosen
+                scorer, point, report, residual = chosen
                 with self._lock:
-                    self.model = self.model.with_scorer(scorer, report)
+                    self.model = self.model.with_scorer(scorer, report, residual)
                     self.decider = for_models(Decider(point.rule, point.knob), len(self.model.models))
                     self.stats.reselections += 1
                     self.stats.last_selection = report
@@ -410,12 +411,15 @@ def for_models(decider: Decider, n_models: int) -> Decider:
 MIN_SELECTION_QUERIES = 10
 
 
-def select_settings(model: RoutingModel, history: History) -> tuple[Any, Any, dict[str, Any]] | None:
-    """The scorer's settings and operating point chosen by the fit's inner cross-validation on
-    ``history`` (bandit records add to the inner tables; the curves are scored on the queries that have
-    an outcome for every tuned model). Models judged on fewer than half of the queries that have several
-    models' outcomes (e.g. a new model) are left out of the curves, not out of the tables. None when fewer
-    than :data:`MIN_SELECTION_QUERIES` queries could score the curves."""
+def select_settings(
+    model: RoutingModel, history: History
+) -> tuple[Any, Any, dict[str, Any], EmbeddingResidual | None] | None:
+    """The scorer's settings, operating point, report and embedding residual (None: the tags alone route
+    better) chosen by the fit's inner cross-validation on ``history``, as a fit chooses them (bandit
+    records add to the inner tables; the curves, and the residual, use the queries that have an outcome
+    for every tuned model). Models judged on fewer than half of the queries that have several models'
+    outcomes (e.g. a new model) are left out of the curves, not out of the tables, and get no residual
+    correction. None when fewer than :data:`MIN_SELECTION_QUERIES` queries could score the curves."""
     from tagrouter.tuning import TuningSample, tune_model
 
     judged: dict[str, set[str]] = defaultdict(set)
@@ -431,4 +435,13 @@ def select_settings(model: RoutingModel, history: History) -> tuple[Any, Any, di
         cards = Catalog(models=[model.catalog[m] for m in tuned])
         sub = RoutingModel.build(model.tagger, model.table, cards, model.scorer, model.output_tokens)
     scorer, point, report = tune_model(sub, TuningSample.of(history, sub.tagger))
-    return scorer, point, report.to_dict()
+    residual = report.residual
+    if residual is not None and tuned != model.models:  # untuned models: no correction
+        columns = [tuned.index(m) if m in tuned else -1 for m in model.models]
+        weights = np.zeros((residual.weights.shape[0], len(columns)))
+        intercept = np.zeros(len(columns))
+        for j, c in enumerate(columns):
+            if c >= 0:
+                weights[:, j], intercept[j] = residual.weights[:, c], residual.intercept[c]
+        residual = EmbeddingResidual(weights, intercept)
+    return scorer, point, report.to_dict(), residual

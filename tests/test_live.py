@@ -156,7 +156,8 @@ def test_inverse_propensity_learning_is_unbiased_where_plain_counting_is_not():
     rng = np.random.default_rng(3)
 
     def stream(propensity_known: bool) -> TagTable:
-        learner = LiveLearner(seed_router(), LivePolicy(reselect_growth=None, per_source_weight=None))
+        policy = LivePolicy(max_weight=10.0, reselect_growth=None, per_source_weight=None)
+        learner = LiveLearner(seed_router(), policy)
         judged = []
         for i in range(4000):
             easy = i % 2 == 0
@@ -191,8 +192,8 @@ def test_weights_count_like_repeated_records():
 
 
 def test_replicas_that_apply_the_stored_weights_learn_the_same_table():
-    receiving = LiveLearner(seed_router(), LivePolicy(reselect_growth=None))
-    follower = LiveLearner(seed_router(), LivePolicy(reselect_growth=None))
+    policy = LivePolicy(max_weight=10.0, reselect_growth=None)  # weighted: replicas must agree on weights
+    receiving, follower = LiveLearner(seed_router(), policy), LiveLearner(seed_router(), policy)
     judged = [
         Judged(f"#math q{i}", "cheap" if i % 3 else "dear", "win" if i % 2 else "loss", 0.2 + 0.1 * (i % 7))
         for i in range(60)

@@ -15,11 +15,13 @@ known exactly (its share of the draws), and that **propensity** travels with the
   posterior mean, what the router alone would choose). Per budget key (a gateway profile), that extra is
   kept at most ``budget_share`` of the expected dollars spent, at every moment: a draw may only choose a
   model whose extra fits what is left. ``budget_share=0`` turns exploration off.
-- **Unbiased learning**: an outcome counts with weight min(1 / propensity, ``max_weight``), divided by the
-  mean such weight of that model's learned outcomes (self-normalised inverse-propensity weighting): the
-  table estimates each model's accept rate on the queries of a tag, not on those the router sent it,
-  while a model keeps about one count per judged answer. Without exploration (every propensity 1) every
-  outcome counts once: plain counting.
+- **Weighting by propensity**: an outcome counts with weight min(1 / propensity, ``max_weight``), divided
+  by the mean such weight of that model's learned outcomes (self-normalised inverse-propensity
+  weighting): with a clip above 1 the table estimates each model's accept rate on the queries of a tag,
+  not on those the router sent it, while a model keeps about one count per judged answer. The default
+  clip is 1, plain counting (every outcome once): on the replays of ``tagrouter bench live`` the weights'
+  variance cost more routing quality than the selection bias they remove (exploration is what lets every
+  model be judged at all). The propensity is still returned and stored with every decision and feedback.
 - **Untrusted feedback**: each source (a client key) may add at most ``per_source_weight`` of weight per
   ``window_s``; the rest is refused (and counted), so one key cannot re-steer the pool.
 - **Settings follow the evidence**: when the distinct queries learned have grown by ``reselect_growth``
@@ -65,8 +67,10 @@ class LivePolicy:
     budget_share: float = 0.02
     #: posterior draws per decision: propensities are multiples of 1 / draws
     draws: int = 32
-    #: the largest inverse-propensity weight of one outcome, before normalisation
-    max_weight: float = 10.0
+    #: the largest inverse-propensity weight of one outcome, before normalisation; 1 (the default): every
+    #: outcome counts once (plain counting), which routed better on the replays than weights clipped at
+    #: 10 (their variance outweighed the bias they remove; see the README, *Learning from live traffic*)
+    max_weight: float = 1.0
     #: weight one source may add per window (None: unbounded)
     per_source_weight: float | None = 100.0
     window_s: float = 3600.0

@@ -177,6 +177,14 @@ def test_inverse_propensity_learning_is_unbiased_where_plain_counting_is_not():
     assert rate(stream(propensity_known=True)) == pytest.approx(0.5, abs=0.03)
 
 
+def test_by_default_every_outcome_counts_once_whatever_its_propensity():
+    learner = LiveLearner(seed_router(), LivePolicy(reselect_growth=None, per_source_weight=None))
+    judged = [Judged(f"#math q{i}", "cheap", "win", p) for i, p in enumerate([1.0, 0.5, 0.1, 0.03])]
+    assert learner.learn(judged) == [1.0, 1.0, 1.0, 1.0]
+    counts = learner.model.table.rows(np.array([learner.model.table.tag_index["#math"]]))[0]
+    assert counts[learner.model.table.model_index["cheap"]].sum() == pytest.approx(4.0)
+
+
 def test_weights_count_like_repeated_records():
     tags = [["a", "b"], ["b"], ["a"]]
     weighted = TagTable.count(tags, ["m", "n", "m"], ["win", "loss", "tie"], [2.0, 1.0, 3.0])

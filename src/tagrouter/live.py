@@ -1,5 +1,5 @@
-"""Learning from live traffic: decide with exploration, learn judged outcomes without the bias of one's own
-choices, re-select the scorer's settings as evidence grows, onboard new models.
+"""Learning from live traffic: decide with exploration, learn judged outcomes (counted, or weighted by
+their propensities), re-select the scorer's settings as evidence grows, onboard new models.
 
 Feedback on a served answer judges only the model that was chosen (bandit feedback). A router that only
 exploits learns about the models it already prefers; :class:`LiveLearner` therefore decides by **Thompson

@@ -85,8 +85,8 @@ def test_a_request_takes_one_verdict_unless_a_correction_replaces_it(stores) -> 
 def test_replicas_learn_the_weights_the_receiving_replica_stored(stores) -> None:
     store, follower = stores
     router = fit_router()
-    receiving = LiveLearner(router, LivePolicy(reselect_growth=None))
-    following = LiveLearner(router, LivePolicy(reselect_growth=None))
+    policy = LivePolicy(max_weight=10.0, reselect_growth=None)  # weighted: the stored weights differ
+    receiving, following = LiveLearner(router, policy), LiveLearner(router, policy)
     store.apply(
         [(f"r{i}", f"{GREETING_QUERY} {i}", "cheap", "alice", 0.1 + 0.1 * (i % 5)) for i in range(20)], []
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,7 +156,8 @@ def test_inverse_propensity_learning_is_unbiased_where_plain_counting_is_not():
     rng = np.random.default_rng(3)
 
     def stream(propensity_known: bool) -> TagTable:
-        learner = LiveLearner(seed_router(), LivePolicy(reselect_growth=None, per_source_weight=None))
+        policy = LivePolicy(max_weight=10.0, reselect_growth=None, per_source_weight=None)
+        learner = LiveLearner(seed_router(), policy)
         judged = []
         for i in range(4000):
             easy = i % 2 == 0
@@ -175,6 +177,14 @@ def test_inverse_propensity_learning_is_unbiased_where_plain_counting_is_not():
     assert rate(stream(propensity_known=True)) == pytest.approx(0.5, abs=0.03)
 
 
+def test_by_default_every_outcome_counts_once_whatever_its_propensity():
+    learner = LiveLearner(seed_router(), LivePolicy(reselect_growth=None, per_source_weight=None))
+    judged = [Judged(f"#math q{i}", "cheap", "win", p) for i, p in enumerate([1.0, 0.5, 0.1, 0.03])]
+    assert learner.learn(judged) == [1.0, 1.0, 1.0, 1.0]
+    counts = learner.model.table.rows(np.array([learner.model.table.tag_index["#math"]]))[0]
+    assert counts[learner.model.table.model_index["cheap"]].sum() == pytest.approx(4.0)
+
+
 def test_weights_count_like_repeated_records():
     tags = [["a", "b"], ["b"], ["a"]]
     weighted = TagTable.count(tags, ["m", "n", "m"], ["win", "loss", "tie"], [2.0, 1.0, 3.0])
@@ -190,8 +200,8 @@ def test_weights_count_like_repeated_records():
 
 
 def test_replicas_that_apply_the_stored_weights_learn_the_same_table():
-    receiving = LiveLearner(seed_router(), LivePolicy(reselect_growth=None))
-    follower = LiveLearner(seed_router(), LivePolicy(reselect_growth=None))
+    policy = LivePolicy(max_weight=10.0, reselect_growth=None)  # weighted: replicas must agree on weights
+    receiving, follower = LiveLearner(seed_router(), policy), LiveLearner(seed_router(), policy)
     judged = [
         Judged(f"#math q{i}", "cheap" if i % 3 else "dear", "win" if i % 2 else "loss", 0.2 + 0.1 * (i % 7))
         for i in range(60)
@@ -269,6 +279,33 @@ def test_settings_are_re_selected_as_the_evidence_doubles():
     assert learner.stats.reselections == 1
     assert learner.stats.last_selection is not None and "chosen" in learner.stats.last_selection
     assert learner.model.scorer.config() == {**learner.stats.last_selection["chosen"]}
+
+
+def test_a_re_selection_keeps_the_embedding_residual_it_chose(monkeypatch):
+    """The residual that the inner cross-validation chose is applied (a model it did not tune, here a new
+    one, gets no correction); without one the tags alone route."""
+    import tagrouter.tuning
+    from tagrouter.residual import EmbeddingResidual
+
+    tune = tagrouter.tuning.tune_model
+    chosen = EmbeddingResidual(np.arange(6.0).reshape(3, 2), np.array([0.5, -0.5]))
+
+    def tune_with_residual(model, sample):
+        scorer, point, report = tune(model, sample)
+        assert model.models == ["cheap", "dear"]  # the newcomer was left out of the tuning
+        return scorer, point, replace(report, residual=chosen)
+
+    monkeypatch.setattr(tagrouter.tuning, "tune_model", tune_with_residual)
+    learner = LiveLearner(
+        seed_router(), LivePolicy(reselect_growth=2.0), history=seed_history(), rng=np.random.default_rng(6)
+    )
+    learner.with_catalog(catalog(("cheap", 0.1), ("newcomer", 0.05), ("dear", 10.0)))
+    run_math_stream(learner, 40)
+    assert learner.stats.reselections == 1
+    residual = learner.model.residual
+    assert residual is not None and learner.model.models == ["cheap", "newcomer", "dear"]
+    assert np.array_equal(residual.weights, [[0.0, 0.0, 1.0], [2.0, 0.0, 3.0], [4.0, 0.0, 5.0]])
+    assert np.array_equal(residual.intercept, [0.5, 0.0, -0.5])
 
 
 def test_background_re_selection_swaps_in_new_settings_while_decisions_go_on():

@@ -1,5 +1,5 @@
-"""Learning from live traffic: decide with exploration, learn judged outcomes without the bias of one's own
-choices, re-select the scorer's settings as evidence grows, onboard new models.
+"""Learning from live traffic: decide with exploration, learn judged outcomes (counted, or weighted by
+their propensities), re-select the scorer's settings as evidence grows, onboard new models.
 
 Feedback on a served answer judges only the model that was chosen (bandit feedback). A router that only
 exploits learns about the models it already prefers; :class:`LiveLearner` therefore decides by **Thompson
@@ -15,11 +15,13 @@ known exactly (its share of the draws), and that **propensity** travels with the
   posterior mean, what the router alone would choose). Per budget key (a gateway profile), that extra is
   kept at most ``budget_share`` of the expected dollars spent, at every moment: a draw may only choose a
   model whose extra fits what is left. ``budget_share=0`` turns exploration off.
-- **Unbiased learning**: an outcome counts with weight min(1 / propensity, ``max_weight``), divided by the
-  mean such weight of that model's learned outcomes (self-normalised inverse-propensity weighting): the
-  table estimates each model's accept rate on the queries of a tag, not on those the router sent it,
-  while a model keeps about one count per judged answer. Without exploration (every propensity 1) every
-  outcome counts once: plain counting.
+- **Weighting by propensity**: an outcome counts with weight min(1 / propensity, ``max_weight``), divided
+  by the mean such weight of that model's learned outcomes (self-normalised inverse-propensity
+  weighting): with a clip above 1 the table estimates each model's accept rate on the queries of a tag,
+  not on those the router sent it, while a model keeps about one count per judged answer. The default
+  clip is 1, plain counting (every outcome once): on the replays of ``tagrouter bench live`` the weights'
+  variance cost more routing quality than the selection bias they remove (exploration is what lets every
+  model be judged at all). The propensity is still returned and stored with every decision and feedback.
 - **Untrusted feedback**: each source (a client key) may add at most ``per_source_weight`` of weight per
   ``window_s``; the rest is refused (and counted), so one key cannot re-steer the pool.
 - **Settings follow the evidence**: when the distinct queries learned have grown by ``reselect_growth``
@@ -51,6 +53,7 @@ from tagrouter.deciding import Decider, Rule
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
 from tagrouter.records import OUTCOMES, History, HistoryRecord, as_history, query_id
+from tagrouter.residual import EmbeddingResidual
 from tagrouter.router import Decision, TagRouter
 
 Outcome = Literal["win", "tie", "loss"]
@@ -64,8 +67,10 @@ class LivePolicy:
     budget_share: float = 0.02
     #: posterior draws per decision: propensities are multiples of 1 / draws
     draws: int = 32
-    #: the largest inverse-propensity weight of one outcome, before normalisation
-    max_weight: float = 10.0
+    #: the largest inverse-propensity weight of one outcome, before normalisation; 1 (the default): every
+    #: outcome counts once (plain counting), which routed better on the replays than weights clipped at
+    #: 10 (their variance outweighed the bias they remove; see the README, *Learning from live traffic*)
+    max_weight: float = 1.0
     #: weight one source may add per window (None: unbounded)
     per_source_weight: float | None = 100.0
     window_s: float = 3600.0
@@ -370,9 +375,9 @@ class LiveLearner:
         try:
             chosen = select_settings(self.model, history)
             if chosen is not None:
-                scorer, point, report = chosen
+                scorer, point, report, residual = chosen
                 with self._lock:
-                    self.model = self.model.with_scorer(scorer, report)
+                    self.model = self.model.with_scorer(scorer, report, residual)
                     self.decider = for_models(Decider(point.rule, point.knob), len(self.model.models))
                     self.stats.reselections += 1
                     self.stats.last_selection = report
@@ -426,12 +431,15 @@ def for_models(decider: Decider, n_models: int) -> Decider:
 MIN_SELECTION_QUERIES = 10
 
 
-def select_settings(model: RoutingModel, history: History) -> tuple[Any, Any, dict[str, Any]] | None:
-    """The scorer's settings and operating point chosen by the fit's inner cross-validation on
-    ``history`` (bandit records add to the inner tables; the curves are scored on the queries that have
-    an outcome for every tuned model). Models judged on fewer than half of the queries that have several
-    models' outcomes (e.g. a new model) are left out of the curves, not out of the tables. None when fewer
-    than :data:`MIN_SELECTION_QUERIES` queries could score the curves."""
+def select_settings(
+    model: RoutingModel, history: History
+) -> tuple[Any, Any, dict[str, Any], EmbeddingResidual | None] | None:
+    """The scorer's settings, operating point, report and embedding residual (None: the tags alone route
+    better) chosen by the fit's inner cross-validation on ``history``, as a fit chooses them (bandit
+    records add to the inner tables; the curves, and the residual, use the queries that have an outcome
+    for every tuned model). Models judged on fewer than half of the queries that have several models'
+    outcomes (e.g. a new model) are left out of the curves, not out of the tables, and get no residual
+    correction. None when fewer than :data:`MIN_SELECTION_QUERIES` queries could score the curves."""
     from tagrouter.tuning import TuningSample, tune_model
 
     judged: dict[str, set[str]] = defaultdict(set)
@@ -447,4 +455,13 @@ def select_settings(model: RoutingModel, history: History) -> tuple[Any, Any, di
         cards = Catalog(models=[model.catalog[m] for m in tuned])
         sub = RoutingModel.build(model.tagger, model.table, cards, model.scorer, model.output_tokens)
     scorer, point, report = tune_model(sub, TuningSample.of(history, sub.tagger))
-    return scorer, point, report.to_dict()
+    residual = report.residual
+    if residual is not None and tuned != model.models:  # untuned models: no correction
+        columns = [tuned.index(m) if m in tuned else -1 for m in model.models]
+        weights = np.zeros((residual.weights.shape[0], len(columns)))
+        intercept = np.zeros(len(columns))
+        for j, c in enumerate(columns):
+            if c >= 0:
+                weights[:, j], intercept[j] = residual.weights[:, c], residual.intercept[c]
+        residual = EmbeddingResidual(weights, intercept)
+    return scorer, point, report.to_dict(), residual

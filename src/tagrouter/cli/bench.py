@@ -166,8 +166,11 @@ def bench_live(
         float, typer.Option(help="exploration's extra dollars as a share of spend (0: no exploration)")
     ] = 0.02,
     max_weight: Annotated[
-        float, typer.Option(min=1.0, help="the inverse-propensity weight clip (1: plain counting)")
-    ] = 10.0,
+        float,
+        typer.Option(
+            min=1.0, help="the inverse-propensity weight clip (1, the learner's default: plain counting)"
+        ),
+    ] = 1.0,
 ) -> None:
     """Replay judged history as live traffic through the gateway's learner (bandit feedback only) against
     the static seed fit and a full-information refit; see tagrouter.evaluation.live_replay."""

@@ -8,13 +8,16 @@ periodic full rescoring (see ``tagrouter.model``), the median shows a plain upda
 is the time of rescoring the whole table once, which is what every update cost before.
 
 With ``--history`` and ``--catalog`` (e.g. the AlpacaEval pool: ``tagrouter data alpacaeval --out
-runs/pool8``), it also times what one feedback really costs: a router fitted on that history with its own
-(embedded) tagger, one judged outcome at a time through :class:`~tagrouter.live.LiveLearner` (tagging the
-query, inverse-propensity weight, table and rescoring), on the router of the whole history and on one
-fitted on a 10% seed of it (the replay's; its refreshes come every few records).
+runs/pool8``), it also times what one feedback really costs with a router's own (embedded) tagger, one
+judged outcome at a time, in process through :class:`~tagrouter.live.LiveLearner` (tagging the query,
+inverse-propensity weight, table and rescoring) and through the gateway's profiles
+(:meth:`~tagrouter.server.profiles.ProfileSet.update`, what a gateway runs to learn a stored feedback):
+on the router fitted on the whole history, on one fitted on a 10% seed of it (the replay's; its refreshes
+come every few records), and on every saved router ``--router`` names (a larger one, e.g. the router
+``scripts/bench_scaling.py`` fits on millions of records), fed the history's query texts.
 
     python scripts/bench_learning.py [--updates 200] [--out bench-learning.json]
-        [--history runs/pool8/history.jsonl --catalog runs/pool8/catalog.yaml]
+        [--history runs/pool8/history.jsonl --catalog runs/pool8/catalog.yaml [--router DIR ...]]
 """
 
 from __future__ import annotations
@@ -94,36 +97,40 @@ def measure(n_tags: int, n_models: int, n_profiles: int, updates: int, seed: int
     }
 
 
-def measure_real(history: str, catalog_path: str, updates: int, seed_share: float | None) -> dict[str, float]:
-    """Milliseconds per learned feedback on a router fitted on ``history`` (or on a ``seed_share`` of its
-    queries), with its real tagger; each feedback is a new query's loss for one model, propensity 1/2."""
+def fitted(history: str, catalog_path: str, seed_share: float | None) -> tuple[TagRouter, int]:
+    """A router fitted on ``history`` (or on a ``seed_share`` of its queries), and its number of queries."""
     records = read_history(history)
-    catalog = load_catalog(catalog_path)
-    ids = list(dict.fromkeys(r.query_id for r in records))
     if seed_share is not None:
+        ids = list(dict.fromkeys(r.query_id for r in records))
         keep = set(np.random.default_rng(0).permutation(ids)[: int(len(ids) * seed_share)])
-        fitted_on = [r for r in records if r.query_id in keep]
-    else:
-        fitted_on = records
-    router = TagRouter.fit(fitted_on, catalog)
+        records = [r for r in records if r.query_id in keep]
+    return TagRouter.fit(records, load_catalog(catalog_path)), len({r.query_id for r in records})
+
+
+def measure_real(router: TagRouter, texts: Sequence[str], updates: int) -> dict[str, float]:
+    """Milliseconds per learned feedback on ``router`` with its own tagger, in process
+    (:class:`LiveLearner`) and through the gateway's profiles (one profile); each feedback is a new
+    query (a text of ``texts`` made distinct) whose answer by one model lost, propensity 1/2."""
+    names = router.catalog.names
     learner = LiveLearner(router, LivePolicy(reselect_growth=None))
-    texts = list(dict.fromkeys(r.query for r in records))
-    times = []
+    profiles = ProfileSet(router, GatewayConfig())
+    times: dict[str, list[float]] = {"in_process": [], "gateway": []}
     for i in range(updates):
-        judged = Judged(
-            f"{texts[i % len(texts)]} (variant {i})", catalog.names[i % len(catalog.names)], "loss", 0.5
-        )
+        judged = Judged(f"{texts[i % len(texts)]} (variant {i})", names[i % len(names)], "loss", 0.5)
         start = time.perf_counter()
         learner.learn([judged])
-        times.append(time.perf_counter() - start)
-    return {
-        "fitted_on_queries": len({r.query_id for r in fitted_on}),
-        "tags": len(router.table.tags),
-        "models": len(catalog.names),
-        "ms_per_feedback_median": 1e3 * float(np.median(times)),
-        "ms_per_feedback_p90": 1e3 * float(np.percentile(times, 90)),
-        "ms_per_feedback_mean": 1e3 * float(np.mean(times)),
-    }
+        times["in_process"].append(time.perf_counter() - start)
+        judged = Judged(f"{texts[i % len(texts)]} (gateway {i})", names[i % len(names)], "loss", 0.5)
+        weight = profiles.weigh(judged)  # at POST /v1/feedback; the learning is the update
+        start = time.perf_counter()
+        profiles.update([(judged, weight)])
+        times["gateway"].append(time.perf_counter() - start)
+    row: dict[str, float] = {"tags": len(router.table.tags), "models": len(names)}
+    for path, seconds in times.items():
+        row[f"{path}_ms_median"] = 1e3 * float(np.median(seconds))
+        row[f"{path}_ms_p90"] = 1e3 * float(np.percentile(seconds, 90))
+        row[f"{path}_ms_mean"] = 1e3 * float(np.mean(seconds))
+    return row
 
 
 def main() -> None:
@@ -133,17 +140,30 @@ def main() -> None:
     parser.add_argument("--history", default=None, help="judged history to fit a real router on")
     parser.add_argument("--catalog", default=None, help="its catalogue")
     parser.add_argument("--real-only", action="store_true", help="skip the synthetic tables")
+    parser.add_argument(
+        "--router", action="append", default=[], help="a saved router to time too (needs --history)"
+    )
     args = parser.parse_args()
+    if args.router and not args.history:
+        parser.error("--router needs --history (the query texts of its feedback)")
     real = []
     if args.history and args.catalog:
-        print(f"{'fitted on':>10} {'tags':>6} {'models':>6} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}")
-        for share in (None, 0.1):
-            row = measure_real(args.history, args.catalog, args.updates, share)
+        texts = list(dict.fromkeys(r.query for r in read_history(args.history)))
+        routers = [("whole history", None), ("10% seed", 0.1)] + [(path, path) for path in args.router]
+        print(
+            f"{'router':>24} {'tags':>6} {'models':>6} {'in process: median ms':>22} {'p90':>7} "
+            f"{'gateway: median ms':>19} {'p90':>7}"
+        )
+        for name, how in routers:
+            if isinstance(how, str):
+                router, queries = TagRouter.load(how), None
+            else:
+                router, queries = fitted(args.history, args.catalog, how)
+            row = {"router": name, "fitted_on_queries": queries, **measure_real(router, texts, args.updates)}
             real.append(row)
             print(
-                f"{row['fitted_on_queries']:>10} {row['tags']:>6} {row['models']:>6} "
-                f"{row['ms_per_feedback_median']:>10.3f} {row['ms_per_feedback_p90']:>8.3f} "
-                f"{row['ms_per_feedback_mean']:>8.3f}"
+                f"{name[-24:]:>24} {row['tags']:>6} {row['models']:>6} {row['in_process_ms_median']:>22.3f} "
+                f"{row['in_process_ms_p90']:>7.3f} {row['gateway_ms_median']:>19.3f} {row['gateway_ms_p90']:>7.3f}"
             )
     rows = []
     print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}")

@@ -1,19 +1,21 @@
-"""Scaling of a fit: synthetic histories of 10k, 100k and 1M judged records fitted with the local engine
-and with ``--engine ray``, each run in a fresh process.
+"""Scaling of a fit: synthetic histories of 10k, 100k and 1M judged records (or any ``--sizes``, 10M
+included) fitted with the local engine and with ``--engine ray``, each run in a fresh process.
 
 Each history has 8 models per query; its queries are the 805 AlpacaEval instructions and, past those,
-pairs of them ("instruction a" + " " + "instruction b"), so that the tag vocabulary grows with the history
-as it does on real traffic. Outcomes follow each model's accept rate shifted by a per-instruction
+pairs of them ("instruction a" + " " + "instruction b"), then triples (past 805² queries, that is 5.2M
+records), so that every query text is distinct and the tag vocabulary grows with the history as it does on
+real traffic. Outcomes follow each model's accept rate shifted by a per-instruction
 difficulty. The records are Parquet files of 125k records each, read by the streaming reader as a user's
 ``tagrouter fit 'hist/*.parquet' --catalog C --out R [--engine ray]`` would.
 
 Per run it prints the time of each stage (reading the distinct queries, building the student: teacher,
-vocabulary and prototypes, tagging the distinct queries, counting the table, scoring it, saving), the driver's peak RSS, the saved
-router's size, and, across sizes, the fitted growth exponents (slope of log time and log RSS on log
+vocabulary and prototypes, tagging the distinct queries, counting the table, scoring it, saving), the driver's
+peak RSS (overall and as it stood after each stage: which stage raised it), the saved router's size, and, across sizes, the fitted growth exponents (slope of log time and log RSS on log
 records); it checks that the local and the Ray router have the same table, vocabulary, prototypes, scores
 (bit for bit) and decisions.
 
     python scripts/bench_scaling.py [--sizes 10000 100000 1000000] [--engines local ray] [--out runs/scaling]
+        [--data ../shared/data/alpaca_eval]
 """
 
 from __future__ import annotations
@@ -38,9 +40,8 @@ from tagrouter.engines import HistorySource, engine_named, fit_model
 from tagrouter.records import ReadReport
 from tagrouter.router import TagRouter
 
-INSTRUCTIONS = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval" / "instructions.jsonl"
-)
+#: the AlpacaEval folder (its ``instructions.jsonl``) next to the repository, unless ``--data`` says otherwise
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval"
 #: model, accept rate, input and output price per 1M tokens, mean output tokens
 MODELS = [
     ("llama-2-7b-chat-hf", 0.71, 0.1, 0.2, 300),
@@ -61,23 +62,32 @@ def catalog() -> Catalog:
     )
 
 
-def instructions() -> list[str]:
-    return [json.loads(line)["instruction"] for line in INSTRUCTIONS.read_text(encoding="utf-8").splitlines()]
+def instructions(data: Path) -> list[str]:
+    """The AlpacaEval instructions of ``data/instructions.jsonl``."""
+    path = data / "instructions.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: pass --data, the AlpacaEval folder of the shared data")
+    return [json.loads(line)["instruction"] for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def query_text(j: int, base: Sequence[str]) -> str:
-    """Query ``j``: an instruction, then pairs of instructions (distinct for j < 805²)."""
-    a, b = j % len(base), (j // len(base) + j) % len(base)
-    return base[a] if j < len(base) else f"{base[a]} {base[b]}"
+    """Query ``j``: an instruction (j < n, the number of instructions), then pairs (j < n²), then triples
+    of instructions; the digits of j in base n pick them, so the texts are distinct for j < n³."""
+    n = len(base)
+    a, b, c = j % n, (j // n + j) % n, (j // (n * n) + j) % n
+    if j < n:
+        return base[a]
+    return f"{base[a]} {base[b]}" if j < n * n else f"{base[a]} {base[b]} {base[c]}"
 
 
-def write_history(folder: Path, records: int) -> None:
-    """``records`` synthetic records (8 models per query) as Parquet files of 125k records."""
+def write_history(folder: Path, records: int, base: Sequence[str]) -> None:
+    """``records`` synthetic records (8 models per query) on the instructions ``base``, as Parquet files of
+    125k records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder.mkdir(parents=True, exist_ok=True)
-    base, rng = instructions(), np.random.default_rng(0)
+    rng = np.random.default_rng(0)
     difficulty = rng.normal(0, 1, len(base))
     rates = np.array([m[1] for m in MODELS])
     per_file = RECORDS_PER_FILE // len(MODELS)
@@ -104,10 +114,10 @@ def write_history(folder: Path, records: int) -> None:
 
 
 class Timed:
-    """An engine whose stages are timed."""
+    """An engine whose stages are timed, with this process's peak RSS after each."""
 
     def __init__(self, engine: Any) -> None:
-        self.engine, self.name, self.seconds = engine, engine.name, {}
+        self.engine, self.name, self.seconds, self.peak_mb = engine, engine.name, {}, {}
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.engine, name)
@@ -120,8 +130,13 @@ class Timed:
                 return method(*args, **kwargs)
             finally:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                self.peak_mb[name] = peak_rss_mb()
 
         return timed
+
+
+#: the engine's stages and their names in the figures
+STAGES = {"survey": "read queries", "student": "student", "tag": "tag queries", "count": "count table"}
 
 
 def peak_rss_mb() -> float:
@@ -145,12 +160,7 @@ def one_run(data: Path, engine_name: str, router_dir: Path) -> dict[str, Any]:
     start = time.perf_counter()
     model = fit_model(HistorySource.of(str(data / "*.parquet")), catalog(), engine=timed, report=report).model
     total = time.perf_counter() - start
-    seconds |= {
-        "read queries": timed.seconds["survey"],
-        "student": timed.seconds["student"],
-        "tag queries": timed.seconds["tag"],
-        "count table": timed.seconds["count"],
-    }
+    seconds |= {STAGES[k]: timed.seconds[k] for k in STAGES}
     seconds["score"] = total - sum(timed.seconds.values())
     start = time.perf_counter()
     TagRouter(model, default_decider(len(MODELS))).save(router_dir)
@@ -160,16 +170,16 @@ def one_run(data: Path, engine_name: str, router_dir: Path) -> dict[str, Any]:
         "seconds": seconds,
         "total_s": sum(seconds.values()),
         "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_after_mb": {STAGES[k]: v for k, v in timed.peak_mb.items()},
         "artifact_mb": sum(f.stat().st_size for f in live_version(router_dir).rglob("*") if f.is_file())
         / 1e6,
         "tags": len(model.table.tags),
     }
 
 
-def same_router(a: Path, b: Path) -> bool:
-    """Same table, vocabulary, prototypes, scores (bit for bit) and decisions on the 805 instructions."""
+def same_router(a: Path, b: Path, queries: list[str]) -> bool:
+    """Same table, vocabulary, prototypes, scores (bit for bit) and decisions on ``queries``."""
     left, right = TagRouter.load(a), TagRouter.load(b)
-    queries = instructions()
     return (
         left.table.equals(right.table)
         and left.tagger.vocabulary.tags == right.tagger.vocabulary.tags
@@ -190,6 +200,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--engines", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     parser.add_argument("--out", type=Path, default=Path("runs/scaling"))
+    parser.add_argument("--data", type=Path, default=DATA, help="the AlpacaEval folder (instructions.jsonl)")
     parser.add_argument("--one", nargs=2, metavar=("RECORDS", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child run: one size, one engine, figures as JSON on the last line
@@ -198,27 +209,31 @@ def main() -> None:
         print(json.dumps(result))
         return
     results: dict[tuple[int, str], dict[str, Any]] = {}
+    base = instructions(args.data)
     for size in args.sizes:
         data = args.out / f"data-{size}"
         if not data.is_dir():
-            write_history(data, size)
+            write_history(data, size, base)
         for engine in args.engines:
             child = subprocess.run(
                 [sys.executable, __file__, "--one", str(size), engine, "--out", str(args.out)],
-                check=True,
                 capture_output=True,
                 text=True,
             )
+            if child.returncode:
+                raise SystemExit(f"the {engine} fit of {size:,} records failed:\n{child.stderr[-4000:]}")
             results[size, engine] = json.loads(child.stdout.strip().splitlines()[-1])
             row = results[size, engine]
             stages = ", ".join(f"{k} {v:.1f}" for k, v in row["seconds"].items())
+            peaks = ", ".join(f"{k} {v:.0f}" for k, v in row["peak_rss_after_mb"].items())
             print(
                 f"{size:>9,} {engine:5} total {row['total_s']:7.1f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
-                f"artifact {row['artifact_mb']:6.1f} MB  tags {row['tags']:>6,}  ({stages})",
+                f"artifact {row['artifact_mb']:6.1f} MB  tags {row['tags']:>6,}  ({stages}; "
+                f"peak MB after {peaks})",
                 flush=True,
             )
         if len(args.engines) == 2:
-            equal = same_router(args.out / f"router-{size}-local", args.out / f"router-{size}-ray")
+            equal = same_router(args.out / f"router-{size}-local", args.out / f"router-{size}-ray", base)
             print(
                 f"{size:>9,} local and ray routers equal (table, vocabulary, prototypes, scores, decisions): "
                 f"{equal}",
@@ -237,9 +252,11 @@ def main() -> None:
         smallest = min(args.sizes)
         overhead = results[smallest, "ray"]["total_s"] - results[smallest, "local"]["total_s"]
         print(f"ray overhead at {smallest:,} records (start-up included): {overhead:.1f} s")
-    (args.out / "results.json").write_text(
+    written = args.out / "results.json.tmp"
+    written.write_text(
         json.dumps([{"records": s, "engine": e, **r} for (s, e), r in results.items()], indent=1)
     )
+    written.replace(args.out / "results.json")
 
 
 if __name__ == "__main__":

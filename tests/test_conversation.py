@@ -193,3 +193,18 @@ def test_conversation_settings(tmp_path):
     path.write_text("conversation_weight: concatenated\n")
     assert load_gateway_config(path).conversation_weight == "concatenated"
     assert joined("a", "b") == "a\n\nb"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_embedding_residual_is_judged_against_the_chosen_mode(seed):
+    """Noise embeddings on a history whose second turns need their earlier turn: the residual is compared
+    with the tags' scores under the chosen mode (better than the last message's), so the mode's gain is
+    not taken for the embedding's and the residual is left out."""
+    tags, codes, costs, conversations = _conversations("earlier", seed=seed)
+    embeddings = np.random.default_rng(seed).normal(size=(len(tags), 8))
+    _, _, report = select_scorer(
+        tags, codes, MODELS, costs, [0, 1], seed=seed, embeddings=embeddings, conversations=conversations
+    )
+    assert report.conversation.mode != "last"
+    assert report.residual_auc["tags"] > report.auc[report.chosen]
+    assert report.residual is None

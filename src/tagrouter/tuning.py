@@ -474,8 +474,18 @@ def select_scorer(
                 ]
             )
         )
-        residual_auc = {"tags": float(mean_auc[chosen]), "tags_and_embedding": with_residual}
-        if with_residual > mean_auc[chosen]:
+        tags_auc = float(mean_auc[chosen])
+        if conversation is not None:  # the tags' scores with the chosen conversation mode, as the hybrid's
+            tags_auc = float(
+                np.mean(
+                    [
+                        routing_auc(s[c], accepted[c], costs[c], e[c])
+                        for s, (_, e) in zip(final, repeated, strict=True)
+                    ]
+                )
+            )
+        residual_auc = {"tags": tags_auc, "tags_and_embedding": with_residual}
+        if with_residual > tags_auc:
             final = hybrid
             residual = EmbeddingResidual.fit(embeddings[c], accepted[c] - unhybrid[c])
     # the default point and the menu from those scores

@@ -19,18 +19,16 @@ def write_parts(folder: Path, records: list[HistoryRecord], parts: int, suffix: 
     paths = []
     for i in range(parts):
         chosen = set(ids[i::parts])
-        rows = [r.model_dump(exclude_none=True) for r in records if r.query_id in chosen]
+        mine = [r for r in records if r.query_id in chosen]
         path = folder / f"part-{i}{suffix}"
-        if (
-            suffix == ".parquet"
-        ):  # every field a column (from_pylist takes the first row's keys), null if unset
+        if suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            full = [r.model_dump() for r in records if r.query_id in chosen]
-            pq.write_table(pa.Table.from_pylist(full), path)
+            # every field a column, null where unset (from_pylist takes its columns from the first row)
+            pq.write_table(pa.Table.from_pylist([r.model_dump() for r in mine]), path)
         else:
-            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            path.write_text("".join(json.dumps(r.model_dump(exclude_none=True)) + "\n" for r in mine))
         paths.append(path)
     return paths
 

@@ -19,7 +19,7 @@ the best of the candidates on MT-bench's second turns (``scripts/bench_conversat
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,11 +86,6 @@ FALLBACK = Conversation("concatenated")
 def joined(earlier: str, query: str) -> str:
     """The text the concatenated mode tags: the earlier turns, a blank line, the last message."""
     return f"{earlier}\n\n{query}"
-
-
-def has_earlier(earlier: Sequence[str | None] | None) -> bool:
-    """Whether any query of ``earlier`` (one per query, None: a first turn) comes with earlier turns."""
-    return earlier is not None and any(earlier)
 
 
 #: What the gateway's ``conversation_weight`` and the LiteLLM plugin's option take besides a number.

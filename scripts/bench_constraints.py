@@ -24,13 +24,17 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tagrouter.catalog import Catalog, load_catalog
-from tagrouter.chat import EARLIER_WEIGHT, ChatRequest, earlier_text, needs_of, routing_text
+from tagrouter.chat import ChatRequest, earlier_text, needs_of, routing_text
 from tagrouter.cli.demo import EXAMPLES
 from tagrouter.constraints import allowed
+from tagrouter.conversation import Conversation
 from tagrouter.records import read_history
 from tagrouter.router import TagRouter
 from tagrouter.server.affinity import SessionPins, session_key
 from tagrouter.tokens import tokenizer_name
+
+#: The earlier turns' weight in the conversation row (the gateway's default when this was measured).
+WEIGHT = 0.3
 
 
 def machine() -> str:
@@ -101,7 +105,7 @@ def main() -> None:
             catalog, needs, None
         )  # the gateway's check before batching (costs: only for a ceiling)
         earlier = [earlier_text(chat.messages)] if weight else None
-        decision = router.route_batch([query], None, earlier, weight, fits=fits)[0]
+        decision = router.route_batch([query], None, earlier, Conversation.weighted(weight), fits=fits)[0]
         if key is not None:
             pins.pin(key, decision.model, "request-id")
         return decision
@@ -112,9 +116,9 @@ def main() -> None:
         ("constraints + affinity", first_turns, lambda b: constrained(b, affinity=True)),
         ("plain routing, second turns", second_turns, plain),
         (
-            f"constraints + affinity + conversation (weight {EARLIER_WEIGHT})",
+            f"constraints + affinity + conversation (weight {WEIGHT})",
             second_turns,
-            lambda b: constrained(b, affinity=True, weight=EARLIER_WEIGHT),
+            lambda b: constrained(b, affinity=True, weight=WEIGHT),
         ),
     ]
     print(

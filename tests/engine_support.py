@@ -19,15 +19,16 @@ def write_parts(folder: Path, records: list[HistoryRecord], parts: int, suffix: 
     paths = []
     for i in range(parts):
         chosen = set(ids[i::parts])
-        rows = [r.model_dump(exclude_none=True) for r in records if r.query_id in chosen]
+        mine = [r for r in records if r.query_id in chosen]
         path = folder / f"part-{i}{suffix}"
         if suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), path)
+            # every field a column, null where unset (from_pylist takes its columns from the first row)
+            pq.write_table(pa.Table.from_pylist([r.model_dump() for r in mine]), path)
         else:
-            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            path.write_text("".join(json.dumps(r.model_dump(exclude_none=True)) + "\n" for r in mine))
         paths.append(path)
     return paths
 
@@ -59,3 +60,12 @@ def twin_tagger(tagger: EmbeddedTagger, seed: int = 0) -> EmbeddedTagger:
     )
     # an odd number of fine tags: the last one taken is one of a pair of twins, whose other is not
     return EmbeddedTagger(doubled, np.concatenate([tagger.prototypes, nudged]), fine=tagger.fine | 1)
+
+
+def with_conversations(records: list[HistoryRecord]) -> list[HistoryRecord]:
+    """``records`` with every other query made a second turn: the previous query's text as its earlier
+    turn."""
+    ids = list(dict.fromkeys(r.query_id for r in records))
+    text = {r.query_id: r.query for r in records}
+    earlier = {q: text[ids[i - 1]] for i, q in enumerate(ids) if i % 2}
+    return [r.model_copy(update={"earlier": earlier.get(r.query_id)}) for r in records]

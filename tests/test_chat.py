@@ -1,5 +1,8 @@
 """What the router reads of a chat request: routing text, earlier turns, needs; conversation-aware scores."""
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from tagrouter.catalog import Modality
@@ -12,6 +15,8 @@ from tagrouter.chat import (
     read_chat,
     routing_text,
 )
+from tagrouter.conversation import FALLBACK, Conversation, joined
+from tagrouter.errors import DataError
 from tagrouter.tokens import count_tokens
 
 CONVERSATION = [
@@ -81,9 +86,45 @@ def test_conversation_aware_scores_weigh_the_earlier_turns(example_router):
     last, earlier = "Now in French.", CONVERSATION[1]["content"]
     _, own = example_router.score_batch([last])
     _, before = example_router.score_batch([earlier])
-    _, mixed = example_router.score_batch([last, last], [earlier, None], 0.3)
+    _, mixed = example_router.score_batch([last, last], [earlier, None], Conversation.weighted(0.3))
     assert mixed[0] == pytest.approx(0.7 * own[0] + 0.3 * before[0])
     assert mixed[1] == pytest.approx(own[0])  # a first turn scores as before
-    decision = example_router.route_batch([last], earlier=[earlier], earlier_weight=0.3)[0]
+    decision = example_router.route_batch([last], earlier=[earlier], conversation=Conversation.weighted(0.3))[
+        0
+    ]
     assert decision.tags == example_router.route(last).tags  # tags: the last turn's
     assert list(decision.scores.values()) == pytest.approx(mixed[0].tolist())
+    _, alone = example_router.score_batch([last], [earlier], Conversation("last"))
+    assert alone[0] == pytest.approx(own[0])
+
+
+def test_concatenated_conversations_score_the_joined_text(example_router):
+    last, earlier = "Now in French.", CONVERSATION[1]["content"]
+    _, together = example_router.score_batch([joined(earlier, last)])
+    _, scores = example_router.score_batch([last, last], [earlier, None], Conversation("concatenated"))
+    _, own = example_router.score_batch([last])
+    assert scores[0] == pytest.approx(together[0]) and scores[1] == pytest.approx(own[0])
+    assert not np.allclose(together[0], own[0])  # the earlier turn changes the scores
+    decision = example_router.route_batch(
+        [last], earlier=[earlier], conversation=Conversation("concatenated")
+    )[0]
+    assert decision.tags == example_router.route(last).tags
+
+
+def test_a_router_without_a_choice_uses_the_measured_fallback(example_router):
+    last, earlier = "Now in French.", CONVERSATION[1]["content"]
+    assert example_router.model.conversation is None and example_router.model.conversation_rule == FALLBACK
+    _, default = example_router.score_batch([last], [earlier])
+    _, fallback = example_router.score_batch([last], [earlier], FALLBACK)
+    assert default == pytest.approx(fallback)
+    chosen = replace(example_router.model, conversation=Conversation("last"))
+    _, own = chosen.score([last])
+    assert chosen.score([last], [earlier])[1] == pytest.approx(own)
+
+
+@pytest.mark.parametrize(
+    "mode, weight", [("weighted", 0.0), ("weighted", 1.5), ("last", 0.3), ("summary", 0.0)]
+)
+def test_a_bad_conversation_mode_says_what_is_expected(mode, weight):
+    with pytest.raises(DataError, match="conversation|weight"):
+        Conversation(mode, weight)

@@ -21,6 +21,7 @@ from tagrouter.evaluation.datasets.routellm import (
     convert_mmlu,
     convert_mt_bench,
 )
+from tagrouter.evaluation.loading import history_arrays
 from tagrouter.records import read_history
 
 PRICES = "model,kind,litellm_key,price_source,input_usd_per_1M,output_usd_per_1M,note\n" + (
@@ -173,10 +174,16 @@ def test_gsm8k_output_tokens_from_the_answers(routellm_dir):
 
 def test_mt_bench_both_turns_accept_at_8(routellm_dir):
     converted = convert_mt_bench(routellm_dir)
-    got = {(r.query_id, r.model): (r.outcome, r.query) for r in converted.records}
-    assert got[("mt81-turn1", WEAK)] == ("win", "Write a poem.")
-    assert got[("mt81-turn2", WEAK)] == ("loss", "Write a poem.\n\nNow shorter.")
+    got = {(r.query_id, r.model): (r.outcome, r.query, r.earlier) for r in converted.records}
+    assert got[("mt81-turn1", WEAK)] == ("win", "Write a poem.", None)
+    assert got[("mt81-turn2", WEAK)] == ("loss", "Now shorter.", "Write a poem.")
     assert got[("mt81-turn1", STRONG)][0] == "win" and got[("mt81-turn2", STRONG)][0] == "win"
+    second = next(r for r in converted.records if r.query_id == "mt81-turn2")
+    assert second.input_tokens == round(len("Write a poem.\n\nNow shorter.") / 4)  # the whole prompt
+    # evaluation routes on the turns joined, as every router compared sees them
+    arrays = history_arrays(converted.records, converted.catalog)
+    assert arrays.queries == ["Write a poem.", "Write a poem.\n\nNow shorter."]
+    assert arrays.history.earlier is None
 
 
 def test_data_commands_write_history_and_catalogue(dcrouter_dir, tmp_path):

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_support import assert_same_router, twin_tagger, write_parts
+from engine_support import assert_same_router, twin_tagger, with_conversations, write_parts
 
 from tagrouter import records as readers
 from tagrouter.embedding import default_embedder
+from tagrouter.engines import HistorySource, run_pass
+from tagrouter.engines.local import LocalEngine
 from tagrouter.engines.stages import (
     Plan,
     Survey,
@@ -191,3 +193,27 @@ def test_local_update_from_files_equals_a_refit(tmp_path, example_records, examp
     refit = TagRouter.fit(example_records, example_catalog, tagger=router.tagger)
     assert router.table.equals(refit.table)
     assert router.table.records == len(example_records)
+
+
+def test_the_tuning_sample_keeps_earlier_turns_from_files(tmp_path, example_router, example_records):
+    """The pass reads each query's earlier turns with it (JSONL and Parquet parts alike), and the tuning
+    sample carries them in its query order; a history without them gives a sample without them."""
+    conversations = with_conversations(example_records)
+    earlier = {r.query_id: r.earlier for r in conversations}
+    for suffix in (".jsonl", ".parquet"):
+        if suffix == ".parquet":
+            pytest.importorskip("pyarrow.parquet", reason="Parquet needs the 'parquet' extra")
+        paths = write_parts(tmp_path, conversations, 3, suffix)
+        done = run_pass(
+            HistorySource.of(paths), engine=LocalEngine(), tagger=example_router.tagger, sample_queries=1000
+        )
+        text_of = {r.query: r.query_id for r in conversations}
+        assert done.sample.earlier == [earlier[text_of[t]] for t in done.sample.texts]
+        assert sum(e is not None for e in done.sample.earlier) == len(earlier) // 2
+    plain = run_pass(
+        HistorySource.of(example_records),
+        engine=LocalEngine(),
+        tagger=example_router.tagger,
+        sample_queries=1000,
+    )
+    assert plain.sample.earlier is None

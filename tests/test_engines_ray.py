@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_support import assert_same_router, twin_tagger, write_parts
+from engine_support import assert_same_router, twin_tagger, with_conversations, write_parts
 
 from tagrouter import records as readers
 from tagrouter.catalog import Catalog
@@ -159,3 +159,15 @@ def test_ray_and_local_give_the_same_router_bit_for_bit(tmp_path, example_record
     assert {**local.model.tuning, "seconds": 0} == {**on_ray.model.tuning, "seconds": 0}
     assert local.decider == on_ray.decider
     assert dict(local.model.output_tokens) == dict(on_ray.model.output_tokens)
+
+
+def test_ray_reads_earlier_turns_and_chooses_as_the_local_fit(tmp_path, example_records, example_catalog):
+    """A history of conversations in Parquet parts: the Ray fit reads each query's earlier turns, so its
+    tuning sample and conversation choice are the local fit's."""
+    pytest.importorskip("pyarrow.parquet", reason="Parquet needs the 'parquet' extra")
+    paths = write_parts(tmp_path, with_conversations(example_records), 3, ".parquet")
+    local = TagRouter.fit(paths, example_catalog)
+    on_ray = TagRouter.fit(paths, example_catalog, engine="ray")
+    assert local.model.tuning["conversation"] is not None
+    assert on_ray.model.conversation == local.model.conversation
+    assert on_ray.model.tuning["conversation"] == local.model.tuning["conversation"]

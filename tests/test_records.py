@@ -1,10 +1,11 @@
 import json
 
+import numpy as np
 import pytest
 
 from tagrouter.catalog import load_catalog
 from tagrouter.errors import DataError
-from tagrouter.records import HistoryRecord, ReadReport, read_history, write_history
+from tagrouter.records import History, HistoryRecord, ReadReport, iter_history, read_history, write_history
 
 GOOD = {"query_id": "q1", "query": "What is 2+2?", "model": "m1", "outcome": "win"}
 
@@ -125,3 +126,42 @@ def test_catalog_cost_and_round_trip(tmp_path):
     assert catalog["a"].cost(1000, 500) == pytest.approx((1000 * 2 + 500 * 10) / 1e6)
     catalog.save(tmp_path / "again.yaml")
     assert load_catalog(tmp_path / "again.yaml") == catalog
+
+
+EARLIER = {**GOOD, "query_id": "q2", "query": "And in French?", "earlier": "Say hello.\n\nNow politely."}
+
+
+def test_earlier_turns_round_trip_through_every_reader(tmp_path):
+    """A record's earlier turns are read back by JSONL, CSV and Parquet alike (an empty CSV cell and a
+    Parquet null are a first turn), kept by the columnar batches, and absent from old files."""
+    records = [HistoryRecord(**GOOD), HistoryRecord(**EARLIER), HistoryRecord(**{**EARLIER, "model": "m2"})]
+    write_history(tmp_path / "h.jsonl", records)
+    assert read_history(tmp_path / "h.jsonl") == records
+    csv = tmp_path / "h.csv"
+    csv.write_text(
+        "query_id,query,model,outcome,earlier\nq1,What is 2+2?,m1,win,\n"
+        '"q2","And in French?",m1,win,"Say hello.\n\nNow politely."\nq2,And in French?,m2,win,"Say hello.\n\n'
+        'Now politely."\n'
+    )
+    assert read_history(csv) == records
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet needs the 'parquet' extra")
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist([r.model_dump() for r in records]), tmp_path / "h.parquet")
+    assert read_history(tmp_path / "h.parquet") == records
+    (batch,) = iter_history(tmp_path / "h.parquet")
+    assert batch.earlier == [None, EARLIER["earlier"], EARLIER["earlier"]]
+    assert batch.unique_earlier() == {"q2": EARLIER["earlier"]}
+    assert batch.taken(np.array([True, False, True])).earlier == [None, EARLIER["earlier"]]
+    assert History.concatenated([batch.sliced(0, 1), batch.sliced(1, 3)]).earlier == batch.earlier
+    (old,) = iter_history(write_jsonl(tmp_path / "old.jsonl", [GOOD]))
+    assert old.earlier is None and old.unique_earlier() == {}
+
+
+def test_one_query_id_has_one_set_of_earlier_turns(tmp_path):
+    path = write_jsonl(tmp_path / "h.jsonl", [EARLIER, {**EARLIER, "model": "m2", "earlier": "Other turns."}])
+    with pytest.raises(DataError, match="row 2.*'earlier'.*different earlier turns than at") as raised:
+        read_history(path)
+    assert raised.value.field == "earlier"
+    with pytest.raises(DataError, match="earlier"):
+        read_history(write_jsonl(tmp_path / "e.jsonl", [{**EARLIER, "earlier": ""}]))

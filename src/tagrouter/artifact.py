@@ -7,7 +7,8 @@ Layout::
       v-<time>-<id>/          one complete version of the router:
         manifest.json         format, format version, provenance (versions of tagrouter, numpy,
                               scikit-learn, wordllama, …; the embedder), SHA-256 of every other file
-        router.json           scorer and decider settings, table tags and models, output-token statistics
+        router.json           scorer and decider settings, table tags and models, output-token statistics,
+                              the conversation mode the fit chose (null: none)
         catalog.yaml          the model catalogue
         table.npz             the tag-score counts
         residual.npz          the embedding correction of the scores, when the fit chose one
@@ -34,6 +35,7 @@ import numpy as np
 import yaml
 
 from tagrouter.catalog import Catalog
+from tagrouter.conversation import Conversation
 from tagrouter.deciding import Decider
 from tagrouter.errors import ArtifactError
 from tagrouter.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir
@@ -86,6 +88,7 @@ def _write_version(staging: Path, model: RoutingModel, decider: Decider) -> None
             "tagger": tagger_entry,
             "tuning": model.tuning,
             "residual": model.residual is not None,
+            "conversation": None if model.conversation is None else model.conversation.to_dict(),
         },
     )
     model.catalog.save(staging / "catalog.yaml")
@@ -200,6 +203,7 @@ def load_router_version(folder: Path) -> tuple[RoutingModel, Decider, str]:
             {k: (float(v[0]), int(v[1])) for k, v in meta["output_token_stats"].items()},
             meta.get("tuning"),
             residual,
+            None if meta.get("conversation") is None else Conversation.from_dict(meta["conversation"]),
         )
         name = "" if version == folder else version.name
         return model, Decider.from_dict(meta["decider"]), name

@@ -27,9 +27,6 @@ _VISIBLE = re.compile(
 MAX_ROUTING_CHARS = 4000
 #: Characters of earlier user turns that :func:`earlier_text` keeps (the most recent ones).
 EARLIER_CHARS = 2000
-#: The weight of the earlier turns' scores in conversation-aware routing (measured on MT-bench's second
-#: turns: ``scripts/bench_conversation.py``, README *Conversations*).
-EARLIER_WEIGHT = 0.3
 #: Tokens a chat format adds per message (role and separators; OpenAI documents 3 to 4).
 TOKENS_PER_MESSAGE = 4
 #: Content part types that carry an image or audio.

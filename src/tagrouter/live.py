@@ -49,6 +49,7 @@ import numpy as np
 
 from tagrouter.catalog import Catalog
 from tagrouter.constraints import Allowed, Needs, allowed
+from tagrouter.conversation import Conversation
 from tagrouter.deciding import Decider, Rule
 from tagrouter.errors import DataError
 from tagrouter.model import RoutingModel
@@ -218,7 +219,7 @@ class LiveLearner:
         queries: Sequence[str],
         needs: Sequence[Needs] | None = None,
         earlier: Sequence[str | None] | None = None,
-        earlier_weight: float = 0.0,
+        conversation: Conversation | None = None,
         *,
         fits: Allowed | None = None,
         decider: Decider | None = None,
@@ -227,7 +228,7 @@ class LiveLearner:
     ) -> list[LiveDecision]:
         """Decisions for ``queries`` under ``decider`` (default: the learner's), exploring where ``explore``
         allows (one flag for all or one per query) within the budget of ``budget_key``; ``needs`` (or
-        ``fits``), ``earlier`` and ``earlier_weight`` as in :meth:`TagRouter.route_batch`. A draw only
+        ``fits``), ``earlier`` and ``conversation`` as in :meth:`TagRouter.route_batch`. A draw only
         chooses among the models the constraints allow."""
         model, decider = self.model, decider or self.decider
         costs = model.expected_costs(list(queries))
@@ -235,7 +236,7 @@ class LiveLearner:
             if fits is not None:
                 raise TypeError("give needs or fits, not both")
             fits = allowed(model.catalog, needs, costs)
-        greedy = TagRouter(model, decider).route_batch(queries, None, earlier, earlier_weight, fits=fits)
+        greedy = TagRouter(model, decider).route_batch(queries, None, earlier, conversation, fits=fits)
         flags = [explore] * len(greedy) if isinstance(explore, bool) else list(explore)
         if len(flags) != len(greedy):
             raise DataError(f"got {len(flags)} explore flags for {len(greedy)} queries", field="explore")

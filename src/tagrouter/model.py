@@ -23,6 +23,7 @@ import numpy as np
 
 from tagrouter.arrays import RowBlocks
 from tagrouter.catalog import Catalog
+from tagrouter.conversation import FALLBACK, Conversation, joined
 from tagrouter.errors import DataError
 from tagrouter.records import History, HistoryRecord, as_history
 from tagrouter.residual import EmbeddingResidual, corrected, embed
@@ -62,6 +63,8 @@ class RoutingModel:
     tuning: Mapping[str, Any] | None = None
     #: the embedding correction of the scores, when the fit chose one (:mod:`tagrouter.residual`)
     residual: EmbeddingResidual | None = None
+    #: how earlier turns count, when the fit chose it (:mod:`tagrouter.conversation`; None: the fallback)
+    conversation: Conversation | None = None
 
     # ---- building ----------------------------------------------------------------------------------
     @classmethod
@@ -74,6 +77,7 @@ class RoutingModel:
         output_tokens: TokenStats | None = None,
         tuning: Mapping[str, Any] | None = None,
         residual: EmbeddingResidual | None = None,
+        conversation: Conversation | None = None,
     ) -> RoutingModel:
         """Score every tag of ``table`` for the catalogue's models (which must all be in the table)."""
         missing = [m for m in catalog.names if m not in table.model_index]
@@ -98,6 +102,7 @@ class RoutingModel:
             _columns=columns,
             tuning=tuning,
             residual=residual,
+            conversation=conversation,
         )
 
     def updated(
@@ -135,7 +140,14 @@ class RoutingModel:
             self.table.models
         ):
             return RoutingModel.build(
-                self.tagger, table, self.catalog, self.scorer, tokens, self.tuning, self.residual
+                self.tagger,
+                table,
+                self.catalog,
+                self.scorer,
+                tokens,
+                self.tuning,
+                self.residual,
+                self.conversation,
             )
         rows = np.fromiter((table.tag_index[t] for t in added.tags), dtype=np.intp, count=len(added.tags))
         fresh = self.scorer.row_values(table.rows(rows), self.stats)[:, self._columns]
@@ -149,7 +161,14 @@ class RoutingModel:
     def refreshed(self) -> RoutingModel:
         """This model rescored in full (exactly what a fit with this tagger on the same records gives)."""
         return RoutingModel.build(
-            self.tagger, self.table, self.catalog, self.scorer, self.output_tokens, self.tuning, self.residual
+            self.tagger,
+            self.table,
+            self.catalog,
+            self.scorer,
+            self.output_tokens,
+            self.tuning,
+            self.residual,
+            self.conversation,
         )
 
     def with_scorer(
@@ -157,11 +176,20 @@ class RoutingModel:
         scorer: Scorer,
         tuning: Mapping[str, Any] | None = None,
         residual: EmbeddingResidual | None = None,
+        conversation: Conversation | None = None,
     ) -> RoutingModel:
-        """This model scored by another scorer (same tagger and table), corrected by ``residual`` if given;
-        ``tuning`` says how they were chosen."""
+        """This model scored by another scorer (same tagger and table), corrected by ``residual`` if given,
+        counting earlier turns as ``conversation`` says (None: as this model does); ``tuning`` says how
+        they were chosen."""
         return RoutingModel.build(
-            self.tagger, self.table, self.catalog, scorer, self.output_tokens, tuning, residual
+            self.tagger,
+            self.table,
+            self.catalog,
+            scorer,
+            self.output_tokens,
+            tuning,
+            residual,
+            conversation or self.conversation,
         )
 
     def with_catalog(self, catalog: Catalog) -> RoutingModel:
@@ -179,7 +207,15 @@ class RoutingModel:
         start at the prior: an overall accept rate of 1/2 and no tag evidence) and give existing ones new
         cards; models it drops are kept in the table as context."""
         table = self.table.with_models(catalog.names)
-        return RoutingModel.build(self.tagger, table, catalog, self.scorer, self.output_tokens, self.tuning)
+        return RoutingModel.build(
+            self.tagger,
+            table,
+            catalog,
+            self.scorer,
+            self.output_tokens,
+            self.tuning,
+            conversation=self.conversation,
+        )
 
     # ---- scoring -----------------------------------------------------------------------------------
     @property
@@ -188,29 +224,42 @@ class RoutingModel:
         return self.catalog.names
 
     def score(
-        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+        self,
+        queries: Sequence[str],
+        earlier: Sequence[str | None] | None = None,
+        conversation: Conversation | None = None,
     ) -> tuple[list[list[str]], np.ndarray]:
         """Tags of each query and the (queries × models) score matrix: the tag scores, plus the embedding
         correction where the model has one (see :meth:`score_parts`)."""
-        tag_lists, scores, correction = self.score_parts(queries, earlier, earlier_weight)
+        tag_lists, scores, correction = self.score_parts(queries, earlier, conversation)
         return tag_lists, scores if correction is None else corrected(scores, correction)
 
+    @property
+    def conversation_rule(self) -> Conversation:
+        """How this model counts earlier turns: the fit's choice, else the measured fallback."""
+        return self.conversation or FALLBACK
+
     def score_parts(
-        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+        self,
+        queries: Sequence[str],
+        earlier: Sequence[str | None] | None = None,
+        conversation: Conversation | None = None,
     ) -> tuple[list[list[str]], np.ndarray, np.ndarray | None]:
         """Tags of each query, its tag scores and the embedding correction (None without a residual).
 
-        ``earlier[i]``: the text of the conversation before query i (None or empty: none); a query with
-        one scores (1 − ``earlier_weight``) × its own scores + ``earlier_weight`` × the earlier text's."""
+        ``earlier[i]``: the text of the conversation's user turns before query i (None or empty: none);
+        a query with one is scored as ``conversation`` says (default: :attr:`conversation_rule`; see
+        :mod:`tagrouter.conversation`). The tags and the embedding correction are always the query's own."""
         correction = None if self.residual is None else self.residual.correction(embed(self.tagger, queries))
         tag_lists = self.tagger.tag(list(queries))
         scores = self.score_tags(tag_lists)
-        if earlier is None or earlier_weight == 0.0:
-            return tag_lists, scores, correction
-        rows = [i for i, text in enumerate(earlier) if text]
-        if rows:
+        rule = conversation or self.conversation_rule
+        rows = [i for i, text in enumerate(earlier or ()) if text] if rule.mode != "last" else []
+        if rule.mode == "weighted" and rows:
             before = self.score_tags(self.tagger.tag([earlier[i] for i in rows]))
-            scores[rows] = (1.0 - earlier_weight) * scores[rows] + earlier_weight * before
+            scores[rows] = (1.0 - rule.weight) * scores[rows] + rule.weight * before
+        elif rule.mode == "concatenated" and rows:
+            scores[rows] = self.score_tags(self.tagger.tag([joined(earlier[i], queries[i]) for i in rows]))
         return tag_lists, scores, correction
 
     def score_tags(self, tag_lists: Sequence[Sequence[str]]) -> np.ndarray:

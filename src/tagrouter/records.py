@@ -43,6 +43,9 @@ class HistoryRecord(BaseModel):
     #: who judged the outcome: the judge model and the version of its prompt (``tagrouter collect``)
     judge: str | None = None
     judge_prompt: str | None = None
+    #: the conversation's user turns before this query (their text, most recent last), when the query is
+    #: a later turn of a conversation (:func:`tagrouter.chat.earlier_text`); None for a first turn
+    earlier: str | None = Field(default=None, min_length=1)
 
     @field_validator("query_id", mode="before")
     @classmethod
@@ -80,7 +83,7 @@ _OPTIONAL_NUMERIC = ("input_tokens", "output_tokens", "cost")
 BATCH_ROWS = 65_536
 #: Rows per Parquet batch read at once.
 PARQUET_BATCH = 8192
-_OPTIONAL_TEXT = ("reference", "judge", "judge_prompt")
+_OPTIONAL_TEXT = ("reference", "judge", "judge_prompt", "earlier")
 
 
 def query_id(query: str) -> str:
@@ -202,8 +205,8 @@ def _validated(
     files: Sequence[Path], on_error: Literal["raise", "skip"], report: ReadReport
 ) -> Iterator[HistoryRecord]:
     """The valid records of ``files``, in order (see :func:`read_history` for what is checked). Each query
-    id's text is remembered by its hash (and where it was first seen), not as text."""
-    texts: dict[str, tuple[int, Path, int]] = {}
+    id's text (with its earlier turns) is remembered by its hash (and where it was first seen), not as text."""
+    texts: dict[str, tuple[tuple[int, int], Path, int]] = {}
     for path in files:
         for number, raw in _raw_rows(path):
             try:
@@ -216,14 +219,17 @@ def _validated(
                     report.skipped.append(f"{path} row {number}: {error.field}: {error.reason}")
                     continue
                 raise error from None
-            earlier = texts.setdefault(record.query_id, (hash(record.query), path, number))
-            if earlier[0] != hash(record.query):
+            key = (hash(record.query), hash(record.earlier))
+            first = texts.setdefault(record.query_id, (key, path, number))
+            if first[0] != key:
+                what = "query", "query text"
+                if first[0][0] == key[0]:
+                    what = "earlier", "earlier turns"
                 raise DataError(
-                    f"query id {record.query_id!r} has a different query text than at "
-                    f"{earlier[1]} row {earlier[2]}",
+                    f"query id {record.query_id!r} has a different {what[1]} than at {first[1]} row {first[2]}",
                     path=path,
                     row=number,
-                    field="query",
+                    field=what[0],
                 )
             report.rows_read += 1
             yield record
@@ -240,8 +246,9 @@ class History:
     """Judged records as columns, one entry per record: what :meth:`TagRouter.fit` learns from.
 
     ``outcome`` holds codes (0 win, 1 tie, 2 loss, the order of :data:`OUTCOMES`); ``output_tokens`` is NaN
-    where unknown. Build one from records with :meth:`from_records`, or straight from arrays (the benchmark
-    does, for speed). A query id always names one query text.
+    where unknown. ``earlier`` holds each record's earlier conversation turns (None for a first turn), or is
+    None when no record has any. Build one from records with :meth:`from_records`, or straight from arrays
+    (the benchmark does, for speed). A query id always names one query text.
     """
 
     query_id: list[str]
@@ -249,10 +256,13 @@ class History:
     model: list[str]
     outcome: np.ndarray
     output_tokens: np.ndarray
+    earlier: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.query_id)
         if not (len(self.query) == len(self.model) == len(self.outcome) == len(self.output_tokens) == n):
+            raise DataError("history columns must have one entry per record each")
+        if self.earlier is not None and len(self.earlier) != n:
             raise DataError("history columns must have one entry per record each")
         if n and (self.outcome.min() < 0 or self.outcome.max() >= len(OUTCOMES)):
             raise DataError("history outcome codes must be 0 (win), 1 (tie) or 2 (loss)")
@@ -270,6 +280,7 @@ class History:
                 dtype=float,
                 count=len(records),
             ),
+            earlier=[r.earlier for r in records] if any(r.earlier for r in records) else None,
         )
 
     def __len__(self) -> int:
@@ -292,17 +303,20 @@ class History:
             [self.model[i] for i in index],
             self.outcome[keep],
             self.output_tokens[keep],
+            None if self.earlier is None else [self.earlier[i] for i in index],
         )
 
     @classmethod
     def concatenated(cls, parts: Sequence[History]) -> History:
         """The records of ``parts``, in order."""
+        has_earlier = any(p.earlier is not None for p in parts)
         return cls(
             [q for p in parts for q in p.query_id],
             [q for p in parts for q in p.query],
             [m for p in parts for m in p.model],
             np.concatenate([p.outcome for p in parts] or [np.zeros(0, np.int8)]),
             np.concatenate([p.output_tokens for p in parts] or [np.zeros(0)]),
+            [e for p in parts for e in (p.earlier or [None] * len(p))] if has_earlier else None,
         )
 
     def sliced(self, start: int, stop: int) -> History:
@@ -313,6 +327,7 @@ class History:
             self.model[start:stop],
             self.outcome[start:stop],
             self.output_tokens[start:stop],
+            None if self.earlier is None else self.earlier[start:stop],
         )
 
     def deduplicated(self) -> tuple[History, int]:
@@ -329,6 +344,17 @@ class History:
             if texts.setdefault(qid, text) != text:
                 raise DataError(f"query id {qid!r} has two different query texts", row=number, field="query")
         return texts
+
+    def unique_earlier(self) -> dict[str, str]:
+        """Query id -> the earlier turns' text, for the queries that have one (empty: no conversations);
+        two under one id raise :class:`DataError`."""
+        found: dict[str, str] = {}
+        for number, (qid, text) in enumerate(zip(self.query_id, self.earlier or (), strict=False), start=1):
+            if text and found.setdefault(qid, text) != text:
+                raise DataError(
+                    f"query id {qid!r} has two different earlier turns", row=number, field="earlier"
+                )
+        return found
 
 
 def last_judgments(query_ids: Sequence[str], models: Sequence[str]) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from tagrouter.catalog import Catalog
 from tagrouter.constraints import Allowed, Needs, allowed
+from tagrouter.conversation import Conversation
 from tagrouter.deciding import Decider, Rule, calibrate, default_decider
 from tagrouter.errors import DataError
 from tagrouter.model import Progress, RoutingModel
@@ -122,7 +123,7 @@ class TagRouter:
             if progress:
                 progress("choosing the scorer's settings", 0, 1)
             chosen, point, tuned = tune_model(model, fitted.sample)
-            model = model.with_scorer(chosen, tuned.to_dict(), tuned.residual)
+            model = model.with_scorer(chosen, tuned.to_dict(), tuned.residual, tuned.conversation)
             decider = decider or Decider(point.rule, point.knob)
         return cls(model, decider or default_decider(len(catalog.names)))
 
@@ -176,17 +177,21 @@ class TagRouter:
         return self.model.expected_costs(queries)
 
     def score_batch(
-        self, queries: Sequence[str], earlier: Sequence[str | None] | None = None, earlier_weight: float = 0.0
+        self,
+        queries: Sequence[str],
+        earlier: Sequence[str | None] | None = None,
+        conversation: Conversation | None = None,
     ) -> tuple[list[list[str]], np.ndarray]:
-        """Tags of each query and the (n × models) score matrix (``earlier``: see :meth:`route_batch`)."""
-        return self.model.score(queries, earlier, earlier_weight)
+        """Tags of each query and the (n × models) score matrix (``earlier``, ``conversation``: see
+        :meth:`route_batch`)."""
+        return self.model.score(queries, earlier, conversation)
 
     def route_batch(
         self,
         queries: Sequence[str],
         needs: Sequence[Needs] | None = None,
         earlier: Sequence[str | None] | None = None,
-        earlier_weight: float = 0.0,
+        conversation: Conversation | None = None,
         *,
         fits: Allowed | None = None,
     ) -> list[Decision]:
@@ -195,8 +200,9 @@ class TagRouter:
         ``needs`` (one per query) are hard constraints (:mod:`tagrouter.constraints`): a model that cannot
         take a query is neither chosen nor in its ranking, and the decision's ``removed`` and ``reason``
         say why; a query that no model can take raises ``UnroutableError`` (a :class:`DataError`).
-        ``earlier`` (one per query, None for none): the conversation's earlier user turns, whose scores
-        weigh ``earlier_weight`` (see :meth:`RoutingModel.score` and :func:`tagrouter.chat.earlier_text`).
+        ``earlier`` (one per query, None for none): the conversation's earlier user turns
+        (:func:`tagrouter.chat.earlier_text`), counted as ``conversation`` says (default: the fit's choice,
+        else the measured fallback; see :mod:`tagrouter.conversation`).
         ``fits``, instead of ``needs``: the queries' constraints already checked by
         :func:`~tagrouter.constraints.allowed` (so that a caller that checks them first, as the gateway
         does, has them computed once). A query that is empty or only white space raises
@@ -219,7 +225,7 @@ class TagRouter:
         if not queries:
             return []
         model, decider = self.model, self.decider
-        tag_lists, tag_scores, correction = model.score_parts(queries, earlier, earlier_weight)
+        tag_lists, tag_scores, correction = model.score_parts(queries, earlier, conversation)
         scores = tag_scores if correction is None else corrected(tag_scores, correction)
         costs = model.expected_costs(queries)
         if needs is not None:

@@ -22,6 +22,14 @@ one-sided 95% lower confidence bound over the inner folds of at least −``toler
 accept-rate point); the bound takes the folds of one repeat as the independent samples (the repeats reuse
 the same queries). The same rule at other tolerances (:data:`MENU_DROPS`) gives the *menu* of trade-offs
 that the fit saves, ``tagrouter inspect`` shows and ``tagrouter calibrate --max-accept-drop`` picks from.
+
+Conversations: where the tuning sample has queries with earlier turns (records' ``earlier`` field), the
+chosen scorer's inner out-of-fold scores of those queries are computed under every mode of
+:data:`tagrouter.conversation.CANDIDATES` (last message only, weighted with w in a small grid, concatenated;
+the inner tables are the same, only the held-out conversation queries' scores differ), and the mode whose
+routing curve over those queries has the best hull AUC (mean over the repeats; ties to the earlier mode, the
+last message first) is kept; the residual, the default point and the menu then see its scores. Without
+conversations nothing of this runs.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from tagrouter.conversation import CANDIDATES, Conversation, joined
 from tagrouter.curves import OperatingPoint, apply_knob, knob_settings, routing_auc
 from tagrouter.model import RoutingModel
 from tagrouter.records import History
@@ -102,7 +111,8 @@ class TuningReport:
     """What the selection saw and chose: every candidate's inner-CV AUC (mean over repeats), the AUC's
     standard error (only with the one-standard-error rule) and log-loss, whether the tags passed the
     gate (None without a gate), the chosen candidate, the operating point, the menu of trade-offs, the
-    inner folds and the time taken."""
+    embedding residual, the conversation mode (None without conversations in the sample) with each
+    candidate mode's inner AUC over the conversation queries, the inner folds and the time taken."""
 
     candidates: list[dict[str, Any]]
     auc: list[float]
@@ -116,6 +126,9 @@ class TuningReport:
     menu: list[MenuPoint]
     residual: EmbeddingResidual | None
     residual_auc: dict[str, float] | None
+    conversation: Conversation | None
+    conversation_auc: list[float] | None
+    conversation_queries: int
     folds: int
     repeats: int
     queries: int
@@ -136,6 +149,16 @@ class TuningReport:
                 "chosen": self.residual is not None,
                 **{k: round(v, 6) for k, v in self.residual_auc.items()},
             },
+            "conversation": None
+            if self.conversation is None
+            else {
+                "chosen": self.conversation.to_dict(),
+                "queries": self.conversation_queries,
+                "candidates": [
+                    {**c.to_dict(), "auc": round(a, 6)}
+                    for c, a in zip(CANDIDATES, self.conversation_auc or [], strict=True)
+                ],
+            },
             "folds": self.folds,
             "repeats": self.repeats,
             "queries": self.queries,
@@ -149,12 +172,26 @@ class TuningReport:
 
 def _incidence(tag_lists: Sequence[Sequence[str]]) -> tuple[list[str], sparse.csr_matrix]:
     tags = list(dict.fromkeys(t for row in tag_lists for t in row))
-    index = {t: i for i, t in enumerate(tags)}
-    cols = [index[t] for row in tag_lists for t in dict.fromkeys(row)]
-    lengths = [len(dict.fromkeys(row)) for row in tag_lists]
-    rows = np.repeat(np.arange(len(tag_lists)), lengths)
-    data = np.ones(len(cols))
-    return tags, sparse.csr_matrix((data, (rows, cols)), shape=(len(tag_lists), len(tags)))
+    return tags, _incidence_on(tag_lists, {t: i for i, t in enumerate(tags)})
+
+
+def _incidence_on(tag_lists: Sequence[Sequence[str]], index: dict[str, int]) -> sparse.csr_matrix:
+    """(rows × tags) indicators of each row's tags among the tags of ``index`` (others are left out)."""
+    known = [[index[t] for t in dict.fromkeys(row) if t in index] for row in tag_lists]
+    cols = [c for row in known for c in row]
+    rows = np.repeat(np.arange(len(known)), [len(row) for row in known])
+    return sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(known), len(index)))
+
+
+@dataclass(frozen=True)
+class ConversationTags:
+    """The tuning sample's queries with earlier turns (``rows``), the tags of their earlier turns and of
+    their earlier turns and text joined (:func:`tagrouter.conversation.joined`): what the choice of the
+    conversation mode scores."""
+
+    rows: np.ndarray
+    earlier: list[list[str]]
+    joined: list[list[str]]
 
 
 def _one_hot(codes: np.ndarray) -> np.ndarray:
@@ -266,6 +303,7 @@ def select_scorer(
     one_se: float = 0.0,
     tolerance: float = DEFAULT_TOLERANCE,
     embeddings: np.ndarray | None = None,
+    conversations: ConversationTags | None = None,
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
     """Choose the scorer's settings and the default operating point by inner cross-validation (see the
     module docstring).
@@ -284,7 +322,10 @@ def select_scorer(
       queries (see the module docstring);
     - ``embeddings``: the queries' embeddings (n × d); with them, the chosen scorer competes with itself
       plus an embedding residual (:mod:`tagrouter.residual`) on the inner routing curve, and the residual
-      is kept (``report.residual``) only where it routes better.
+      is kept (``report.residual``) only where it routes better;
+    - ``conversations``: the queries with earlier turns and their tags; with them, the conversation mode
+      is chosen (see the module docstring; ``report.conversation``), when at least two per inner fold
+      have an outcome for every routable model.
 
     Only queries with an outcome for every routable model score the curves; every query adds to the inner
     tables. Returns the chosen scorer, the operating point and the report."""
@@ -298,6 +339,7 @@ def select_scorer(
         grid.insert(0, MIXTURE)
     mixture = grid.index(MIXTURE)
     tags, incidence = _incidence(tag_lists)
+    tag_index = {t: i for i, t in enumerate(tags)}
     one_hot = _one_hot(codes)
     complete = np.flatnonzero((codes[:, routable] >= 0).all(axis=1))
     accepted = codes[:, routable] != 2
@@ -316,6 +358,30 @@ def select_scorer(
         counts = table.counts
         held_tags = incidence[held].multiply((counts.sum(axis=(1, 2)) > 0)[None, :]).tocsr()
         return [_scores(scorer, table, counts, held_tags, routable) for scorer in scorers]
+
+    def conversation_scores(
+        scorer: SmoothedScorer, fold: np.ndarray, last: np.ndarray, rows: np.ndarray
+    ) -> list[np.ndarray]:
+        """Each conversation mode's out-of-fold scores (rows × M) of the conversation queries ``rows``
+        (positions into ``conversations.rows``), ``last``: the scorer's out-of-fold scores (n × M)."""
+        earlier_in = _incidence_on(conversations.earlier, tag_index)[rows]
+        joined_in = _incidence_on(conversations.joined, tag_index)[rows]
+        at = conversations.rows[rows]
+        before, together = np.zeros((len(rows), len(routable))), np.zeros((len(rows), len(routable)))
+        for f in range(folds):
+            train, mine = np.flatnonzero(fold != f), np.flatnonzero(fold[at] == f)
+            table = _table(tags, list(model_names), incidence, one_hot, train)
+            known = (table.counts.sum(axis=(1, 2)) > 0)[None, :]
+            for out, held in ((before, earlier_in), (together, joined_in)):
+                held_tags = held[mine].multiply(known).tocsr()
+                out[mine] = _scores(scorer, table, table.counts, held_tags, routable)
+        modes = []
+        for mode in CANDIDATES:
+            if mode.mode == "weighted":
+                modes.append((1.0 - mode.weight) * last[at] + mode.weight * before)
+            else:
+                modes.append(together if mode.mode == "concatenated" else last[at])
+        return modes
 
     def out_of_fold(scorers: Sequence[SmoothedScorer], fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inner out-of-fold scores (scorers × n × M) and expected costs (n × M) of one repeat."""
@@ -369,9 +435,34 @@ def select_scorer(
     c = complete
     repeated = [out_of_fold([grid[chosen]], fold) for fold in fold_ids[:-1]]
     repeated.append((oof[[chosen]], expected))
-    final = [scores[0] for scores, _ in repeated]
+    final = [scores[0].copy() for scores, _ in repeated]
+    conversation, conversation_auc, conversation_queries = None, None, 0
+    if conversations is not None:
+        usable = np.flatnonzero(np.isin(conversations.rows, c))
+        at = conversations.rows[usable]
+        if len(usable) >= 2 * folds:
+            per_mode = [
+                conversation_scores(grid[chosen], fold, scores, usable)
+                for fold, scores in zip(fold_ids, final, strict=True)
+            ]
+            conversation_auc = [
+                float(
+                    np.mean(
+                        [
+                            routing_auc(modes[m], accepted[at], costs[at], e[at])
+                            for modes, (_, e) in zip(per_mode, repeated, strict=True)
+                        ]
+                    )
+                )
+                for m in range(len(CANDIDATES))
+            ]
+            best_mode = int(np.argmax(conversation_auc))  # ties: the first, the last message only
+            conversation, conversation_queries = CANDIDATES[best_mode], len(usable)
+            for scores, modes in zip(final, per_mode, strict=True):
+                scores[at] = modes[best_mode]
     residual, residual_auc = None, None
     if embeddings is not None and len(c) >= 2 * folds:
+        unhybrid = final[-1]
         hybrid = [
             corrected_out_of_fold(grid[chosen], fold, s) for fold, s in zip(fold_ids, final, strict=True)
         ]
@@ -383,10 +474,20 @@ def select_scorer(
                 ]
             )
         )
-        residual_auc = {"tags": float(mean_auc[chosen]), "tags_and_embedding": with_residual}
-        if with_residual > mean_auc[chosen]:
+        tags_auc = float(mean_auc[chosen])
+        if conversation is not None:  # the tags' scores with the chosen conversation mode, as the hybrid's
+            tags_auc = float(
+                np.mean(
+                    [
+                        routing_auc(s[c], accepted[c], costs[c], e[c])
+                        for s, (_, e) in zip(final, repeated, strict=True)
+                    ]
+                )
+            )
+        residual_auc = {"tags": tags_auc, "tags_and_embedding": with_residual}
+        if with_residual > tags_auc:
             final = hybrid
-            residual = EmbeddingResidual.fit(embeddings[c], accepted[c] - repeated[-1][0][0, c])
+            residual = EmbeddingResidual.fit(embeddings[c], accepted[c] - unhybrid[c])
     # the default point and the menu from those scores
     drops = sorted({*MENU_DROPS, tolerance})
     rule, single, menu = promise_menu(
@@ -421,6 +522,9 @@ def select_scorer(
         menu=menu,
         residual=residual,
         residual_auc=residual_auc,
+        conversation=conversation,
+        conversation_auc=conversation_auc,
+        conversation_queries=conversation_queries,
         folds=folds,
         repeats=repeats,
         queries=n,
@@ -446,12 +550,23 @@ class TuningSample:
     """What tuning looks at (the engine's pass gives it, see :func:`tagrouter.engines.run_pass`): the
     sampled distinct queries' texts and tags, in order of first appearance, and their outcome codes per
     history model (``codes[query, model]``: 0 win, 1 tie, 2 loss, -1 none; a model judged several times
-    on one query counts with its last outcome)."""
+    on one query counts with its last outcome), and their earlier conversation turns (None for a first
+    turn; ``earlier`` is None when no sampled query has any)."""
 
     texts: list[str]
     tag_lists: list[list[str]]
     codes: np.ndarray
     models: list[str]
+    earlier: list[str | None] | None = None
+
+    def conversation_tags(self, tagger: Tagger) -> ConversationTags | None:
+        """The tags the choice of the conversation mode needs, by ``tagger`` (None: no conversations)."""
+        rows = [i for i, text in enumerate(self.earlier or ()) if text]
+        if not rows:
+            return None
+        before = [self.earlier[i] for i in rows]
+        together = [joined(b, self.texts[i]) for b, i in zip(before, rows, strict=True)]
+        return ConversationTags(np.asarray(rows, dtype=np.intp), tagger.tag(before), tagger.tag(together))
 
     @classmethod
     def of(cls, history: History, tagger: Tagger, max_queries: int = TUNING_QUERIES) -> TuningSample:
@@ -469,7 +584,9 @@ class TuningSample:
             if row is not None:
                 codes[row, column[name]] = outcome
         texts = [queries[qid] for qid in row_of]
-        return cls(texts, tagger.tag(texts), codes, models)
+        found = history.unique_earlier()
+        earlier = [found.get(qid) for qid in row_of] if found else None
+        return cls(texts, tagger.tag(texts), codes, models, earlier if earlier and any(earlier) else None)
 
 
 def tune_model(
@@ -477,8 +594,8 @@ def tune_model(
 ) -> tuple[SmoothedScorer, OperatingPoint, TuningReport]:
     """:func:`select_scorer` on the tuning sample of the history a model was fitted on (tagged by the
     model's tagger in the same pass; a model judged several times on one query counts with its last
-    outcome), with the model's expected costs and query embeddings: what ``TagRouter.fit`` runs when no
-    scorer is given."""
+    outcome), with the model's expected costs, query embeddings and, where the sample has conversations,
+    the tags of their earlier turns: what ``TagRouter.fit`` runs when no scorer is given."""
     routable = [sample.models.index(m) for m in model.models]
     costs = model.expected_costs(sample.texts)
     return select_scorer(
@@ -488,4 +605,5 @@ def tune_model(
         costs,
         routable,
         embeddings=embed(model.tagger, sample.texts),
+        conversations=sample.conversation_tags(model.tagger),
     )

@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 
 from tagrouter.cli.common import err, progress_bar, queries_from, read_queries
+from tagrouter.conversation import Conversation
 from tagrouter.deciding import Rule
 from tagrouter.engines.kinds import EngineKind
 from tagrouter.scoring import ScorerKind
 
 if TYPE_CHECKING:
-    from tagrouter.model import Progress
+    from tagrouter.model import Progress, RoutingModel
     from tagrouter.router import TagRouter
     from tagrouter.tagging.base import Tagger
 
@@ -127,7 +128,10 @@ def describe_tuning(tuning: dict) -> str:
         f"single model for the cost; at the chosen knob the inner out-of-fold accept rate is "
         f"{point['accept_rate']:.3f} at ${point['mean_cost']:.6f} per query (always {point['best_single']}: "
         f"{point['best_single_accept_rate']:.3f} at ${point['best_single_mean_cost']:.6f})"
-    ) + "".join(f"\n{line}" for line in [*describe_residual(tuning), *describe_menu(tuning)])
+    ) + "".join(
+        f"\n{line}"
+        for line in [*describe_residual(tuning), *describe_conversation(tuning), *describe_menu(tuning)]
+    )
 
 
 def describe_residual(tuning: dict) -> list[str]:
@@ -140,6 +144,27 @@ def describe_residual(tuning: dict) -> list[str]:
         f"embedding residual {verdict}: inner routing AUC {residual['tags_and_embedding']:.4f} with it, "
         f"{residual['tags']:.4f} with the tags alone"
     ]
+
+
+def describe_conversation(tuning: dict) -> list[str]:
+    """How the fit chose to count earlier turns, with each mode's inner routing AUC (none: the history
+    had no conversations)."""
+    found = tuning.get("conversation")
+    if not found:
+        return []
+    chosen = Conversation.from_dict(found["chosen"])
+    tried = ", ".join(f"{Conversation.from_dict(c).describe()} {c['auc']:.4f}" for c in found["candidates"])
+    return [
+        f"earlier turns: {chosen.describe()}, chosen on the {found['queries']} conversation queries by "
+        f"inner routing AUC ({tried})"
+    ]
+
+
+def describe_rule(model: RoutingModel) -> str:
+    """How a router counts earlier turns, and whether the fit chose it."""
+    if model.conversation is None:
+        return f"earlier turns: {model.conversation_rule.describe()} (the measured fallback: no choice by the fit)"
+    return f"earlier turns: {model.conversation.describe()} (chosen by the fit)"
 
 
 def describe_menu(tuning: dict) -> list[str]:
@@ -377,5 +402,6 @@ def inspect(
     console.print(
         f"scorer: {router.scorer.config()}; rule {router.decider.rule}, knob {router.decider.knob:g}"
     )
+    console.print(describe_rule(router.model))
     if router.model.tuning is not None:
         console.print(describe_tuning(router.model.tuning))

@@ -116,7 +116,7 @@ def run_pass(
     sampled[sampled_numbers(len(survey.texts), sample_queries)] = sample_queries > 0
     plan = Plan(engine.tag(survey.texts, tagger, progress), list(survey.models), sampled)
     counted = engine.count(parts, survey.positions, plan, progress)
-    sample = tuning_sample(plan, survey.texts, counted) if sample_queries else None
+    sample = tuning_sample(plan, survey.texts, counted, survey.earlier) if sample_queries else None
     return Pass(tagger, counted.table(plan), counted.tokens(plan), sample)
 
 

@@ -85,24 +85,28 @@ class StudentOptions:
 
 
 # ---- 1. survey ------------------------------------------------------------------------------------------
-def survey_batch(batch: History) -> tuple[dict[str, str], list[str]]:
-    """Stage: the distinct queries (id -> text, in order of first appearance) and models of a batch."""
-    return batch.unique_queries(), list(dict.fromkeys(batch.model))
+def survey_batch(batch: History) -> tuple[dict[str, str], list[str], dict[str, str]]:
+    """Stage: the distinct queries (id -> text, in order of first appearance), models and earlier
+    conversation turns (id -> text, for the queries that have them) of a batch."""
+    return batch.unique_queries(), list(dict.fromkeys(batch.model)), batch.unique_earlier()
 
 
 @dataclass
 class Survey:
-    """The distinct queries and models of a history, numbered by first appearance, and for every batch
-    of every part the numbers of its distinct queries (what the count stage looks their tags up by).
-    Batches must be added in reading order (part by part, batch by batch)."""
+    """The distinct queries and models of a history, numbered by first appearance, the earlier
+    conversation turns of the queries that have them (by number), and for every batch of every part the
+    numbers of its distinct queries (what the count stage looks their tags up by). Batches must be added
+    in reading order (part by part, batch by batch)."""
 
     ids: dict[str, int] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)
     models: dict[str, None] = field(default_factory=dict)
     positions: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    earlier: dict[int, str] = field(default_factory=dict)
 
-    def add(self, part: int, queries: dict[str, str], models: Sequence[str]) -> None:
-        """Add the next batch of part ``part``; a query id with two texts is a :class:`DataError`."""
+    def add(self, part: int, queries: dict[str, str], models: Sequence[str], earlier: dict[str, str]) -> None:
+        """Add the next batch of part ``part``; a query id with two texts (or two earlier turns) is a
+        :class:`DataError`."""
         numbers = np.empty(len(queries), dtype=np.int64)
         for i, (qid, text) in enumerate(queries.items()):
             number = self.ids.setdefault(qid, len(self.texts))
@@ -111,6 +115,9 @@ class Survey:
             elif self.texts[number] != text:
                 raise DataError(f"query id {qid!r} has two different query texts", field="query")
             numbers[i] = number
+        for qid, text in earlier.items():
+            if self.earlier.setdefault(self.ids[qid], text) != text:
+                raise DataError(f"query id {qid!r} has two different earlier turns", field="earlier")
         self.positions.setdefault(part, []).append(numbers)
         self.models.update(dict.fromkeys(models))
 
@@ -274,9 +281,12 @@ def count_batch(plan: Plan, batch: History, numbers: np.ndarray, part: int, numb
     return Counted(counted.counts, counted.model_counts, counted.token_sums, counted.token_counts, sample)
 
 
-def tuning_sample(plan: Plan, texts: Sequence[str], counted: Counted) -> TuningSample:
-    """The tuning sample of a pass: the sampled queries' texts, tags and outcome codes (per model of the
-    plan; a model judged several times on one query counts with its last outcome in reading order)."""
+def tuning_sample(
+    plan: Plan, texts: Sequence[str], counted: Counted, earlier: dict[int, str] | None = None
+) -> TuningSample:
+    """The tuning sample of a pass: the sampled queries' texts, tags, outcome codes (per model of the
+    plan; a model judged several times on one query counts with its last outcome in reading order) and
+    earlier conversation turns (``earlier``: by query number, for the queries that have them)."""
     numbers = np.flatnonzero(plan.sampled)
     row = np.full(len(plan.sampled), -1, dtype=np.int64)
     row[numbers] = np.arange(len(numbers))
@@ -286,9 +296,11 @@ def tuning_sample(plan: Plan, texts: Sequence[str], counted: Counted) -> TuningS
     last = len(cell) - 1 - from_end  # each (query, model)'s last record
     codes = np.full(len(numbers) * len(plan.models), -1, dtype=np.intp)
     codes[cell[last]] = sample[last, 5]
+    before = [earlier.get(int(i)) for i in numbers] if earlier else None
     return TuningSample(
         [texts[i] for i in numbers],
         plan.tags.lists(numbers),
         codes.reshape(len(numbers), len(plan.models)),
         list(plan.models),
+        before if before and any(before) else None,
     )

@@ -10,6 +10,9 @@ and one cost per (query, model).
   router's own estimates (:mod:`tagrouter.model`) where a count is missing: input tokens = characters / 4,
   output tokens the model's mean over its records that have a count, else ``default_output_tokens``. A
   context model outside the catalogue without a cost field has no cost (NaN): it is never routed to.
+- A later turn of a conversation (a record with ``earlier`` turns): its query is the earlier turns and the
+  turn joined (:func:`tagrouter.conversation.joined`), so that every router compared, the baselines among
+  them, sees the same text (how a fit counts earlier turns is measured by ``scripts/bench_conversation.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tagrouter.catalog import Catalog
+from tagrouter.conversation import joined
 from tagrouter.errors import DataError
 from tagrouter.model import DEFAULT_OUTPUT_TOKENS, estimated_input_tokens, mean_output_tokens, token_stats
 from tagrouter.records import OUTCOMES, History, HistoryRecord, last_judgments
@@ -49,6 +53,12 @@ def history_arrays(
     """Arrays of ``records``; raises :class:`DataError` when a catalogue model has no record."""
     if not records:
         raise DataError("the history is empty")
+    records = [
+        r
+        if r.earlier is None
+        else r.model_copy(update={"query": joined(r.earlier, r.query), "earlier": None})
+        for r in records
+    ]
     if len(catalog.names) < 2:
         raise DataError("the catalogue needs at least two models to route between")
     judged = dict.fromkeys(r.model for r in records)

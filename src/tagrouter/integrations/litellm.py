@@ -32,7 +32,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS, ChatRequest, read_chat
+from tagrouter.chat import MAX_ROUTING_CHARS, ChatRequest, read_chat
+from tagrouter.conversation import Setting, from_setting
 from tagrouter.errors import DataError, validated
 from tagrouter.live import Judged, LiveLearner, LivePolicy
 from tagrouter.router import TagRouter
@@ -51,9 +52,10 @@ class TagRouterPlugin:
 
     ``deployments`` maps a catalogue model to the ``litellm_params.model`` that serves it (default: the
     name rule above); ``model_groups`` limits the plugin to those LiteLLM model groups (default: every
-    group with a deployment of a catalogue model); ``conversation_weight``: the weight of a conversation's
-    earlier user turns in its scores, and ``max_routing_chars`` the characters of a text routed on, as the
-    gateway's (see :mod:`tagrouter.chat`)."""
+    group with a deployment of a catalogue model); ``conversation_weight``: how a conversation's earlier
+    user turns count (default ``"router"``: the router's choice; see
+    :func:`tagrouter.conversation.from_setting`), and ``max_routing_chars`` the characters of a text routed
+    on, as the gateway's (see :mod:`tagrouter.chat`)."""
 
     def __init__(
         self,
@@ -61,7 +63,7 @@ class TagRouterPlugin:
         *,
         deployments: Mapping[str, str] | None = None,
         model_groups: Collection[str] | None = None,
-        conversation_weight: float = EARLIER_WEIGHT,
+        conversation_weight: Setting = "router",
         max_routing_chars: int = MAX_ROUTING_CHARS,
     ) -> None:
         if isinstance(router, TagRouter):
@@ -74,7 +76,7 @@ class TagRouterPlugin:
             )
         self.deployments = dict(deployments or {})
         self.model_groups = None if model_groups is None else frozenset(model_groups)
-        self.conversation_weight = conversation_weight
+        self.conversation = from_setting(conversation_weight)
         self.max_routing_chars = max_routing_chars
 
     @classmethod
@@ -119,7 +121,7 @@ class TagRouterPlugin:
             return context
         undeployed = frozenset(m for m in self.router.models if m not in deployed)
         needed = [replace(read.needs, exclude=undeployed)]
-        live = self.learner.decide_batch([read.query], needed, [read.earlier], self.conversation_weight)[0]
+        live = self.learner.decide_batch([read.query], needed, [read.earlier], self.conversation)[0]
         decision = live.decision
         context.candidate_models = [c for c, m in served.items() if m == decision.model]
         context.signals[SIGNAL] = {

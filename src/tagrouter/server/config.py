@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tagrouter.catalog import Endpoint
-from tagrouter.chat import EARLIER_WEIGHT, MAX_ROUTING_CHARS
+from tagrouter.chat import MAX_ROUTING_CHARS
 from tagrouter.deciding import Rule
 from tagrouter.errors import from_validation_error
 from tagrouter.fileio import read_yaml_mapping
@@ -201,11 +201,11 @@ class GatewayConfig(BaseModel):
     )
     remember_requests: int = Field(default=100_000, ge=1, description="request ids kept for feedback")
     affinity: Affinity = Field(default_factory=Affinity)
-    conversation_weight: float = Field(
-        default=EARLIER_WEIGHT,
-        ge=0,
-        le=1,
-        description="weight of the earlier user turns' scores (0: route on the last user message only)",
+    conversation_weight: float | str = Field(
+        default="router",
+        description="how earlier user turns count: 'router' (the fit's choice, else the measured "
+        "fallback), a weight of their scores in [0, 1] (0: the last user message only), 'last' or "
+        "'concatenated'",
     )
     remember_requests_bytes: int = Field(
         default=64_000_000, ge=1_000_000, description="bytes of routing text kept for those request ids"
@@ -230,6 +230,18 @@ class GatewayConfig(BaseModel):
         """A PostgreSQL URL stays text; anything else is a SQLite file path."""
         if isinstance(value, str) and not value.startswith(("postgresql://", "postgres://")):
             return Path(value)
+        return value
+
+    @field_validator("conversation_weight")
+    @classmethod
+    def _conversation_setting(cls, value: float | str) -> float | str:
+        """'router', 'last', 'concatenated' or a weight in [0, 1] (see :func:`conversation.from_setting`)."""
+        if isinstance(value, str) and value not in ("router", "last", "concatenated"):
+            raise ValueError(
+                f"expected 'router', 'last', 'concatenated' or a weight in [0, 1], got {value!r}"
+            )
+        if not isinstance(value, str) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"a weight of the earlier turns must be in [0, 1], got {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from tagrouter.constraints import Allowed
+from tagrouter.conversation import from_setting
 from tagrouter.deciding import Decider
 from tagrouter.errors import DataError
 from tagrouter.live import Judged, LiveDecision, LiveLearner, LivePolicy, WeightedOutcome
@@ -46,7 +47,7 @@ class ProfileSet:
                 field="profiles",
             )
         self.default = config.default_profile
-        self.conversation_weight = config.conversation_weight
+        self.conversation = from_setting(config.conversation_weight)  # None: the router's own
         self._profiles: Mapping[str, RoutingProfile] = MappingProxyType(
             {name: _build(name, profile, router) for name, profile in config.profiles.items()}
         )
@@ -88,9 +89,9 @@ class ProfileSet:
     ) -> list[Decision]:
         """Greedy decisions of ``profile`` for ``queries`` (one batch), among the models ``fits`` allows them
         (checked constraints, see :func:`~tagrouter.constraints.allowed`), after their conversations'
-        ``earlier`` turns (weighing the config's ``conversation_weight``): no exploration."""
+        ``earlier`` turns (counted as the config's ``conversation_weight`` says): no exploration."""
         router = self.router(profile)
-        return router.route_batch(list(queries), None, earlier, self.conversation_weight, fits=fits)
+        return router.route_batch(list(queries), None, earlier, self.conversation, fits=fits)
 
     def decide(
         self,
@@ -106,7 +107,7 @@ class ProfileSet:
             list(queries),
             None,
             earlier,
-            self.conversation_weight,
+            self.conversation,
             fits=fits,
             decider=self._profiles[profile].decider,
             budget_key=profile,

@@ -4,8 +4,9 @@ records and a two-model catalogue.
 - ``mmlu``: 14,042 questions, correctness per model -> ``win`` / ``loss``; optionally a seeded sample.
 - ``gsm8k``: 1,319 questions, correctness -> ``win`` / ``loss``; output tokens = answer characters / 4.
 - ``mt_bench``: 80 two-turn questions, GPT-4's 1-10 score per turn; accept = score ≥ :data:`MT_BENCH_ACCEPT`.
-  Both turns are separate queries: turn 1 is the first user message, turn 2 the two user messages joined
-  (what a router sees of the conversation at that turn).
+  Both turns are separate queries: turn 1 is the first user message, turn 2 the second user message with
+  the first as its ``earlier`` turn (what the gateway reads of the conversation at that turn; evaluation
+  routes on the two joined, :mod:`tagrouter.evaluation.loading`).
 
 Prices: ``prices_usd_per_1M_tokens.csv`` (LiteLLM's table of December 2023; Mixtral at Together AI's
 40-70B tier, $0.90 / $0.90 per 1M tokens; gpt-4-1106-preview $10 / $30). Input tokens: characters / 4
@@ -18,11 +19,12 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from tagrouter.conversation import joined
 from tagrouter.evaluation.datasets.common import Converted, catalog_of, read_prices, require
 from tagrouter.records import HistoryRecord
 
@@ -39,16 +41,22 @@ def _prices(data: Path) -> dict[str, tuple[float, float]]:
     return {name: table[key] for name, key in _PRICE_KEYS.items() if key in table}
 
 
-def _records(rows: Iterable[tuple[str, str, str, bool, int]], prices: dict) -> list[HistoryRecord]:
-    """Records of (query id, query, model, accepted, output tokens) rows, with their cost."""
+def _records(
+    rows: Iterable[tuple[str, str, str, bool, int]], prices: dict, earlier: Mapping[str, str] | None = None
+) -> list[HistoryRecord]:
+    """Records of (query id, query, model, accepted, output tokens) rows, with their cost; ``earlier``:
+    the earlier conversation turns of the query ids that are later turns (their input tokens count them)."""
     catalog = catalog_of(prices, [WEAK, STRONG])
+    earlier = earlier or {}
     records = []
     for qid, query, model, accepted, output_tokens in rows:
-        input_tokens = round(len(query) / CHARS_PER_TOKEN)
+        before = earlier.get(qid)
+        input_tokens = round(len(query if before is None else joined(before, query)) / CHARS_PER_TOKEN)
         records.append(
             HistoryRecord(
                 query_id=qid,
                 query=query,
+                earlier=before,
                 model=model,
                 outcome="win" if accepted else "loss",
                 input_tokens=input_tokens,
@@ -135,21 +143,24 @@ def convert_mt_bench(data: str | Path) -> Converted:
         for line in f:
             row = json.loads(line)
             turns[int(row["question_id"])] = row["turns"]
-    rows = []
+    rows, earlier = [], {}
     path = require(data / "mt_bench_judgements.jsonl.gz", "MT-bench judgements")
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             qid, turn = int(row["question_id"]), int(row["turn"])
             model = WEAK if row["model"] == _PRICE_KEYS[WEAK] else row["model"]
-            query = "\n\n".join(turns[qid][:turn])
-            rows.append((f"mt{qid}-turn{turn}", query, model, float(row["score"]) >= MT_BENCH_ACCEPT))
+            name = f"mt{qid}-turn{turn}"
+            if turn > 1:
+                earlier[name] = "\n\n".join(turns[qid][: turn - 1])
+            rows.append((name, turns[qid][turn - 1], model, float(row["score"]) >= MT_BENCH_ACCEPT))
     rows.sort(key=lambda r: (r[0], r[2]))
     prices = _prices(data)
-    records = _records(((*r, FIXED_OUTPUT_TOKENS) for r in rows), prices)
+    records = _records(((*r, FIXED_OUTPUT_TOKENS) for r in rows), prices, earlier)
     notes = [
         f"accept: GPT-4 score >= {MT_BENCH_ACCEPT} of 10 -> win, else loss",
-        "both turns are queries: turn 1 = the first user message, turn 2 = both user messages joined",
+        "both turns are queries: turn 1 = the first user message, turn 2 = the second, with the first as "
+        "its earlier turn (evaluation routes on both joined)",
         *_common_notes(prices),
         f"output tokens: {FIXED_OUTPUT_TOKENS} assumed (no answer lengths in the file)",
     ]

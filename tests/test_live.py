@@ -308,6 +308,30 @@ def test_a_re_selection_keeps_the_embedding_residual_it_chose(monkeypatch):
     assert np.array_equal(residual.intercept, [0.5, 0.0, -0.5])
 
 
+def test_a_re_selection_keeps_the_conversation_mode_it_chose(monkeypatch):
+    """A history with conversations makes the inner cross-validation choose how earlier turns count; the
+    re-selected model counts them that way (it kept the fit's mode before)."""
+    import tagrouter.tuning
+    from tagrouter.conversation import CANDIDATES, Conversation
+
+    tune = tagrouter.tuning.tune_model
+    chosen = Conversation.weighted(0.75)
+
+    def tune_with_conversation(model, sample):
+        scorer, point, report = tune(model, sample)
+        inner_auc = [0.5] * len(CANDIDATES)
+        return scorer, point, replace(report, conversation=chosen, conversation_auc=inner_auc)
+
+    monkeypatch.setattr(tagrouter.tuning, "tune_model", tune_with_conversation)
+    learner = LiveLearner(
+        seed_router(), LivePolicy(reselect_growth=2.0), history=seed_history(), rng=np.random.default_rng(6)
+    )
+    assert learner.model.conversation != chosen
+    run_math_stream(learner, 40)
+    assert learner.stats.reselections == 1
+    assert learner.model.conversation == chosen
+
+
 def test_background_re_selection_swaps_in_new_settings_while_decisions_go_on():
     learner = LiveLearner(
         seed_router(),

@@ -376,9 +376,9 @@ class LiveLearner:
         try:
             chosen = select_settings(self.model, history)
             if chosen is not None:
-                scorer, point, report, residual = chosen
+                scorer, point, report, residual, conversation = chosen
                 with self._lock:
-                    self.model = self.model.with_scorer(scorer, report, residual)
+                    self.model = self.model.with_scorer(scorer, report, residual, conversation)
                     self.decider = for_models(Decider(point.rule, point.knob), len(self.model.models))
                     self.stats.reselections += 1
                     self.stats.last_selection = report
@@ -434,9 +434,9 @@ MIN_SELECTION_QUERIES = 10
 
 def select_settings(
     model: RoutingModel, history: History
-) -> tuple[Any, Any, dict[str, Any], EmbeddingResidual | None] | None:
-    """The scorer's settings, operating point, report and embedding residual (None: the tags alone route
-    better) chosen by the fit's inner cross-validation on ``history``, as a fit chooses them (bandit
+) -> tuple[Any, Any, dict[str, Any], EmbeddingResidual | None, Conversation | None] | None:
+    """The scorer's settings, operating point, report, embedding residual (None: the tags alone route
+    better) and conversation mode (None: the history has no conversations) chosen by the fit's inner cross-validation on ``history``, as a fit chooses them (bandit
     records add to the inner tables; the curves, and the residual, use the queries that have an outcome
     for every tuned model). Models judged on fewer than half of the queries that have several models'
     outcomes (e.g. a new model) are left out of the curves, not out of the tables, and get no residual
@@ -465,4 +465,4 @@ def select_settings(
             if c >= 0:
                 weights[:, j], intercept[j] = residual.weights[:, c], residual.intercept[c]
         residual = EmbeddingResidual(weights, intercept)
-    return scorer, point, report.to_dict(), residual
+    return scorer, point, report.to_dict(), residual, report.conversation

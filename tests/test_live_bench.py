@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from tagrouter.cli import app
@@ -82,3 +83,20 @@ def test_bench_live_writes_the_results_schema(tmp_path: Path) -> None:
         [r["checkpoints"][-1]["live"]["exploration_cost_share"] for r in results["runs"]]
     )
     assert "| seed |" in (out / "results.md").read_text()
+
+
+def test_a_seed_without_a_gap_has_no_gap_fraction_and_the_summary_is_strict_json() -> None:
+    """A seed whose full-information refit is not above static has nothing to close: its fraction is None
+    (not NaN, which strict JSON readers refuse), and the mean is over the seeds with a gap."""
+    from tagrouter.evaluation.live_replay import summarise
+
+    def run(seed: int, static: float, live: float, full: float) -> dict:
+        last = {"live": {"auc": live, "exploration_cost_share": 0.01}, "full": {"auc": full}}
+        return {"seed": seed, "static": {"auc": static}, "checkpoints": [last]}
+
+    summary = summarise([run(0, 0.80, 0.81, 0.82), run(1, 0.90, 0.91, 0.89)], None)
+    assert summary["gap_closed"][0] == pytest.approx(0.5)
+    assert summary["gap_closed"][1] is None
+    assert summary["gap_closed_mean"] == pytest.approx(0.5)
+    assert summary["gap_closed_of_means"] == pytest.approx((0.86 - 0.85) / (0.855 - 0.85))
+    json.dumps(summary, allow_nan=False)

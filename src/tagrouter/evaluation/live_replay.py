@@ -234,14 +234,14 @@ def summarise(runs: Sequence[dict[str, Any]], new_model: str | None) -> dict[str
     for run in runs:
         last, static = run["checkpoints"][-1], run["static"]["auc"]
         span = last["full"]["auc"] - static
-        gaps.append((last["live"]["auc"] - static) / span if span > 0 else float("nan"))
+        gaps.append((last["live"]["auc"] - static) / span if span > 0 else None)  # None: no gap to close
         if last["live"]["auc"] < static - BELOW_STATIC:
             below.append(run["seed"])
         shares.append(last["live"]["exploration_cost_share"])
         if new_model is not None:
             live_new.append(last["live"]["new_model_share"])
             full_new.append(last["full"]["new_model_share"])
-    finite = [g for g in gaps if math.isfinite(g)]
+    finite = [g for g in gaps if g is not None]
     static_mean = np.mean([r["static"]["auc"] for r in runs])
     live_mean = np.mean([r["checkpoints"][-1]["live"]["auc"] for r in runs])
     full_mean = np.mean([r["checkpoints"][-1]["full"]["auc"] for r in runs])
@@ -298,7 +298,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
         last = run["checkpoints"][-1]
         row = (
             f"| {run['seed']} | {run['static']['auc']:.4f} | {last['live']['auc']:.4f} | "
-            f"{last['full']['auc']:.4f} | {gap:.0%} | {run['static']['stream']['accept_rate']:.3f} / "
+            f"{last['full']['auc']:.4f} | {'n/a' if gap is None else f'{gap:.0%}'} | {run['static']['stream']['accept_rate']:.3f} / "
             f"{last['live']['accept_rate']:.3f} | {run['static']['stream']['cost']:.3f} / "
             f"{last['live']['cost']:.3f} | {last['live']['exploration_cost_share']:.2%} |"
         )

@@ -1,4 +1,4 @@
-"""Second-turn routing on MT-bench: the conversation vs the last message only (issues 12 and 20).
+"""Second-turn routing on MT-bench: the conversation vs the last message only.
 
 Data: RouteLLM's MT-bench files (80 two-turn questions; GPT-4 scores 1-10 per model and turn for
 gpt-4-1106-preview and Mixtral-8x7B-Instruct). A turn is accepted when its score is at least ``--accept``.
@@ -8,12 +8,12 @@ operating points of a pair (``pair_choices``) and the hull AUC / APGR of ``curve
 
 Variants (rows):
 - the fixed modes of :mod:`tagrouter.conversation`, applied to a router fitted with no earlier turns in its
-  history (as every router was before issue 20; what a router without a choice gets): ``last`` (the second
+  history (as every router was before the fit chose a mode; what a router without a choice gets): ``last`` (the second
   user turn alone), ``weighted w`` ((1 − w) × score(second turn) + w × score(earlier turns), w in the
-  fit's grid and 0.3, the gateway's default before issue 20), ``concatenated`` (the earlier turn and the
+  fit's grid and 0.3, the gateway's earlier default), ``concatenated`` (the earlier turn and the
   second joined, tagged as one text, on the same table);
 - ``concatenated, trained on it``: a router fitted on the training second turns' joined text (the
-  ``concatenated`` row of issue 12);
+  earlier ``concatenated`` row);
 - ``chosen by the fit``: a router fitted on records whose second turns carry the first as ``earlier``, so
   that the self-tuning fit chooses the mode by inner cross-validation; scored with its choice.
 The best fixed mode of the fit's grid is the fallback of a router without a choice

@@ -100,3 +100,31 @@ def test_a_seed_without_a_gap_has_no_gap_fraction_and_the_summary_is_strict_json
     assert summary["gap_closed_mean"] == pytest.approx(0.5)
     assert summary["gap_closed_of_means"] == pytest.approx((0.86 - 0.85) / (0.855 - 0.85))
     json.dumps(summary, allow_nan=False)
+
+
+def test_the_replay_routes_a_later_turn_on_its_conversation_as_the_evaluation_does(monkeypatch) -> None:
+    """A record with earlier turns reaches the replay as the earlier turns and the turn joined (the text
+    every router of ``tagrouter eval`` sees), not as the last message alone."""
+    from tagrouter.catalog import Catalog
+    from tagrouter.conversation import joined
+    from tagrouter.evaluation import live_replay
+
+    seen: list[str] = []
+
+    def capture(records, catalog):
+        seen.extend(r.query for r in records)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(live_replay.Judgements, "of", capture)
+    records = [
+        HistoryRecord(
+            query_id="1", query="and in French?", earlier="Translate hello", model="a", outcome="win"
+        ),
+        HistoryRecord(query_id="2", query="a first turn", model="a", outcome="loss"),
+    ]
+    catalog = Catalog.model_validate(
+        {"models": [{"name": "a", "input_usd_per_1m": 1, "output_usd_per_1m": 1}]}
+    )
+    with pytest.raises(RuntimeError, match="captured"):
+        live_replay.run_replay(records, catalog, [0])
+    assert seen == [joined("Translate hello", "and in French?"), "a first turn"]

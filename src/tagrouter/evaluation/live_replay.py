@@ -35,6 +35,7 @@ import numpy as np
 from tagrouter.catalog import Catalog
 from tagrouter.curves import Reference, area, hull, pool_choices, realised
 from tagrouter.errors import DataError
+from tagrouter.evaluation.loading import single_turns
 from tagrouter.live import Judged, LiveLearner, LivePolicy
 from tagrouter.records import OUTCOMES, History, HistoryRecord
 from tagrouter.router import TagRouter
@@ -273,7 +274,7 @@ def run_replay(
     new_model = options.get("new_model")
     if new_model is not None and new_model not in catalog:
         raise DataError(f"--new-model: {new_model!r} is not in the catalogue ({', '.join(catalog.names)})")
-    data = Judgements.of(records, catalog)
+    data = Judgements.of(single_turns(records), catalog)
     missing = [m for m in catalog.names if m not in data.models]
     if missing:
         raise DataError(f"the history has no record of catalogue model(s) {', '.join(missing)}")

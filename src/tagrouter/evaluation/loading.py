@@ -44,6 +44,17 @@ class HistoryArrays:
     rows: np.ndarray
 
 
+def single_turns(records: Sequence[HistoryRecord]) -> list[HistoryRecord]:
+    """``records`` with each later turn's query replaced by its earlier turns and the turn joined (see the
+    module docstring): the text every router of an evaluation or a replay sees."""
+    return [
+        r
+        if r.earlier is None
+        else r.model_copy(update={"query": joined(r.earlier, r.query), "earlier": None})
+        for r in records
+    ]
+
+
 def history_arrays(
     records: Sequence[HistoryRecord],
     catalog: Catalog,
@@ -53,12 +64,7 @@ def history_arrays(
     """Arrays of ``records``; raises :class:`DataError` when a catalogue model has no record."""
     if not records:
         raise DataError("the history is empty")
-    records = [
-        r
-        if r.earlier is None
-        else r.model_copy(update={"query": joined(r.earlier, r.query), "earlier": None})
-        for r in records
-    ]
+    records = single_turns(records)
     if len(catalog.names) < 2:
         raise DataError("the catalogue needs at least two models to route between")
     judged = dict.fromkeys(r.model for r in records)

@@ -190,6 +190,11 @@ def test_conversation_settings(tmp_path):
     path.write_text("conversation_weight: 1.5\n")
     with pytest.raises(DataError, match=r"conversation_weight.*must be in \[0, 1\], got 1.5"):
         load_gateway_config(path)
+    path.write_text("conversation_weight: true\n")
+    with pytest.raises(
+        DataError, match=r"conversation_weight.*expected 'router', 'last', 'concatenated' or a weight"
+    ):
+        load_gateway_config(path)
     path.write_text("conversation_weight: concatenated\n")
     assert load_gateway_config(path).conversation_weight == "concatenated"
     assert joined("a", "b") == "a\n\nb"

@@ -232,11 +232,17 @@ class GatewayConfig(BaseModel):
             return Path(value)
         return value
 
-    @field_validator("conversation_weight")
+    @field_validator("conversation_weight", mode="before")
     @classmethod
-    def _conversation_setting(cls, value: float | str) -> float | str:
-        """'router', 'last', 'concatenated' or a weight in [0, 1] (see :func:`conversation.from_setting`)."""
-        if isinstance(value, str) and value not in ("router", "last", "concatenated"):
+    def _conversation_setting(cls, value: object) -> object:
+        """'router', 'last', 'concatenated' or a weight in [0, 1] (see :func:`conversation.from_setting`);
+        checked before coercion, so that ``true`` is not taken for the weight 1."""
+        names = ("router", "last", "concatenated")
+        if (
+            (isinstance(value, str) and value not in names)
+            or not isinstance(value, str | int | float)
+            or isinstance(value, bool)
+        ):
             raise ValueError(
                 f"expected 'router', 'last', 'concatenated' or a weight in [0, 1], got {value!r}"
             )
